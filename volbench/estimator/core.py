@@ -1,0 +1,263 @@
+"""``estimate_log_volume``: the principled star-domain volume estimator.
+
+    V = V_n E_u[ s(u)^n ]   (Lebesgue)      mu = |S^(n-1)| E_u[ int_0^s(u) rho(theta0 + t P u) t^(n-1) dt ]
+
+estimated from K directions u_k uniform on the sphere (optionally mapped by a unit-determinant
+preconditioner P, see ``directions``), with the radius along each ray found to relative
+precision ``rtol`` by ``search.search_radii``. Unlike the main paper's procedure (``reference``)
+radii are not snapped to a grid, rays that never leave are kept as censored lower bounds, and the
+unit-ball constant is included, so a ball of radius R gets exactly log(V_n R^n).
+
+Example (a ball of radius 2 in 50 dimensions; every ray has radius 2):
+    >>> import torch, math
+    >>> from volbench import estimate_log_volume
+    >>> from volbench.estimator.measures import log_unit_ball_volume
+    >>> cost = lambda p: (p ** 2).sum(dim=1)
+    >>> est = estimate_log_volume(cost, torch.zeros(50), threshold=4.0, n_directions=8, rtol=1e-6,
+    ...                           dtype=torch.float64)
+    >>> abs(est.log_volume - (log_unit_ball_volume(50) + 50 * math.log(2.0))) < 50 * 1e-6
+    True
+"""
+from __future__ import annotations
+
+import math
+import time
+from typing import Any, Callable
+
+import torch
+
+from .directions import DirectionSampler
+from .measures import gaussian_log_ray_mass, log_unit_ball_volume, log_unit_sphere_area
+from .result import VolumeEstimate
+from .search import SearchConfig, search_radii
+
+__all__ = ["estimate_log_volume", "check_anchor", "as_batched_cost"]
+
+Cost = Callable[..., torch.Tensor]
+
+
+def as_batched_cost(cost: Cost, threshold: float) -> Callable[[torch.Tensor], torch.Tensor]:
+    """Wrap ``cost`` so it is called with ``stop_above=threshold`` when it supports early exit,
+    and its output is checked against the cost protocol ([B] tensor for [B, n] input)."""
+    if not callable(cost):
+        raise TypeError(f"cost must be callable mapping [B, n] parameters to [B] costs, got {type(cost).__name__}")
+    early = bool(getattr(cost, "accepts_stop_above", False))
+
+    def evaluate(params: torch.Tensor) -> torch.Tensor:
+        out = cost(params, stop_above=threshold) if early else cost(params)
+        if not isinstance(out, torch.Tensor) or out.shape != (params.shape[0],):
+            shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+            raise ValueError(
+                f"cost returned {shape} for a [{params.shape[0]}, {params.shape[1]}] batch; it must "
+                f"return a [{params.shape[0]}] tensor (one cost per parameter vector)"
+            )
+        return out
+
+    return evaluate
+
+
+def check_anchor(cost: Cost, anchor: Any, threshold: float, *, device, dtype) -> tuple[torch.Tensor, float]:
+    """Validate anchor and threshold; return the anchor on device/dtype and its cost."""
+    if not isinstance(anchor, torch.Tensor):
+        raise TypeError(f"anchor must be a flat torch.Tensor of parameters, got {type(anchor).__name__}")
+    if anchor.ndim != 1 or anchor.numel() == 0:
+        raise ValueError(
+            f"anchor must be a flat [n] tensor, got shape {tuple(anchor.shape)}; "
+            "flatten it with torch.nn.utils.parameters_to_vector"
+        )
+    if not anchor.dtype.is_floating_point:
+        raise TypeError(f"anchor must be a floating-point tensor, got {anchor.dtype}")
+    if not torch.isfinite(anchor).all():
+        bad = int((~torch.isfinite(anchor)).sum())
+        raise ValueError(f"anchor has {bad} non-finite parameters (NaN/Inf); the minimum is corrupt or diverged")
+    if not isinstance(threshold, (int, float)) or not math.isfinite(threshold) or threshold <= 0:
+        raise ValueError(f"threshold must be a finite positive number (a loss level), got {threshold!r}")
+    anchor = anchor.detach().to(device=device, dtype=dtype)
+    c0 = as_batched_cost(cost, threshold)(anchor.unsqueeze(0))
+    c0 = float(c0[0])
+    if not math.isfinite(c0):
+        raise ValueError(f"the cost at the anchor is {c0}: the cost function or the minimum is broken")
+    if c0 >= threshold:
+        raise ValueError(
+            f"the anchor's cost {c0:.6g} is not below the threshold {threshold:.6g}: the anchor is not "
+            "inside its own basin; train it further or raise the threshold"
+        )
+    return anchor, c0
+
+
+def _resolve_directions(cost, n, directions, preconditioner):
+    """(explicit tensor or None, preconditioner or None, label) from the user's arguments."""
+    if isinstance(directions, torch.Tensor):
+        return directions, preconditioner, "explicit"
+    if directions == "isotropic":
+        return None, preconditioner, "isotropic"
+    if directions == "filter":
+        if preconditioner is not None:
+            raise ValueError("directions='filter' builds its own preconditioner; pass preconditioner=None")
+        scale_fn = getattr(cost, "filter_scale", None)
+        if scale_fn is None:
+            raise ValueError(
+                "directions='filter' needs a model cost (volbench.costs.ModelCost) that knows the "
+                "layer structure; a plain callable has no weight rows to normalise by"
+            )
+        scale = scale_fn(bias="row").detach().to(torch.float64).cpu()
+        if (scale <= 0).any():
+            raise ValueError("filter normalisation found a weight row of norm zero; cannot scale by it")
+        return None, scale, "filter"
+    raise ValueError(f"directions must be 'isotropic', 'filter' or a [K, n] tensor, got {directions!r}")
+
+
+def estimate_log_volume(
+    cost: Cost,
+    anchor: torch.Tensor,
+    *,
+    threshold: float,
+    n_directions: int = 500,
+    directions: str | torch.Tensor = "isotropic",
+    preconditioner: torch.Tensor | None = None,
+    measure: str = "lebesgue",
+    prior_std: float | torch.Tensor | None = None,
+    rtol: float = 1e-3,
+    max_radius: float | None = None,
+    seed: int = 0,
+    device: torch.device | str | None = None,
+    dtype: torch.dtype = torch.float32,
+    batch_size: int | None = None,
+    initial_radius: float | None = None,
+    growth: float = 2.0,
+    fine_scan: int = 0,
+    progress: bool = False,
+) -> VolumeEstimate:
+    """Estimate the log-volume of the basin {theta: cost(theta) < threshold} star-shaped around
+    ``anchor``.
+
+    Args:
+        cost: callable [B, n] -> [B] (see docs/CONTRACTS.md); a ``ModelCost`` adds early exit and
+            filter normalisation.
+        anchor: flat [n] parameters of the minimum; its cost must be finite and below threshold.
+        threshold: the basin's cost level tau (> 0).
+        n_directions: K, the number of rays (ignored when ``directions`` is a tensor).
+        directions: "isotropic", "filter" (diagonal preconditioner of weight-row norms, biases
+            scaled with their row, unit determinant) or an explicit [K, n] tensor.
+        preconditioner: None, a positive [n] diagonal or an SPD [n, n] matrix; normalised to unit
+            determinant and applied as v = P u with importance weight ||P u||^(-n).
+        measure: "lebesgue" (volume) or "gaussian" (mass under N(0, diag(prior_std^2))).
+        prior_std: the Gaussian prior's std, a float or an [n] tensor (required for "gaussian").
+        rtol: relative precision of every radius.
+        max_radius: rays still inside at this radius are censored (default 1e3 * max(1, ||anchor||)).
+        seed: direction k is drawn from seed (seed, k); recorded in the result.
+        device, dtype: where and in which precision the cost is evaluated (default: the anchor's
+            device, float32).
+        batch_size: rays searched together (default: the cost's ``max_batch`` or 256).
+        initial_radius: first radius tried (default 1e-2 * max(1, ||anchor||)).
+        growth, fine_scan: bracketing knobs of ``SearchConfig``.
+        progress: show a tqdm bar over direction batches.
+    """
+    start = time.perf_counter()
+    device = torch.device(device) if device is not None else (anchor.device if isinstance(anchor, torch.Tensor) else torch.device("cpu"))
+    if measure not in ("lebesgue", "gaussian"):
+        raise ValueError(f"measure must be 'lebesgue' or 'gaussian', got {measure!r}")
+    anchor, anchor_cost = check_anchor(cost, anchor, threshold, device=device, dtype=dtype)
+    n = anchor.numel()
+    explicit, precond, label = _resolve_directions(cost, n, directions, preconditioner)
+    if explicit is None:
+        if not isinstance(n_directions, int) or n_directions < 1:
+            raise ValueError(f"n_directions must be a positive integer, got {n_directions!r}")
+        K = n_directions
+    else:
+        K = explicit.shape[0]
+    sampler = DirectionSampler(n, seed=seed, preconditioner=precond, explicit=explicit)
+
+    std = None
+    if measure == "gaussian":
+        if prior_std is None:
+            raise ValueError("measure='gaussian' needs prior_std (a float or an [n] tensor); see volbench.priors")
+        std = torch.as_tensor(prior_std, dtype=torch.float64).cpu()
+        if std.ndim == 0:
+            std = std.expand(n)
+        if std.shape != (n,) or not torch.isfinite(std).all() or (std <= 0).any():
+            raise ValueError(f"prior_std must be a positive float or a positive [{n}] tensor")
+    elif prior_std is not None:
+        raise ValueError("prior_std is only used with measure='gaussian'")
+
+    scale = max(1.0, float(anchor.double().norm()))
+    cfg = SearchConfig(
+        rtol=rtol,
+        initial_radius=initial_radius if initial_radius is not None else 1e-2 * scale,
+        growth=growth,
+        max_radius=max_radius if max_radius is not None else 1e3 * scale,
+        min_radius=1e-12 * scale,
+        fine_scan=fine_scan,
+    )
+    if batch_size is None:
+        batch_size = int(getattr(cost, "max_batch", None) or 256)
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    evaluate = as_batched_cost(cost, threshold)
+
+    lo_all, hi_all, log_norm_all, terms = [], [], [], []
+    n_evals = 1  # the anchor
+    batches = range(0, K, batch_size)
+    if progress:
+        from tqdm.auto import tqdm
+
+        batches = tqdm(batches, desc=f"volume ({K} rays)", unit="batch")
+    for start_k in batches:
+        idx = torch.arange(start_k, min(K, start_k + batch_size))
+        v, log_norm_w = sampler.batch(idx, device=device, dtype=dtype)
+
+        def inside(rows: torch.Tensor, radii: torch.Tensor) -> torch.Tensor:
+            rows_d = rows.to(device)
+            params = anchor + radii.to(device=device, dtype=dtype).unsqueeze(1) * v[rows_d]
+            c = evaluate(params)
+            return (torch.isfinite(c) & (c < threshold)).cpu()
+
+        res = search_radii(inside, len(idx), cfg)
+        n_evals += res.n_evals
+        lo_all.append(res.lo)
+        hi_all.append(res.hi)
+        log_norm_all.append(log_norm_w)
+        if measure == "gaussian":
+            terms.append(gaussian_log_ray_mass(res.lo, v.cpu(), anchor.cpu(), std) + log_unit_sphere_area(n) - n * log_norm_w)
+    lo = torch.cat(lo_all)
+    hi = torch.cat(hi_all)
+    log_norm = torch.cat(log_norm_all)
+    log_r = torch.log(lo)
+    if measure == "lebesgue":
+        log_terms = log_unit_ball_volume(n) + n * (log_r - log_norm)
+    else:
+        log_terms = torch.cat(terms)
+    log_volume = float(torch.logsumexp(log_terms, dim=0) - math.log(K))
+    censored = torch.isinf(hi)
+    config = {
+        "estimator": "volbench.estimate_log_volume",
+        "threshold": float(threshold),
+        "anchor_cost": anchor_cost,
+        "n_directions": K,
+        "directions": label,
+        "preconditioner": sampler.describe()["preconditioner"],
+        "measure": measure,
+        "prior_std": None if std is None else (float(std[0]) if bool((std == std[0]).all()) else "per-parameter"),
+        "rtol": rtol,
+        "initial_radius": cfg.initial_radius,
+        "growth": growth,
+        "max_radius": cfg.max_radius,
+        "fine_scan": fine_scan,
+        "seed": seed,
+        "device": str(device),
+        "dtype": str(dtype).replace("torch.", ""),
+        "batch_size": batch_size,
+        "torch": torch.__version__,
+    }
+    return VolumeEstimate(
+        log_volume=log_volume,
+        log_radii=log_r,
+        log_radii_upper=torch.log(hi),
+        censored=censored,
+        log_terms=log_terms,
+        n_params=n,
+        n_directions=K,
+        n_cost_evals=n_evals,
+        seconds=time.perf_counter() - start,
+        config=config,
+    )

@@ -1,0 +1,155 @@
+"""Measures of a star domain: Lebesgue volume and Gaussian prior mass, per ray.
+
+In polar coordinates around the anchor theta0, a star domain with radius r(v) along the unit
+vector v has
+
+    Lebesgue volume   V  = |S^(n-1)| E_v[ int_0^r(v) t^(n-1) dt ]           = V_n E_v[r(v)^n]
+    Gaussian mass     mu = |S^(n-1)| E_v[ int_0^r(v) rho(theta0 + t v) t^(n-1) dt ]
+
+with rho the density of N(0, diag(sigma^2)) (the initialisation prior of Scherlis & Belrose,
+Sec. 4). Along a ray, -log rho is quadratic in t:
+
+    -2 log rho(theta0 + t v) = a t^2 + 2 b t + c + n log(2 pi) + 2 sum log sigma_i,
+    a = sum (v_i/sigma_i)^2,  b = sum theta0_i v_i / sigma_i^2,  c = sum (theta0_i/sigma_i)^2.
+
+Substituting y = t sqrt(a) and beta = b / sqrt(a):
+
+    int_0^r rho t^(n-1) dt = (2 pi)^(-n/2) prod(1/sigma) a^(-n/2) exp(-d^2/2) J(r sqrt(a), beta, n),
+    J(R, beta, n) = int_0^R exp(-(y + beta)^2 / 2) y^(n-1) dy,
+
+where d^2 = c - b^2/a is the squared (whitened) distance from the prior mean to the ray's line.
+
+``log_J`` evaluates J in log space for every n from 1 to 1e8 and beyond. The log-integrand
+f(y) = -(y + beta)^2/2 + (n - 1) log y is concave, so the mass lies in the single interval where f
+is within ``window_nats`` of its maximum on [0, R]; that interval is found by bisection and
+integrated with composite Gauss-Legendre quadrature. The truncation error is below
+R exp(-window_nats) relative to the peak (e^-60 ~ 1e-26 by default) and the quadrature error of a
+smooth concave log-integrand spanning 60 nats on 8 x 32 nodes is at the level of float64 rounding;
+tests check it against the chi-square CDF (beta = 0), the noncentral chi-square CDF and adaptive
+quadrature.
+
+Example:
+    >>> import math, torch
+    >>> from scipy.stats import chi2
+    >>> n, R = 10, 3.0   # mass of a radius-3 ball centred at the prior mean, sigma = 1
+    >>> lj = log_J(torch.tensor([R], dtype=torch.float64), torch.zeros(1, dtype=torch.float64), n)
+    >>> log_mu = log_unit_sphere_area(n) - 0.5 * n * math.log(2 * math.pi) + float(lj[0])
+    >>> bool(abs(math.exp(log_mu) - chi2.cdf(R**2, n)) < 1e-12)
+    True
+"""
+from __future__ import annotations
+
+import math
+from functools import lru_cache
+
+import numpy as np
+import torch
+
+__all__ = ["log_unit_ball_volume", "log_unit_sphere_area", "log_J", "gaussian_log_ray_mass"]
+
+
+def log_unit_ball_volume(n: int) -> float:
+    """log V_n = (n/2) log(pi) - lgamma(n/2 + 1), the volume of the unit n-ball."""
+    return 0.5 * n * math.log(math.pi) - math.lgamma(0.5 * n + 1.0)
+
+
+def log_unit_sphere_area(n: int) -> float:
+    """log |S^(n-1)| = log(2) + (n/2) log(pi) - lgamma(n/2) = log(n V_n)."""
+    return math.log(2.0) + 0.5 * n * math.log(math.pi) - math.lgamma(0.5 * n)
+
+
+@lru_cache(maxsize=8)
+def _gauss_legendre(n_nodes: int) -> tuple[torch.Tensor, torch.Tensor]:
+    x, w = np.polynomial.legendre.leggauss(n_nodes)
+    return torch.from_numpy(x), torch.from_numpy(w)
+
+
+def _rel_log_integrand(y: torch.Tensor, m: torch.Tensor, beta: torch.Tensor, n: int) -> torch.Tensor:
+    """f(y) - f(m), computed without cancelling the large terms of f (n up to 1e8+)."""
+    quad = -0.5 * (y - m) * (y + m + 2.0 * beta)
+    if n == 1:
+        return quad
+    # (n-1) log(y/m) with log1p for y near m; y = 0 gives -inf as it should.
+    ratio = torch.where(m > 0, (y - m) / torch.where(m > 0, m, torch.ones_like(m)), torch.zeros_like(m))
+    return quad + (n - 1) * torch.log1p(ratio)
+
+
+def log_J(R: torch.Tensor, beta: torch.Tensor, n: int, *, window_nats: float = 60.0,
+          panels: int = 8, nodes: int = 32, bisection_steps: int = 80) -> torch.Tensor:
+    """log of J(R, beta, n) = int_0^R exp(-(y+beta)^2/2) y^(n-1) dy, elementwise (float64).
+
+    R >= 0 and beta are tensors of one shape; n >= 1 is an integer. R = 0 gives -inf, R = inf is
+    allowed.
+    """
+    if n < 1:
+        raise ValueError(f"dimension n must be >= 1, got {n}")
+    R = R.to(torch.float64)
+    beta = beta.to(torch.float64)
+    # Peak of f on (0, inf): root of y^2 + beta y - (n - 1) = 0 (n = 1: y = -beta), clamped to [0, R].
+    peak = 0.5 * (-beta + torch.sqrt(beta * beta + 4.0 * (n - 1)))
+    peak = torch.clamp(peak, min=0.0)
+    m = torch.minimum(peak, R)
+    f_m = -0.5 * (m + beta) ** 2 + ((n - 1) * torch.log(m) if n > 1 else 0.0)
+
+    def bisect(lo, hi, increasing: bool):
+        # f - f(m) + window is monotone on [lo, hi]; find where it crosses zero.
+        for _ in range(bisection_steps):
+            mid = 0.5 * (lo + hi)
+            above = _rel_log_integrand(mid, m, beta, n) > -window_nats
+            if increasing:
+                hi = torch.where(above, mid, hi)
+                lo = torch.where(above, lo, mid)
+            else:
+                lo = torch.where(above, mid, lo)
+                hi = torch.where(above, hi, mid)
+        return lo, hi
+
+    zero = torch.zeros_like(m)
+    left_ok = _rel_log_integrand(zero, m, beta, n) > -window_nats  # mass reaches y = 0
+    _, left = bisect(zero, m, increasing=True)
+    left = torch.where(left_ok | (m == 0), zero, left)
+    # For R = inf: f <= f(m) - (y - m)^2 / 2 beyond the peak (f'' <= -1), so this end is far enough.
+    finite_R = torch.where(torch.isfinite(R), R, m + math.sqrt(2.0 * window_nats) + 1.0)
+    right_ok = _rel_log_integrand(finite_R, m, beta, n) > -window_nats
+    _, right = bisect(m, finite_R, increasing=False)
+    right = torch.where(right_ok & torch.isfinite(R), finite_R, right)
+    x, w = _gauss_legendre(nodes)
+    x = x.to(R.device)
+    w = w.to(R.device)
+    edges = torch.linspace(0.0, 1.0, panels + 1, dtype=torch.float64, device=R.device)
+    lo = left.unsqueeze(-1)
+    width = (right - left).unsqueeze(-1)
+    # Nodes of all panels: [..., panels * nodes].
+    a = edges[:-1].repeat_interleave(nodes)
+    h = (edges[1] - edges[0]).item()
+    t = a + 0.5 * h * (x.repeat(panels) + 1.0)
+    y = lo + width * t
+    log_w = torch.log(0.5 * h * w.repeat(panels)) + torch.log(width)
+    vals = _rel_log_integrand(y, m.unsqueeze(-1), beta.unsqueeze(-1), n) + log_w
+    out = f_m + torch.logsumexp(vals, dim=-1)
+    return torch.where(R > 0, out, torch.full_like(out, -math.inf))
+
+
+def gaussian_log_ray_mass(radii: torch.Tensor, v: torch.Tensor, anchor: torch.Tensor,
+                          prior_std: torch.Tensor) -> torch.Tensor:
+    """log int_0^r rho(theta0 + t v) t^(n-1) dt for each row v of ``v`` (float64, [b]).
+
+    Args:
+        radii: [b] radii along the rows of v (>= 0, may be inf).
+        v: [b, n] unit directions.
+        anchor: [n] theta0.
+        prior_std: [n] (or broadcastable scalar tensor) prior standard deviations sigma.
+    """
+    n = anchor.numel()
+    v = v.to(torch.float64)
+    z0 = (anchor.to(torch.float64) / prior_std).reshape(1, -1)  # whitened anchor
+    vw = v / prior_std  # whitened direction
+    a = (vw * vw).sum(dim=1)
+    sqrt_a = torch.sqrt(a)
+    unit = vw / sqrt_a[:, None]
+    beta = (z0 * unit).sum(dim=1)
+    perp = z0 - beta[:, None] * unit
+    d2 = (perp * perp).sum(dim=1)  # squared distance of the prior mean to the ray's line
+    log_norm = -0.5 * n * math.log(2 * math.pi) - torch.log(prior_std.to(torch.float64)).expand(n).sum()
+    R = radii.to(torch.float64) * sqrt_a
+    return log_norm - 0.5 * n * torch.log(a) - 0.5 * d2 + log_J(R, beta, n)

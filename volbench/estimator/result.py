@@ -1,0 +1,151 @@
+"""Result records of the volume estimators.
+
+Both records are frozen dataclasses holding CPU tensors, so they can be pickled, compared and
+written into reports without touching the device they were computed on.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+__all__ = ["VolumeEstimate", "ReferenceEstimate"]
+
+_LOG10_E = 1.0 / math.log(10.0)
+
+
+@dataclass(frozen=True)
+class VolumeEstimate:
+    """Monte Carlo estimate of the log-volume of a star-domain basin.
+
+    ``log_volume = log mean_k exp(log_terms[k])`` in nats, unit-ball constant included, so for a
+    ball of radius R in n dimensions it equals ``log(pi^(n/2) R^n / Gamma(n/2 + 1))`` exactly.
+
+    Attributes:
+        log_volume: natural log of the estimated volume (Lebesgue) or prior mass (Gaussian).
+        log10_volume: the same in decimal orders of magnitude.
+        log_radii: [K] log of the radius found along each unit search direction v_k (parameter
+            space units). The radius was evaluated and found inside the basin.
+        log_radii_upper: [K] log of the smallest evaluated radius found outside (inf if censored).
+        censored: [K] True where the ray was still inside at ``max_radius``; its radius is then a
+            lower bound that is kept (never dropped) and counted in ``n_censored``.
+        log_terms: [K] each direction's log-contribution after importance weighting.
+        max_log_term: largest entry of ``log_terms``; for large n the estimate sits close to it.
+        ess: effective sample size (sum w)^2 / sum w^2 of the weights exp(log_terms).
+        n_params, n_directions, n_cost_evals (parameter vectors evaluated, anchor included),
+        seconds (wall clock), config (every argument needed to reproduce the estimate).
+    """
+
+    log_volume: float
+    log_radii: torch.Tensor
+    log_radii_upper: torch.Tensor
+    censored: torch.Tensor
+    log_terms: torch.Tensor
+    n_params: int
+    n_directions: int
+    n_cost_evals: int
+    seconds: float
+    config: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def log10_volume(self) -> float:
+        return self.log_volume * _LOG10_E
+
+    @property
+    def max_log_term(self) -> float:
+        return float(self.log_terms.max())
+
+    @property
+    def n_censored(self) -> int:
+        return int(self.censored.sum())
+
+    @property
+    def ess(self) -> float:
+        finite = self.log_terms[torch.isfinite(self.log_terms)]
+        if finite.numel() == 0:
+            return 0.0
+        w = torch.exp(finite.double() - finite.max().double())
+        return float(w.sum() ** 2 / (w**2).sum())
+
+    @property
+    def radii(self) -> torch.Tensor:
+        return self.log_radii.exp()
+
+    def summary(self) -> dict[str, Any]:
+        """JSON-ready summary (no per-direction arrays)."""
+        r = self.log_radii[torch.isfinite(self.log_radii)]
+        return {
+            "log_volume": self.log_volume,
+            "log10_volume": self.log10_volume,
+            "max_log_term": self.max_log_term,
+            "ess": self.ess,
+            "n_params": self.n_params,
+            "n_directions": self.n_directions,
+            "n_censored": self.n_censored,
+            "n_cost_evals": self.n_cost_evals,
+            "seconds": self.seconds,
+            "log_radius_min": float(r.min()) if r.numel() else float("-inf"),
+            "log_radius_mean": float(r.mean()) if r.numel() else float("-inf"),
+            "log_radius_max": float(r.max()) if r.numel() else float("-inf"),
+        }
+
+
+@dataclass(frozen=True)
+class ReferenceEstimate:
+    """Result of the main paper's fixed-grid procedure (Fan et al., Sec. 4 and App. A.2).
+
+    ``log_volume = log mean_{kept k} r_k^n`` with no unit-ball constant, over the directions that
+    crossed the threshold on the grid; directions that never crossed are dropped (``dropped``),
+    exactly as the paper's code does; their ``log_radii`` hold NaN.
+
+    Attributes:
+        log_volume, log10_volume: as the paper computes them (nats / decades).
+        log_radii: [K] log(coefficient of first crossing x norm of the raw Gaussian direction);
+            NaN for dropped directions.
+        crossing_index: [K] grid index of the first point whose cost exceeded the threshold,
+            -1 where none did.
+        dropped: [K] True where the direction never crossed (excluded from the mean).
+        n_params, n_directions, n_cost_evals, seconds, config: as in ``VolumeEstimate``.
+    """
+
+    log_volume: float
+    log_radii: torch.Tensor
+    crossing_index: torch.Tensor
+    dropped: torch.Tensor
+    n_params: int
+    n_directions: int
+    n_cost_evals: int
+    seconds: float
+    config: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def log10_volume(self) -> float:
+        return self.log_volume * _LOG10_E
+
+    @property
+    def n_dropped(self) -> int:
+        return int(self.dropped.sum())
+
+    @property
+    def radii(self) -> torch.Tensor:
+        return self.log_radii.exp()
+
+    def summary(self) -> dict[str, Any]:
+        kept = self.log_radii[~self.dropped]
+        return {
+            "log_volume": self.log_volume,
+            "log10_volume": self.log10_volume,
+            "n_params": self.n_params,
+            "n_directions": self.n_directions,
+            "n_dropped": self.n_dropped,
+            "n_cost_evals": self.n_cost_evals,
+            "seconds": self.seconds,
+            "log_radius_min": float(kept.min()) if kept.numel() else float("nan"),
+            "log_radius_mean": float(kept.mean()) if kept.numel() else float("nan"),
+            "log_radius_max": float(kept.max()) if kept.numel() else float("nan"),
+            "mean_crossing_index": float(self.crossing_index[~self.dropped].float().mean())
+            if kept.numel()
+            else float("nan"),
+        }

@@ -1,0 +1,225 @@
+"""The main paper's fixed-grid volume procedure, with its exact semantics, batched.
+
+Fan, Sandlund & Ko, "Sharp minima can generalize", Sec. 4 and App. A.2 (and their public code,
+see ../shared/NOTES.md):
+
+* K raw directions g_k ~ N(0, I_n), one seed per direction, reused for every minimum;
+* perturbation delta_k = g_k * scale: each weight row multiplied by that row's weight norm
+  (filter normalisation), biases unscaled (``scale`` = 1 there);
+* grid coefficients c_j = linspace(0, 1, 100)^2; the cost of theta0 + c_j delta_k is compared with
+  the threshold and the radius is r_k = c_{j*} ||g_k|| for the first j* whose cost exceeds it
+  (note: the norm of the *raw* Gaussian direction, not of delta_k);
+* directions that never exceed the threshold are dropped;
+* log V = log mean_{kept} r_k^n, with no unit-ball constant.
+
+The paper's code walks every direction over all 100 grid points one forward pass at a time
+(``paper_loop_radii`` below keeps that loop as the slow baseline for benchmarks). Here all
+directions of a batch advance through the grid together and each stops at its first crossing
+(``lookahead`` grid points per step trade extra evaluations for fewer sequential steps on a GPU);
+the radii are identical because each direction's decision depends only on its own costs.
+
+Example:
+    >>> import torch
+    >>> from volbench import reference_log_volume
+    >>> cost = lambda p: (p ** 2).sum(dim=1)
+    >>> est = reference_log_volume(cost, torch.zeros(20), threshold=1.0, n_directions=16)
+    >>> est.n_dropped, est.crossing_index.min().item() > 0
+    (0, True)
+"""
+from __future__ import annotations
+
+import math
+import time
+from typing import Callable
+
+import torch
+
+from .estimator.core import as_batched_cost, check_anchor
+from .estimator.directions import raw_gaussian
+from .estimator.result import ReferenceEstimate
+
+__all__ = ["paper_coefficients", "reference_log_volume", "paper_loop_radii", "reference_scale"]
+
+
+def paper_coefficients(n_points: int = 100) -> torch.Tensor:
+    """The paper's grid, linspace(0, 1, n_points)**2 (float64; cast where it is used)."""
+    return torch.linspace(0.0, 1.0, n_points, dtype=torch.float64) ** 2
+
+
+def reference_scale(cost, n: int) -> torch.Tensor:
+    """The per-parameter multiplier of the paper's directions: the model cost's weight-row norms
+    (biases unscaled), or all ones for a plain callable."""
+    fn = getattr(cost, "filter_scale", None)
+    if fn is None:
+        return torch.ones(n, dtype=torch.float32)
+    return fn(bias="unscaled").detach().cpu()
+
+
+def _prepare(cost, anchor, threshold, n_directions, directions, scale, coefficients, seed, device, dtype):
+    device = torch.device(device) if device is not None else (anchor.device if isinstance(anchor, torch.Tensor) else torch.device("cpu"))
+    anchor, anchor_cost = check_anchor(cost, anchor, threshold, device=device, dtype=dtype)
+    n = anchor.numel()
+    if directions is not None:
+        if not isinstance(directions, torch.Tensor) or directions.ndim != 2 or directions.shape[1] != n:
+            raise ValueError(f"directions must be a [K, {n}] tensor of raw Gaussian directions")
+        K = directions.shape[0]
+    else:
+        if not isinstance(n_directions, int) or n_directions < 1:
+            raise ValueError(f"n_directions must be a positive integer, got {n_directions!r}")
+        K = n_directions
+    scale = reference_scale(cost, n) if scale is None else torch.as_tensor(scale)
+    if scale.shape != (n,) or not torch.isfinite(scale).all():
+        raise ValueError(f"scale must be a finite [{n}] tensor (per-parameter multipliers)")
+    coef = paper_coefficients() if coefficients is None else torch.as_tensor(coefficients, dtype=torch.float64)
+    if coef.ndim != 1 or len(coef) < 2 or not torch.isfinite(coef).all() or (coef.diff() < 0).any() or coef[0] < 0:
+        raise ValueError("coefficients must be a finite, non-decreasing 1-D grid starting at >= 0")
+
+    def raw(idx: torch.Tensor) -> torch.Tensor:
+        if directions is not None:
+            return directions[idx.to(directions.device)].detach().cpu().to(torch.float32)
+        return raw_gaussian(idx, n, seed)
+
+    return device, anchor, anchor_cost, n, K, scale, coef, raw
+
+
+def reference_log_volume(
+    cost: Callable[..., torch.Tensor],
+    anchor: torch.Tensor,
+    *,
+    threshold: float,
+    n_directions: int = 500,
+    directions: torch.Tensor | None = None,
+    scale: torch.Tensor | None = None,
+    coefficients: torch.Tensor | None = None,
+    seed: int = 0,
+    device: torch.device | str | None = None,
+    dtype: torch.dtype = torch.float32,
+    batch_size: int | None = None,
+    lookahead: int = 1,
+) -> ReferenceEstimate:
+    """Run the main paper's procedure (see the module docstring) on all directions at once.
+
+    Args:
+        cost: callable [B, n] -> [B]; a ``ModelCost`` provides the filter scale.
+        anchor: flat [n] parameters of the minimum.
+        threshold: a direction crosses at the first grid point whose cost is > threshold. As in the
+            paper's code a NaN cost never counts as a crossing (NaN > tau is False).
+        n_directions: K raw Gaussian directions drawn from ``seed`` (one seed per direction).
+        directions: explicit [K, n] raw Gaussian directions instead (to match other code).
+        scale: per-parameter multiplier (default: the cost's weight-row norms, else ones).
+        coefficients: the grid (default linspace(0, 1, 100)**2).
+        batch_size: directions per batch (default: the cost's ``max_batch`` or 256).
+        lookahead: grid points evaluated per direction per step (>= 1).
+    """
+    start = time.perf_counter()
+    device, anchor, anchor_cost, n, K, scale, coef, raw = _prepare(
+        cost, anchor, threshold, n_directions, directions, scale, coefficients, seed, device, dtype)
+    if lookahead < 1:
+        raise ValueError(f"lookahead must be >= 1, got {lookahead}")
+    if batch_size is None:
+        batch_size = int(getattr(cost, "max_batch", None) or 256)
+    evaluate = as_batched_cost(cost, threshold)
+    coef_d = coef.to(device=device, dtype=dtype)
+    scale_d = scale.to(device=device, dtype=dtype)
+    n_points = len(coef)
+    crossing = torch.full((K,), -1, dtype=torch.long)
+    raw_norm = torch.empty(K, dtype=torch.float64)
+    n_evals = 1
+    for s in range(0, K, batch_size):
+        idx = torch.arange(s, min(K, s + batch_size))
+        g = raw(idx)
+        raw_norm[idx] = g.to(torch.float64).norm(dim=1)
+        delta = g.to(device=device, dtype=dtype) * scale_d
+        # Grid point 0 is the anchor itself (coefficient 0), already checked to be below threshold
+        # in check_anchor; every direction starts at point 1 when coef[0] == 0.
+        j = torch.full((len(idx),), 1 if float(coef[0]) == 0.0 else 0, dtype=torch.long)
+        active = torch.ones(len(idx), dtype=torch.bool)
+        while active.any():
+            rows = active.nonzero().squeeze(1)
+            # Up to `lookahead` consecutive grid points per active direction, in one call.
+            offs = torch.arange(lookahead)
+            pts = j[rows].unsqueeze(1) + offs  # [b, L]
+            valid = pts < n_points
+            r_rows = rows.unsqueeze(1).expand_as(pts)[valid]
+            r_pts = pts[valid]
+            params = anchor + coef_d[r_pts.to(device)].unsqueeze(1) * delta[r_rows.to(device)]
+            crossed = (evaluate(params) > threshold).cpu()
+            n_evals += len(r_pts)
+            hit = torch.zeros_like(pts, dtype=torch.bool)
+            hit[valid] = crossed
+            any_hit = hit.any(dim=1)
+            first = hit.float().argmax(dim=1)
+            done_rows = rows[any_hit]
+            crossing[idx[done_rows]] = pts[any_hit, first[any_hit]]
+            j[rows] = pts[:, -1] + 1
+            active[done_rows] = False
+            active[rows[(j[rows] >= n_points) & ~any_hit]] = False  # never crossed: dropped
+    dropped = crossing < 0
+    log_radii = torch.full((K,), math.nan, dtype=torch.float64)
+    kept = ~dropped
+    log_radii[kept] = torch.log(coef[crossing[kept]]) + torch.log(raw_norm[kept])
+    if kept.any():
+        log_volume = float(torch.logsumexp(n * log_radii[kept], dim=0) - math.log(int(kept.sum())))
+    else:
+        log_volume = math.nan
+    config = {
+        "estimator": "volbench.reference_log_volume",
+        "threshold": float(threshold),
+        "anchor_cost": anchor_cost,
+        "n_directions": K,
+        "directions": "explicit" if directions is not None else "gaussian",
+        "scale": "given" if scale is not None else "cost.filter_scale" if hasattr(cost, "filter_scale") else "ones",
+        "grid_points": n_points,
+        "seed": seed,
+        "device": str(device),
+        "dtype": str(dtype).replace("torch.", ""),
+        "batch_size": batch_size,
+        "lookahead": lookahead,
+        "torch": torch.__version__,
+    }
+    return ReferenceEstimate(
+        log_volume=log_volume,
+        log_radii=log_radii,
+        crossing_index=crossing,
+        dropped=dropped,
+        n_params=n,
+        n_directions=K,
+        n_cost_evals=n_evals,
+        seconds=time.perf_counter() - start,
+        config=config,
+    )
+
+
+def paper_loop_radii(
+    cost: Callable[..., torch.Tensor],
+    anchor: torch.Tensor,
+    *,
+    threshold: float,
+    n_directions: int = 500,
+    directions: torch.Tensor | None = None,
+    scale: torch.Tensor | None = None,
+    coefficients: torch.Tensor | None = None,
+    seed: int = 0,
+    device=None,
+    dtype: torch.dtype = torch.float32,
+) -> torch.Tensor:
+    """The paper's loop as its code runs it: for each direction, for each of the 100 grid points,
+    one forward pass of one parameter vector, all points always evaluated. Returns [K] radii
+    (NaN where the direction never crossed). This is the slow baseline the speed benchmarks
+    compare against; it is not used by the estimator.
+    """
+    device, anchor, _, n, K, scale, coef, raw = _prepare(
+        cost, anchor, threshold, n_directions, directions, scale, coefficients, seed, device, dtype)
+    coef_d = coef.to(device=device, dtype=dtype)
+    scale_d = scale.to(device=device, dtype=dtype)
+    evaluate = as_batched_cost(cost, math.inf)  # no early exit: the paper evaluates everything
+    radii = torch.full((K,), math.nan, dtype=torch.float64)
+    for k in range(K):
+        g = raw(torch.tensor([k]))
+        delta = g.to(device=device, dtype=dtype)[0] * scale_d
+        losses = [float(evaluate((anchor + coef_d[j] * delta).unsqueeze(0))[0]) for j in range(len(coef))]
+        for j, loss in enumerate(losses):
+            if loss > threshold:
+                radii[k] = float(coef[j]) * float(g.to(torch.float64).norm())
+                break
+    return radii
