@@ -1,0 +1,277 @@
+"""The ``volbench`` command: render, compare and run benchmark reports.
+
+Commands::
+
+    volbench report RUN            re-render report.md + index.html from RUN's results.json
+    volbench compare RUN_A RUN_B…  verdict changes and timing ratios across runs / hardware
+    volbench env                   print the environment block (--json for JSON)
+    volbench run [--tier T] [-k EXPR] [pytest args…]
+                                   python -m pytest cases/ --tier T (VOLBENCH_TIER=T too)
+
+RUN is a run directory, its results.json, a run id under the report root, or ``latest``. The
+report root is ``--report-dir``, else ``$VOLBENCH_REPORT_DIR``, else ``./reports``.
+
+Errors (a missing run, a corrupt results.json, an unwritable directory) print one line on stderr
+and return a non-zero exit code instead of a traceback.
+
+Example:
+    >>> main(["compare", "only-one-run"])  # the message goes to stderr
+    2
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import subprocess
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from .report.files import ReportFileError, default_report_root, load_run, resolve_run
+from .report.formatting import claim_sort_key, format_seconds
+from .report.schema import TIERS, CaseResult, RunReport, SchemaError
+
+__all__ = ["main", "build_parser", "compare_table"]
+
+_PROG = "volbench"
+_REGRESSIONS = frozenset({("pass", "fail"), ("pass", "error"), ("pass", "inconclusive")})
+
+
+class _CliError(Exception):
+    """A user-facing error: printed as one line, exit status ``code``."""
+
+    def __init__(self, message: str, code: int = 1) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=_PROG, description="Benchmark reports for the volume of neural-network minima.")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    def report_dir(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--report-dir", metavar="DIR", default=None,
+                       help="report root holding the runs (default: $VOLBENCH_REPORT_DIR or "
+                            "./reports)")
+
+    p = sub.add_parser("report", help="re-render report.md and index.html from results.json")
+    p.add_argument("run", metavar="RUN", help="run directory, results.json, run id or 'latest'")
+    p.add_argument("--out", metavar="DIR", default=None,
+                   help="write the report here instead of the run's directory")
+    report_dir(p)
+
+    p = sub.add_parser("compare", help="verdict changes and timing ratios across runs")
+    p.add_argument("runs", metavar="RUN", nargs="+", help="two or more runs; the first is the "
+                   "baseline of the timing ratios")
+    p.add_argument("--markdown", action="store_true", help="print a Markdown table")
+    p.add_argument("--fail-on-regression", action="store_true",
+                   help="exit 1 if a case that passed in the first run does not pass in a later one")
+    report_dir(p)
+
+    p = sub.add_parser("env", help="print the environment block of a report")
+    p.add_argument("--json", action="store_true", help="print JSON")
+
+    p = sub.add_parser(
+        "run", help="run the claim cases with pytest (other arguments go to pytest)",
+        description="Runs `python -m pytest CASES --tier TIER [-k EXPR] [pytest args…]` with "
+                    "VOLBENCH_TIER=TIER in the environment and returns pytest's exit code.")
+    p.add_argument("--tier", choices=TIERS, default=None,
+                   help="smoke (CPU, minutes) or nightly (paper scale, GPU); default: "
+                        "$VOLBENCH_TIER or smoke")
+    p.add_argument("-k", dest="keyword", metavar="EXPR", default=None,
+                   help="only cases matching this pytest -k expression")
+    p.add_argument("--cases", metavar="PATH", default="cases",
+                   help="the case directory (default: ./cases)")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``volbench`` console script; returns the exit status."""
+    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        args, extra = parser.parse_known_args(argv)
+    except SystemExit as exc:  # --help, or a usage error already printed by argparse
+        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 2)
+    if args.command is None:
+        parser.print_help(sys.stderr)
+        return 2
+    if extra and extra[0] == "--":
+        extra = extra[1:]
+    if extra and args.command != "run":
+        parser.print_usage(sys.stderr)
+        print(f"{_PROG}: error: unrecognized arguments: {shlex.join(extra)}", file=sys.stderr)
+        return 2
+    try:
+        if args.command == "report":
+            return _cmd_report(args)
+        if args.command == "compare":
+            return _cmd_compare(args)
+        if args.command == "env":
+            return _cmd_env(args)
+        return _cmd_run(args, extra)
+    except _CliError as exc:
+        print(f"{_PROG}: error: {exc}", file=sys.stderr)
+        return exc.code
+    except (FileNotFoundError, ReportFileError, SchemaError, OSError) as exc:
+        print(f"{_PROG}: error: {exc}", file=sys.stderr)
+        return 1
+
+
+def _root(args: argparse.Namespace) -> Path:
+    return Path(args.report_dir) if args.report_dir else default_report_root()
+
+
+def _load(run: str, root: Path) -> tuple[Path, RunReport]:
+    path = resolve_run(run, root)
+    return path, load_run(path)
+
+
+# --------------------------------------------------------------------------- report
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from .report.render import render_run
+
+    path, run = _load(args.run, _root(args))
+    out_dir = Path(args.out) if args.out else path.parent
+    try:
+        rendered = render_run(run, out_dir)
+    except OSError as exc:
+        raise _CliError(f"cannot write the report into {out_dir}: {exc}; pass --out DIR") from None
+    print(f"{rendered.markdown}\n{rendered.html}")
+    return 0
+
+
+# --------------------------------------------------------------------------- compare
+
+
+def _device_summary(run: RunReport) -> str:
+    env = run.environment
+    devices = env.get("devices") or ()
+    hardware = (", ".join(str(d.get("name", "?")) for d in devices) if devices
+                else f"CPU {env.get('cpu', '?')}")
+    return f"{hardware}; torch {env.get('torch', '?')}; host {env.get('hostname', '?')}"
+
+
+def _label(i: int) -> str:
+    return chr(ord("A") + i) if i < 26 else f"R{i + 1}"
+
+
+def compare_table(runs: Sequence[RunReport]) -> tuple[list[str], list[list[str]], list[str]]:
+    """Compare runs by (case_id, estimator).
+
+    Returns (header, rows, regressions): per run a verdict and seconds column, a ``change``
+    column ("" when every run agrees, else e.g. "pass→fail"), and per later run its time ratio
+    to the first run (``later / first``: above 1 means slower). A result missing from a run
+    shows "-". ``regressions`` lists "case_id · estimator: pass→fail" for cases that passed in
+    the first run and did not pass in a later one (skips are not regressions).
+    """
+    if len(runs) < 2:
+        raise _CliError("compare needs at least two runs", code=2)
+    tables: list[dict[tuple[str, str], CaseResult]] = []
+    order: dict[tuple[str, str], str] = {}
+    for run in runs:
+        table = {}
+        for result in run.results:
+            table[result.key] = result  # a repeated key within one run: the last one counts
+            order.setdefault(result.key, result.claim)
+        tables.append(table)
+    labels = [_label(i) for i in range(len(runs))]
+    header = (["claim", "case", "estimator"] + [f"{x} verdict" for x in labels] + ["change"]
+              + [f"{x} s" for x in labels] + [f"{x}/{labels[0]}" for x in labels[1:]])
+    rows, regressions = [], []
+    for key in sorted(order, key=lambda k: (claim_sort_key(order[k]), k)):
+        found = [table.get(key) for table in tables]
+        verdicts = [r.verdict if r else "-" for r in found]
+        present = [v for v in verdicts if v != "-"]
+        change = "" if len(set(present)) <= 1 else "→".join(verdicts)
+        for later in verdicts[1:]:
+            if (verdicts[0], later) in _REGRESSIONS:
+                regressions.append(f"{key[0]} · {key[1] or '-'}: {verdicts[0]}→{later}")
+                break
+        seconds = [r.seconds if r else None for r in found]
+        ratios = []
+        for s in seconds[1:]:
+            base = seconds[0]
+            ratios.append(f"{s / base:.2f}x" if s is not None and base else "-")
+        rows.append([order[key], key[0], key[1] or "-", *verdicts, change,
+                     *[format_seconds(s) for s in seconds], *ratios])
+    return header, rows, regressions
+
+
+def _render_table(header: list[str], rows: list[list[str]], markdown: bool) -> str:
+    if markdown:
+        esc = [[c.replace("|", "\\|") for c in row] for row in [header, *rows]]
+        lines = ["| " + " | ".join(esc[0]) + " |", "|" + "---|" * len(header)]
+        return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in esc[1:]])
+    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip()
+                     for row in [header, *rows])
+
+
+def _cmd_compare(args: argparse.Namespace) -> int:
+    root = _root(args)
+    if len(args.runs) < 2:
+        raise _CliError("compare needs at least two runs (RUN_A RUN_B …)", code=2)
+    loaded = [_load(run, root) for run in args.runs]
+    runs = [run for _, run in loaded]
+    for i, (path, run) in enumerate(loaded):
+        print(f"{_label(i)} = {run.run_id} ({run.status}, {len(run.results)} results) on "
+              f"{_device_summary(run)}  [{path}]")
+    print()
+    header, rows, regressions = compare_table(runs)
+    print(_render_table(header, rows, args.markdown))
+    if regressions:
+        print(f"\n{len(regressions)} regression(s) against {_label(0)}:")
+        for line in regressions:
+            print(f"  {line}")
+    return 1 if regressions and args.fail_on_regression else 0
+
+
+# --------------------------------------------------------------------------- env
+
+
+def _cmd_env(args: argparse.Namespace) -> int:
+    from .report.envinfo import collect_environment, format_environment
+
+    tier = os.environ.get("VOLBENCH_TIER") or None
+    env = collect_environment(tier=tier)
+    print(json.dumps(env, indent=1) if args.json else format_environment(env))
+    return 0
+
+
+# --------------------------------------------------------------------------- run
+
+
+def _cmd_run(args: argparse.Namespace, extra: list[str]) -> int:
+    cases = Path(args.cases)
+    if not cases.exists():
+        raise _CliError(f"no case directory {cases.absolute()}; run from the repository root "
+                        f"or pass --cases PATH", code=2)
+    tier = args.tier or os.environ.get("VOLBENCH_TIER") or "smoke"
+    if tier not in TIERS:
+        raise _CliError(f"VOLBENCH_TIER is {tier!r}; use one of {TIERS}", code=2)
+    cmd = [sys.executable, "-m", "pytest", str(cases), "--tier", tier]
+    if args.keyword:
+        cmd += ["-k", args.keyword]
+    cmd += extra
+    print(f"{_PROG}: VOLBENCH_TIER={tier} {shlex.join(cmd)}", file=sys.stderr, flush=True)
+    proc = subprocess.Popen(cmd, env={**os.environ, "VOLBENCH_TIER": tier})
+    try:
+        code = proc.wait()
+    except KeyboardInterrupt:
+        # pytest got the same Ctrl-C: give it time to write its report; a second Ctrl-C stops it
+        try:
+            code = proc.wait()
+        except KeyboardInterrupt:
+            proc.terminate()
+            code = proc.wait()
+    return 128 - code if code < 0 else code  # killed by signal N -> 128 + N, like a shell
+
+
+if __name__ == "__main__":  # python -m volbench.cli …
+    sys.exit(main())

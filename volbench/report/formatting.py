@@ -1,0 +1,122 @@
+"""Text formatting shared by the Markdown, HTML and terminal renderers (standard library only).
+
+Example:
+    >>> format_value(-1234567.5), format_value(60000.0), format_value(float("-inf"))
+    ('-1.235e+06', '60000', '-inf')
+    >>> format_value(list(range(20)))
+    '[0, 1, 2, 3, 4, 5, … (20 values)]'
+    >>> sorted(["F10", "F2", "E1", "S3"], key=claim_sort_key)
+    ['E1', 'F2', 'F10', 'S3']
+"""
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from .schema import CaseResult, RunReport
+
+__all__ = [
+    "format_value",
+    "format_seconds",
+    "claim_sort_key",
+    "group_by_claim",
+    "statistic_text",
+    "seeds_text",
+    "run_headline",
+    "group_cases",
+    "by_claim",
+]
+
+_LIST_HEAD = 6  # list items shown before "…"
+
+
+def format_value(value: Any, digits: int = 4) -> str:
+    """Short human text for a JSON-able value (numbers to ``digits`` significant digits)."""
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            return {"nan": "nan", "inf": "inf", "-inf": "-inf"}[repr(value)]
+        if value.is_integer() and abs(value) < 1e7:  # dataset sizes, counts: 60000, not 6e+04
+            return str(int(value))
+        return f"{value:.{digits}g}"
+    if isinstance(value, Mapping):
+        return ", ".join(f"{k}={format_value(v, digits)}" for k, v in value.items()) or "-"
+    if isinstance(value, (list, tuple)):
+        items = [format_value(v, digits) for v in value[:_LIST_HEAD]]
+        if len(value) > _LIST_HEAD:
+            items.append(f"… ({len(value)} values)")
+        return "[" + ", ".join(items) + "]"
+    return str(value)
+
+
+def format_seconds(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    if seconds < 10:
+        return f"{seconds:.2f}"
+    if seconds < 3600:
+        return f"{seconds:.1f}"
+    return f"{seconds:.0f}"
+
+
+def claim_sort_key(claim: str) -> tuple:
+    """Natural order of claim ids: E1, E2, F1, F2, …, F10, S1, Z1; others last by name."""
+    match = re.fullmatch(r"([A-Za-z]+)([0-9]+)(.*)", claim)
+    if match:
+        return (0, match.group(1), int(match.group(2)), match.group(3))
+    return (1, claim, 0, "")
+
+
+def group_by_claim(results: Iterable[CaseResult]) -> list[tuple[str, list[tuple[int, CaseResult]]]]:
+    """[(claim, [(index in run, result), ...]), ...] in natural claim order; results keep their
+    recording order within a claim."""
+    groups: dict[str, list[tuple[int, CaseResult]]] = {}
+    for index, result in enumerate(results):
+        groups.setdefault(result.claim, []).append((index, result))
+    return sorted(groups.items(), key=lambda item: claim_sort_key(item[0]))
+
+
+def by_claim(results: Iterable[CaseResult]) -> list[tuple[int, CaseResult]]:
+    """(index in run, result) pairs in natural claim order, recording order within a claim."""
+    return [pair for _, members in group_by_claim(results) for pair in members]
+
+
+def statistic_text(result: CaseResult) -> str:
+    return result.statistic.format() if result.statistic is not None else "-"
+
+
+def seeds_text(seeds: Mapping[str, Any]) -> str:
+    return "; ".join(f"{key}: {format_value(value)}" for key, value in seeds.items()) or "-"
+
+
+def run_headline(run: RunReport) -> str:
+    """e.g. ``complete (pytest exit 1), 9 results: 4 pass, 1 fail, …``"""
+    status = run.status + (f" (pytest exit {run.exit_status})" if run.exit_status is not None
+                           else "")
+    counts = ", ".join(f"{n} {verdict}" for verdict, n in run.verdict_counts().items())
+    return f"{status}, {len(run.results)} results" + (f": {counts}" if counts else "")
+
+
+def group_cases(
+    results: Iterable[CaseResult],
+) -> list[tuple[str, list[tuple[str, str, list[tuple[int, CaseResult]]]]]]:
+    """Results grouped by claim (natural order), then by case id (first-recorded order):
+    ``[(claim, [(case_id, title, [(index in run, result), ...]), ...]), ...]``; a case's title
+    is the first non-empty title among its results."""
+    out = []
+    for claim, members in group_by_claim(results):
+        cases: dict[str, list[tuple[int, CaseResult]]] = {}
+        for index, result in members:
+            cases.setdefault(result.case_id, []).append((index, result))
+        out.append((claim, [
+            (case_id, next((r.title for _, r in rows if r.title), ""), rows)
+            for case_id, rows in cases.items()
+        ]))
+    return out

@@ -1,0 +1,62 @@
+"""Render a run's ``report.md`` (+ ``figures/*.png``) and self-contained ``index.html``.
+
+Everything is derived from the :class:`RunReport` alone, so ``volbench report RUN`` can redo it
+from ``results.json`` at any time. Every file is written atomically.
+
+Example:
+    >>> import tempfile
+    >>> from volbench.report.schema import RunReport
+    >>> out = render_run(RunReport(run_id="r1", started="2025-01-01T12:00:00Z"), tempfile.mkdtemp())
+    >>> out.html.name, out.markdown.name
+    ('index.html', 'report.md')
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from .files import atomic_write_bytes, atomic_write_text
+from .schema import RunReport
+
+__all__ = ["RenderedReport", "render_run", "FIGURES_DIR"]
+
+FIGURES_DIR = "figures"
+
+
+@dataclass(frozen=True)
+class RenderedReport:
+    """Paths written by :func:`render_run`."""
+
+    markdown: Path
+    html: Path
+    figures: tuple[Path, ...]
+
+
+def render_run(run: RunReport, out_dir: str | os.PathLike) -> RenderedReport:
+    """Draw every plot once, then write ``report.md``, ``figures/*.png`` and ``index.html``
+    into ``out_dir`` (created if needed). Stale PNGs of an earlier rendering are removed."""
+    from .plots import case_plots, timing_plot
+    from .render_html import render_html
+    from .render_md import render_markdown
+
+    out_dir = Path(out_dir)
+    figures_dir = out_dir / FIGURES_DIR
+    figures_dir.mkdir(parents=True, exist_ok=True)
+    plots = {index: case_plots(result, index=index) for index, result in enumerate(run.results)}
+    timing = timing_plot(run.results)
+    written = []
+    for image in [p for images in plots.values() for p in images] + ([timing] if timing else []):
+        path = figures_dir / f"{image.key}.png"
+        atomic_write_bytes(path, image.png)
+        written.append(path)
+    keep = {path.name for path in written}
+    for old in figures_dir.glob("*.png"):
+        if old.name not in keep:
+            old.unlink()
+    links = {index: [(p.title, f"{FIGURES_DIR}/{p.key}.png") for p in images]
+             for index, images in plots.items()}
+    markdown = render_markdown(run, links, f"{FIGURES_DIR}/{timing.key}.png" if timing else None)
+    atomic_write_text(out_dir / "report.md", markdown)
+    atomic_write_text(out_dir / "index.html", render_html(run, plots, timing))
+    return RenderedReport(out_dir / "report.md", out_dir / "index.html", tuple(written))
