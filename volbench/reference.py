@@ -34,7 +34,7 @@ from typing import Callable
 
 import torch
 
-from .estimator.core import as_batched_cost, check_anchor
+from .estimator.core import as_batched_cost, check_anchor, default_device
 from .estimator.directions import raw_gaussian
 from .estimator.result import ReferenceEstimate
 
@@ -56,7 +56,7 @@ def reference_scale(cost, n: int) -> torch.Tensor:
 
 
 def _prepare(cost, anchor, threshold, n_directions, directions, scale, coefficients, seed, device, dtype):
-    device = torch.device(device) if device is not None else (anchor.device if isinstance(anchor, torch.Tensor) else torch.device("cpu"))
+    device = default_device(cost, anchor, device)
     anchor, anchor_cost = check_anchor(cost, anchor, threshold, device=device, dtype=dtype)
     n = anchor.numel()
     if directions is not None:

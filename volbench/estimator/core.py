@@ -31,7 +31,7 @@ from .measures import gaussian_log_ray_mass, log_unit_ball_volume, log_unit_sphe
 from .result import VolumeEstimate
 from .search import SearchConfig, search_radii
 
-__all__ = ["estimate_log_volume", "check_anchor", "as_batched_cost"]
+__all__ = ["estimate_log_volume", "check_anchor", "as_batched_cost", "default_device"]
 
 Cost = Callable[..., torch.Tensor]
 
@@ -54,6 +54,16 @@ def as_batched_cost(cost: Cost, threshold: float) -> Callable[[torch.Tensor], to
         return out
 
     return evaluate
+
+
+def default_device(cost, anchor, device) -> torch.device:
+    """The device to evaluate on: the one asked for, else the cost's own (a ModelCost lives on
+    one), else the anchor's, else the CPU."""
+    if device is not None:
+        return torch.device(device)
+    if getattr(cost, "device", None) is not None:
+        return torch.device(cost.device)
+    return anchor.device if isinstance(anchor, torch.Tensor) else torch.device("cpu")
 
 
 def check_anchor(cost: Cost, anchor: Any, threshold: float, *, device, dtype) -> tuple[torch.Tensor, float]:
@@ -154,7 +164,7 @@ def estimate_log_volume(
         progress: show a tqdm bar over direction batches.
     """
     start = time.perf_counter()
-    device = torch.device(device) if device is not None else (anchor.device if isinstance(anchor, torch.Tensor) else torch.device("cpu"))
+    device = default_device(cost, anchor, device)
     if measure not in ("lebesgue", "gaussian"):
         raise ValueError(f"measure must be 'lebesgue' or 'gaussian', got {measure!r}")
     anchor, anchor_cost = check_anchor(cost, anchor, threshold, device=device, dtype=dtype)

@@ -1,0 +1,333 @@
+"""The landscape lab: trained minima in nested data landscapes, measured once and reused.
+
+The main paper's experiments (Fan et al., Sec. 4-5) all have one shape: a data set, nested
+training subsets (a base set plus prefixes of one shuffled pool; data seed = model seed + 10),
+minima trained on some of them (optionally with poisoned or class-imbalanced extras, another
+optimiser or batch size), and each minimum's basin volume measured in the loss landscape of some
+subset, with the same directions for every minimum. This module turns that into three calls:
+
+    spec = MinimumSpec("mnist", "mnist_mlp", train_size=600, seed=0, base=60, train=recipe)
+    minimum = train_minimum(spec, store)                       # cached in the MinimaStore
+    m = measure(minimum, landscape_size=60, estimator="reference", n_directions=50,
+                threshold=0.1, store=store)                   # cached as JSON beside it
+
+``measure`` returns a ``Measurement`` with the log-volume, per-direction log-terms (for bootstrap
+intervals) and log-radii (for histograms). A minimum whose own cost in the landscape is not below
+the threshold has left the basin: its volume is zero (log-volume -inf, ``outside=True``), as in
+the paper's Fig. 10 (right), rather than an error.
+
+Example (tiny and fast: the swiss roll):
+    >>> import tempfile
+    >>> from volbench.store import MinimaStore
+    >>> from volbench.train import TrainConfig
+    >>> store = MinimaStore(tempfile.mkdtemp())
+    >>> spec = MinimumSpec("swiss_roll", "swiss_mlp", train_size=40, seed=0, base=20,
+    ...                    train=TrainConfig(epochs=300, loss="bce"))
+    >>> m = measure(train_minimum(spec, store), landscape_size=20, estimator="reference",
+    ...             n_directions=8, threshold=0.1, store=store)
+    >>> m.estimator, len(m.log_terms)
+    ('reference', 8)
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+import os
+import tempfile
+import time
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from . import data as vdata
+from . import models as vmodels
+from .costs import ModelCost
+from .estimator import estimate_log_volume
+from .reference import reference_log_volume
+from .store import MinimaStore
+from .train import TrainConfig, train
+
+__all__ = ["MinimumSpec", "Minimum", "Measurement", "load_dataset", "training_batch", "landscape_batch",
+           "train_minimum", "measure", "LAB_VERSION"]
+
+# Bump when the meaning of a spec or measurement changes, so caches from older code are not reused.
+LAB_VERSION = 1
+
+
+@lru_cache(maxsize=16)
+def _load_cached(name: str, options: tuple) -> vdata.Dataset:
+    return vdata.load(name, **dict(options))
+
+
+def load_dataset(name: str, options: tuple = ()) -> vdata.Dataset:
+    """``volbench.data.load`` with an in-process cache (options as a tuple of (key, value))."""
+    return _load_cached(name, tuple(options))
+
+
+@dataclass(frozen=True)
+class MinimumSpec:
+    """How one minimum is made.
+
+    Attributes:
+        dataset: data set name (``volbench.data.names()``); ``dataset_options`` as (key, value) pairs.
+        model: architecture name (``volbench.models.names()``).
+        train_size: clean training examples: the first ``train_size`` of the nested order.
+        seed: model seed; the data order uses ``volbench.data.data_seed_for(seed)`` (= seed + 10).
+        base: size of the base set every nested subset contains (MNIST 60, swiss roll 20, ...).
+        train: the training recipe (``TrainConfig``; its own ``seed`` orders minibatches).
+        n_poison: poisoned extras (real inputs outside the clean set with always-wrong labels).
+        imbalance: (n_extra, target_class, ratio) class-imbalanced extras, or None.
+    """
+
+    dataset: str
+    model: str
+    train_size: int
+    seed: int
+    base: int = 0
+    train: TrainConfig = field(default_factory=TrainConfig)
+    n_poison: int = 0
+    imbalance: tuple[int, int, float] | None = None
+    dataset_options: tuple = ()
+    model_options: tuple = ()
+
+    @property
+    def data_seed(self) -> int:
+        return vdata.data_seed_for(self.seed)
+
+    def config(self) -> dict[str, Any]:
+        """The store key's configuration (everything that changes the trained weights)."""
+        ds = load_dataset(self.dataset, self.dataset_options)
+        return {
+            "kind": "volbench.lab.minimum",
+            "lab_version": LAB_VERSION,
+            "dataset": self.dataset,
+            "dataset_variant": ds.variant,
+            "dataset_options": [list(kv) for kv in self.dataset_options],
+            "model": self.model,
+            "model_options": [list(kv) for kv in self.model_options],
+            "train_size": self.train_size,
+            "base": self.base,
+            "seed": self.seed,
+            "data_seed": self.data_seed,
+            "n_poison": self.n_poison,
+            "imbalance": list(self.imbalance) if self.imbalance else None,
+            "train": self.train.as_dict(),
+        }
+
+    def label(self) -> str:
+        extra = f"+{self.n_poison}poison" if self.n_poison else ""
+        if self.imbalance:
+            extra += f"+{self.imbalance[0]}imb{self.imbalance[1]}@{self.imbalance[2]:g}"
+        opt = "" if self.train.optimizer == "adamw" else f"-{self.train.optimizer}"
+        bs = "" if self.train.batch_size is None else f"-bs{self.train.batch_size}"
+        return f"{self.model}-D{self.train_size}{extra}{opt}{bs}-s{self.seed}"
+
+
+def _nested_order(ds: vdata.Dataset, base: int, data_seed: int, size: int) -> torch.Tensor:
+    return vdata.nested_subsets(ds, [size], base=base, seed=data_seed)[0]
+
+
+def training_batch(spec: MinimumSpec) -> vdata.Batch:
+    """The training examples of ``spec`` (clean nested subset, then any extras)."""
+    ds = load_dataset(spec.dataset, spec.dataset_options)
+    idx = _nested_order(ds, spec.base, spec.data_seed, spec.train_size)
+    extras = None
+    if spec.n_poison and spec.imbalance:
+        raise ValueError("a minimum takes poisoned or imbalanced extras, not both")
+    if spec.n_poison:
+        extras = vdata.poisoned_extras(ds, idx, spec.n_poison, seed=spec.data_seed)
+    elif spec.imbalance:
+        n_extra, target, ratio = spec.imbalance
+        extras = vdata.imbalanced_extras(ds, n_extra, target_class=target, ratio=ratio,
+                                         seed=spec.data_seed, exclude=idx)
+    return vdata.take(ds, idx, extras=extras)
+
+
+def landscape_batch(dataset: str, size: int, *, seed: int, base: int = 0, dataset_options: tuple = ()) -> vdata.Batch:
+    """The clean landscape of ``size`` examples for model seed ``seed`` (same nested order as the
+    minima of that seed)."""
+    ds = load_dataset(dataset, dataset_options)
+    return vdata.take(ds, _nested_order(ds, base, vdata.data_seed_for(seed), size))
+
+
+@dataclass(frozen=True)
+class Minimum:
+    spec: MinimumSpec
+    params: torch.Tensor
+    metrics: dict[str, Any]
+    key: str
+    trained_now: bool
+    tensors: dict[str, torch.Tensor] = field(repr=False, default_factory=dict)
+
+    def build_model(self, device=None, dtype=torch.float32) -> torch.nn.Module:
+        model = vmodels.build(self.spec.model, seed=self.spec.seed, device=device, dtype=dtype,
+                              **dict(self.spec.model_options))
+        torch.nn.utils.vector_to_parameters(self.params.to(device=device, dtype=dtype), model.parameters())
+        return model
+
+
+def train_minimum(spec: MinimumSpec, store: MinimaStore, *, device=None, progress: bool = False) -> Minimum:
+    """The minimum of ``spec`` from the store, training it on a miss."""
+
+    def train_fn():
+        batch = training_batch(spec)
+        ds = load_dataset(spec.dataset, spec.dataset_options)
+        model = vmodels.build(spec.model, seed=spec.seed, device=device, **dict(spec.model_options))
+        result = train(model, batch.inputs, batch.targets, spec.train, test_inputs=ds.test_inputs,
+                       test_targets=ds.test_targets, device=device, progress=progress)
+        return result.tensors(), result.metadata()
+
+    entry = store.get_or_train(spec.config(), train_fn)
+    return Minimum(spec=spec, params=entry.params, metrics=dict(entry.metadata), key=entry.key,
+                   trained_now=entry.trained, tensors=dict(entry.tensors))
+
+
+@dataclass(frozen=True)
+class Measurement:
+    """One volume measurement of a minimum in a landscape (JSON-serialisable via ``to_dict``)."""
+
+    minimum: str  # spec label
+    minimum_key: str
+    landscape_size: int
+    estimator: str  # "reference" | "principled"
+    log_volume: float
+    log_terms: list[float]
+    log_radii: list[float]
+    anchor_cost: float
+    outside: bool
+    n_params: int
+    n_directions: int
+    n_cost_evals: int
+    seconds: float
+    config: dict[str, Any]
+    summary: dict[str, Any]
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def _atomic_write_json(path: Path, obj: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as fh:
+            json.dump(obj, fh, allow_nan=True)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def _finite_list(t: torch.Tensor) -> list[float]:
+    return [float(x) for x in t.double().tolist()]
+
+
+def measure(
+    minimum: Minimum,
+    landscape_size: int,
+    *,
+    estimator: str,
+    n_directions: int,
+    threshold: float,
+    store: MinimaStore | None = None,
+    direction_seed: int = 0,
+    directions: str = "filter",
+    rtol: float = 1e-2,
+    loss: str | None = None,
+    landscape_extras: int = 0,
+    device=None,
+    dtype: torch.dtype = torch.float32,
+) -> Measurement:
+    """Measure ``minimum``'s basin in the clean landscape of ``landscape_size`` examples.
+
+    Args:
+        estimator: "reference" (the paper's grid procedure; ``directions`` must be "filter" or
+            "plain" for unscaled raw Gaussians) or "principled" (``estimate_log_volume`` with
+            ``directions`` "filter" or "isotropic").
+        direction_seed: the same for every minimum and landscape of an experiment (as the paper).
+        loss: the landscape's loss (default: the training loss of the recipe).
+        store: where measurements are cached (``<store root>/measurements``); None = no cache.
+        landscape_extras: append the first k of the minimum's own extras (poisoned or imbalanced
+            examples, with the labels it was trained on) to the clean landscape (claim F7: the
+            landscape moving toward an imbalanced training distribution).
+    """
+    if estimator not in ("reference", "principled"):
+        raise ValueError(f"estimator must be 'reference' or 'principled', got {estimator!r}")
+    spec = minimum.spec
+    loss = loss or spec.train.loss
+    config = {
+        "kind": "volbench.lab.measurement",
+        "lab_version": LAB_VERSION,
+        "minimum_key": minimum.key,
+        "landscape": {"dataset": spec.dataset, "size": landscape_size, "base": spec.base,
+                      "seed": spec.seed, "options": [list(kv) for kv in spec.dataset_options],
+                      "extras": landscape_extras},
+        "estimator": estimator,
+        "n_directions": n_directions,
+        "threshold": threshold,
+        "direction_seed": direction_seed,
+        "directions": directions,
+        "rtol": rtol if estimator == "principled" else None,
+        "loss": loss,
+        "dtype": str(dtype).replace("torch.", ""),
+    }
+    key = hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()
+    path = None if store is None else Path(store.root) / "measurements" / f"{key}.json"
+    if path is not None and path.exists():
+        try:
+            return Measurement(**json.loads(path.read_text()))
+        except (ValueError, TypeError):
+            path.unlink(missing_ok=True)  # a corrupt cache entry is a miss
+
+    batch = landscape_batch(spec.dataset, landscape_size, seed=spec.seed, base=spec.base,
+                            dataset_options=spec.dataset_options)
+    if landscape_extras:
+        own = training_batch(spec)
+        n_extra = len(own.inputs) - spec.train_size
+        if not 0 < landscape_extras <= n_extra:
+            raise ValueError(f"landscape_extras must be in 1..{n_extra} (the minimum's extras), got {landscape_extras}")
+        lo, hi = spec.train_size, spec.train_size + landscape_extras
+        batch = vdata.Batch(torch.cat([batch.inputs, own.inputs[lo:hi]]), torch.cat([batch.targets, own.targets[lo:hi]]),
+                            None if batch.labels is None or own.labels is None else torch.cat([batch.labels, own.labels[lo:hi]]))
+    model = minimum.build_model(device=device, dtype=dtype)
+    cost = ModelCost(model, batch.inputs, batch.targets, loss=loss, device=device, dtype=dtype)
+    anchor = cost.anchor
+    anchor_cost = float(cost(anchor.unsqueeze(0))[0])
+    n = anchor.numel()
+    start = time.perf_counter()
+    if not (anchor_cost < threshold):
+        result = Measurement(minimum=spec.label(), minimum_key=minimum.key, landscape_size=landscape_size,
+                             estimator=estimator, log_volume=-math.inf, log_terms=[], log_radii=[],
+                             anchor_cost=anchor_cost, outside=True, n_params=n, n_directions=n_directions,
+                             n_cost_evals=1, seconds=time.perf_counter() - start, config=config,
+                             summary={"reason": f"anchor cost {anchor_cost:.4g} >= threshold {threshold:g}"})
+    elif estimator == "reference":
+        scale = None if directions == "filter" else torch.ones(n)
+        est = reference_log_volume(cost, anchor, threshold=threshold, n_directions=n_directions,
+                                   scale=scale, seed=direction_seed, device=device, dtype=dtype)
+        terms = n * est.log_radii  # NaN for dropped directions, as the paper drops them
+        result = Measurement(minimum=spec.label(), minimum_key=minimum.key, landscape_size=landscape_size,
+                             estimator=estimator, log_volume=est.log_volume, log_terms=_finite_list(terms),
+                             log_radii=_finite_list(est.log_radii), anchor_cost=anchor_cost, outside=False,
+                             n_params=n, n_directions=n_directions, n_cost_evals=est.n_cost_evals,
+                             seconds=est.seconds, config={**config, **est.config}, summary=est.summary())
+    else:
+        est = estimate_log_volume(cost, anchor, threshold=threshold, n_directions=n_directions,
+                                  directions=directions, rtol=rtol, seed=direction_seed, device=device,
+                                  dtype=dtype)
+        result = Measurement(minimum=spec.label(), minimum_key=minimum.key, landscape_size=landscape_size,
+                             estimator=estimator, log_volume=est.log_volume, log_terms=_finite_list(est.log_terms),
+                             log_radii=_finite_list(est.log_radii), anchor_cost=anchor_cost, outside=False,
+                             n_params=n, n_directions=n_directions, n_cost_evals=est.n_cost_evals,
+                             seconds=est.seconds, config={**config, **est.config}, summary=est.summary())
+    if path is not None:
+        _atomic_write_json(path, result.to_dict())
+    return result
