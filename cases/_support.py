@@ -79,6 +79,11 @@ def all_positive(comparisons: Sequence[Comparison]) -> tuple[str, Statistic]:
     comparison (smallest lower bound)."""
     if not comparisons:
         raise ValueError("no comparisons to decide from")
+    # Both minima outside the basin (both volumes zero) carries no ordering information.
+    informative = [c for c in comparisons if not math.isnan(c.point)]
+    if not informative:
+        return "inconclusive", Statistic("min log V difference", math.nan, unit="nats")
+    comparisons = informative
     verdicts = ["pass" if c.low == math.inf else "fail" if c.high == -math.inf
                 else decide(c.low, c.high, above=0.0) for c in comparisons]
     verdict = "fail" if "fail" in verdicts else "inconclusive" if "inconclusive" in verdicts else "pass"
