@@ -172,7 +172,7 @@ def test_poisoned_minima_are_smaller(case, store, device, record_case, strict):
                  "is above 0 and log V falls with poison (Spearman rho < 0); fail if any interval is below 0",
             numbers={"measurements": rows, "comparisons": [c.as_dict() for c in comps], "spearman_rho": rho},
             series=[{"kind": "xy", "x": list(map(float, xs)), "y": ys, "label": f"{est}",
-                     "x_label": "poisoned extras", "y_label": "log V in clean landscape", "title": case.id}]))
+                     "x_label": "poisoned extras", "y_label": "log V in clean landscape"}]))
     enforce(results, strict)
 
 
@@ -218,7 +218,7 @@ def test_small_landscape_prefers_own_minimum(case, store, device, record_case, s
                 radius_order.append({k: bool(other[k] < own[k]) for k in own} | {"seed": seed, "trained_on": Dp})
         series = [{"kind": "radius_hist", "minimum": f"trained on {Dp} (seed {case['seeds'][0]})",
                    "log_radii": [x for x in measured[(case["seeds"][0], D, Dp)].log_radii if math.isfinite(x)],
-                   "landscape": f"D={D}", "title": f"{case.id} {est}"} for Dp in case["sizes"]]
+                   "landscape": f"D={D}"} for Dp in case["sizes"]]
         results.append(finish(
             record_case, case, est, verdict=verdict, statistic=stat, started=t0, device=device, seeds=seeds_of(case),
             rule=ORDER_RULE, numbers={"measurements": rows, "comparisons": [c.as_dict() for c in comps],
@@ -364,7 +364,7 @@ def test_power_law(case, store, device, record_case, strict):
                      "points_x": list(map(float, xs)), "points_y": ys, "n_params": n_params,
                      "fit": {"slope": fit.slope, "intercept": fit.intercept, "slope_low": fit.slope_low,
                              "slope_high": fit.slope_high, "r2": fit.r_squared},
-                     "paper_alpha": PAPER_ALPHA.get(case.setting), "label": est, "title": f"{case.id} {est}"}]))
+                     "paper_alpha": PAPER_ALPHA.get(case.setting), "label": est}]))
     enforce(results, strict)
 
 
@@ -386,7 +386,7 @@ def test_minima_shrink_when_data_added(case, store, device, record_case, strict)
                 if seed == case["seeds"][0]:
                     series.append({"kind": "volume_vs_landscape", "minimum": f"trained on {Dm}",
                                    "x": list(map(float, lands)), "y": [x.log_volume for x in ms],
-                                   "own_x": float(Dm), "title": f"{case.id} {est}"})
+                                   "own_x": float(Dm)})
         verdict, stat = all_positive(comps)
         results.append(finish(
             record_case, case, est, verdict=verdict, statistic=stat, started=t0, device=device, seeds=seeds_of(case),
@@ -415,7 +415,7 @@ def test_class_imbalance_can_grow_volume(case, store, device, record_case, stric
             comps += [compare(b, a, seed=seed) for a, b in zip(ms, ms[1:])]  # later minus earlier
             series.append({"kind": "volume_vs_landscape", "minimum": f"imbalanced (seed {seed})",
                            "x": [float(base + k) for k in steps], "y": [x.log_volume for x in ms],
-                           "own_x": float(base + n_extra), "title": f"{case.id} {est}"})
+                           "own_x": float(base + n_extra)})
         verdict, stat = all_positive(comps)
         results.append(finish(
             record_case, case, est, verdict=verdict, statistic=stat, started=t0, device=device, seeds=seeds_of(case),
@@ -486,7 +486,7 @@ def test_small_batches_find_larger_minima(case, store, device, record_case, stri
                  "and rho(batch, test accuracy) < 0; fail if the volume interval is above 0 or accuracy does not fall",
             numbers={"rho_accuracy": ra, "measurements": rows},
             series=[{"kind": "xy", "x": list(map(float, xs)), "y": vols, "x_label": "batch size",
-                     "y_label": "log V", "label": est, "title": case.id}]))
+                     "y_label": "log V", "label": est}]))
     enforce(results, strict)
 
 
@@ -537,7 +537,7 @@ def test_log_volume_grows_with_directions(case, store, device, record_case, stri
             curve = [float(logmeanexp(terms[:k])) for k in Ks]
             diffs.append(curve[-1] - curve[0])
             series.append({"kind": "volume_vs_directions", "x": list(map(float, Ks)), "y": curve,
-                           "label": f"seed {seed}", "title": f"{case.id} {est}"})
+                           "label": f"seed {seed}"})
         lo, hi = min(diffs), max(diffs)
         verdict = "pass" if lo > 0 else "fail" if hi < 0 else "inconclusive"
         results.append(finish(
