@@ -55,3 +55,22 @@ def store() -> MinimaStore:
 @pytest.fixture
 def strict(request) -> bool:
     return bool(request.config.getoption("--strict-claims", default=False))
+
+
+@pytest.fixture(autouse=True)
+def _nightly_needs_full_data(request):
+    """A nightly case whose landscapes exceed the data found here skips, naming what is missing."""
+    case = getattr(request.node, "callspec", None) and request.node.callspec.params.get("case")
+    if not isinstance(case, Case) or case.tier != "nightly" or "dataset" not in case.params:
+        return
+    from volbench.data import DatasetNotFoundError
+    from volbench.lab import load_dataset
+
+    try:
+        ds = load_dataset(case["dataset"])
+    except DatasetNotFoundError as err:
+        pytest.skip(f"nightly data missing: {err}")
+    need = max(case.params.get("sizes", (0,)))
+    if ds.n_train < need:
+        pytest.skip(f"nightly landscapes go to {need} examples but {ds.variant} has {ds.n_train}; "
+                    f"put the full data set under $VOLBENCH_DATA")

@@ -52,6 +52,8 @@ CIFAR_NIGHTLY = setting("cifar10-mlp", "cifar10", "cifar_mlp", base=50, sizes=(5
                         seeds=tuple(range(10)), K=500, epochs=400)
 SWISS_NIGHTLY = setting("swiss-mlp", "swiss_roll", "swiss_mlp", base=20, sizes=(20, 80, 320, 780),
                         seeds=tuple(range(10)), K=500, epochs=1000, loss="bce")
+SVHN_NIGHTLY = setting("svhn-mlp", "svhn", "cifar_mlp", base=73, sizes=(73, 733, 7325, 73257),
+                       seeds=tuple(range(10)), K=500, epochs=400)
 MOD97_NIGHTLY = setting("mod97-mlp", "modular_addition", "modular_mlp", base=94, sizes=(94, 188, 941, 2822, 8468),
                         seeds=tuple(range(10)), K=500, tau=0.01, epochs=5000, loss="mse")
 
@@ -77,13 +79,13 @@ CASES = {
         smoke=[MNIST_SMOKE, SWISS_SMOKE], nightly=[MNIST_NIGHTLY, CIFAR_NIGHTLY, SWISS_NIGHTLY, MOD97_NIGHTLY]),
     "test_found_minimum_largest_in_own_landscape": cases(
         "F3", "own-largest-every-size", "At every size the minimum found is larger than minima from more data",
-        smoke=[MNIST_SMOKE, FASHION_SMOKE], nightly=[MNIST_NIGHTLY, FASHION_NIGHTLY, CIFAR_NIGHTLY]),
+        smoke=[MNIST_SMOKE, FASHION_SMOKE], nightly=[MNIST_NIGHTLY, FASHION_NIGHTLY, CIFAR_NIGHTLY, SVHN_NIGHTLY]),
     "test_not_universal_swiss_and_mod97": cases(
         "F4", "not-universal", "Swiss roll / mod-97: gap between sizes comparable to seed spread",
         smoke=[SWISS_SMOKE], nightly=[SWISS_NIGHTLY, MOD97_NIGHTLY]),
     "test_power_law": cases(
         "F5", "power-law", "log V of the found minimum is linear in log D with alpha < 0",
-        smoke=[MNIST_SMOKE, FASHION_SMOKE], nightly=[MNIST_NIGHTLY, FASHION_NIGHTLY, CIFAR_NIGHTLY]),
+        smoke=[MNIST_SMOKE, FASHION_SMOKE], nightly=[MNIST_NIGHTLY, FASHION_NIGHTLY, CIFAR_NIGHTLY, SVHN_NIGHTLY]),
     "test_minima_shrink_when_data_added": cases(
         "F6", "minima-shrink", "Each minimum's volume decreases as its landscape grows",
         smoke=[MNIST_SMOKE], nightly=[MNIST_NIGHTLY, CIFAR_NIGHTLY]),
