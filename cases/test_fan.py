@@ -91,7 +91,7 @@ CASES = {
         smoke=[MNIST_SMOKE], nightly=[MNIST_NIGHTLY, CIFAR_NIGHTLY]),
     "test_class_imbalance_can_grow_volume": cases(
         "F7", "imbalance-grows", "An imbalanced minimum grows as the landscape moves to its distribution",
-        smoke=[{**MNIST_SMOKE, "base_size": 240, "n_extra": 240, "target_class": 0, "ratio": 0.9}],
+        smoke=[{**MNIST_SMOKE, "base_size": 120, "n_extra": 120, "target_class": 0, "ratio": 0.9}],
         nightly=[{**MNIST_NIGHTLY, "base_size": 1500, "n_extra": 1500, "target_class": 0, "ratio": 0.9}]),
     "test_sam_finds_larger_minima": cases(
         "F8", "sam-larger", "SAM minima are larger and generalise better than AdamW's at equal data",
@@ -99,7 +99,7 @@ CASES = {
         nightly=[{**MNIST_NIGHTLY, "size": 6000}, {**SWISS_NIGHTLY, "size": 80}]),
     "test_small_batches_find_larger_minima": cases(
         "F9", "batch-size", "Volume and test accuracy fall as the batch size grows",
-        smoke=[{**MNIST_SMOKE, "size": 960, "batches": (60, 240, 960)}],
+        smoke=[{**MNIST_SMOKE, "size": 480, "batches": (40, 160, 480)}],
         nightly=[{**MNIST_NIGHTLY, "size": 6000, "batches": (100, 500, 1500, 6000)}]),
     "test_grokking_volume_shrinks": cases(
         "F10", "grokking", "Volume shrinks across grokking checkpoints while test accuracy jumps",
@@ -107,8 +107,8 @@ CASES = {
         smoke_skip=("mod97-mlp", "needs 5,000 full-batch epochs of the 73k-parameter net on 2,822 pairs "
                     "(~6 TFLOP of training, >10 min on 2 CPU cores); nightly tier only")),
     "test_trend_robust_to_variants": cases(
-        "F11", "robust", "The F2/F3 ordering holds without filter normalisation and at tau = 0.05",
-        smoke=[{**MNIST_SMOKE, "variants": ("no-filter-norm", "tau-0.05")}],
+        "F11", "robust", "The F2/F3 ordering holds without filter normalisation and at tau = 0.05 (smoke: F2's landscape)",
+        smoke=[{**MNIST_SMOKE, "variants": ("no-filter-norm", "tau-0.05"), "landscapes": "smallest"}],
         nightly=[{**MNIST_NIGHTLY, "variants": ("no-filter-norm", "tau-0.01", "sgd", "deep")}]),
     "test_ordering_stable_with_few_directions": cases(
         "E2", "ordering-few-directions", "F2/F3 orderings with few directions equal those with many",
@@ -280,8 +280,8 @@ def test_trend_robust_to_variants(case, store, device, record_case, strict):
             if variant not in variant_kw:
                 per_variant[variant] = "not run at this tier"
                 continue
-            comps, _, _ = ordering_comparisons(case, store, device, est, landscapes=case["sizes"][:-1],
-                                               **variant_kw[variant])
+            lands = case["sizes"][:1] if case.get("landscapes") == "smallest" else case["sizes"][:-1]
+            comps, _, _ = ordering_comparisons(case, store, device, est, landscapes=lands, **variant_kw[variant])
             v, stat = all_positive(comps)
             per_variant[variant] = {"verdict": v, "worst": stat.value, "low": stat.low, "high": stat.high}
             all_comps += comps

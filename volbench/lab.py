@@ -52,11 +52,11 @@ from .reference import reference_log_volume
 from .store import MinimaStore
 from .train import TrainConfig, train
 
-__all__ = ["MinimumSpec", "Minimum", "Measurement", "load_dataset", "training_batch", "landscape_batch",
+__all__ = ["MinimumSpec", "Minimum", "Measurement", "CorruptCacheWarning", "load_dataset", "training_batch", "landscape_batch",
            "train_minimum", "measure", "LAB_VERSION"]
 
 # Bump when the meaning of a spec or measurement changes, so caches from older code are not reused.
-LAB_VERSION = 1
+LAB_VERSION = 2
 
 
 @lru_cache(maxsize=16)
@@ -282,10 +282,9 @@ def measure(
     key = hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()
     path = None if store is None else Path(store.root) / "measurements" / f"{key}.json"
     if path is not None and path.exists():
-        try:
-            return Measurement(**json.loads(path.read_text()))
-        except (ValueError, TypeError):
-            path.unlink(missing_ok=True)  # a corrupt cache entry is a miss
+        cached = _read_cached(path)
+        if cached is not None:
+            return cached
 
     batch = landscape_batch(spec.dataset, landscape_size, seed=spec.seed, base=spec.base,
                             dataset_options=spec.dataset_options)
@@ -329,5 +328,38 @@ def measure(
                              n_params=n, n_directions=n_directions, n_cost_evals=est.n_cost_evals,
                              seconds=est.seconds, config={**config, **est.config}, summary=est.summary())
     if path is not None:
-        _atomic_write_json(path, result.to_dict())
+        record = result.to_dict()
+        record["sha256"] = _record_digest(record)
+        _atomic_write_json(path, record)
     return result
+
+
+class CorruptCacheWarning(UserWarning):
+    """A cached measurement failed its checksum or did not parse; it was moved aside and redone."""
+
+
+def _record_digest(record: dict) -> str:
+    body = {k: v for k, v in record.items() if k != "sha256"}
+    return hashlib.sha256(json.dumps(body, sort_keys=True, allow_nan=True).encode()).hexdigest()
+
+
+def _read_cached(path: Path) -> Measurement | None:
+    """The verified measurement at ``path``, or None after moving a corrupt file aside (warned)."""
+    import warnings
+
+    try:
+        record = json.loads(path.read_text())
+        digest = record.pop("sha256")
+        if digest != _record_digest(record):
+            raise ValueError(f"checksum mismatch (stored {digest[:12]}..., content {_record_digest(record)[:12]}...)")
+        return Measurement(**record)
+    except (ValueError, TypeError, KeyError, AttributeError, UnicodeDecodeError) as err:
+        aside = path.with_name(f"{path.name}.corrupt-{int(time.time())}")
+        try:
+            os.replace(path, aside)
+        except OSError:
+            aside = None
+        warnings.warn(f"cached measurement {path} is corrupt ({err}); "
+                      f"{'moved aside to ' + str(aside) if aside else 'ignored'} and recomputed",
+                      CorruptCacheWarning, stacklevel=3)
+        return None
