@@ -46,6 +46,8 @@ from typing import Iterator
 
 import torch
 
+from .report.envinfo import cpu_model
+
 __all__ = [
     "PRECISIONS",
     "GpuPeak",
@@ -269,17 +271,6 @@ class DevicePeak:
     device_name: str
 
 
-def _cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as fh:
-            for line in fh:
-                if line.lower().startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def device_peak(
     device: torch.device | str,
     dtype: torch.dtype = torch.float32,
@@ -306,7 +297,7 @@ def device_peak(
             return DevicePeak(peak.flops(precision), "datasheet", precision, f"{peak.model}: {peak.source}", name)
         why = f"{name!r} is not in volbench.flops.GPU_PEAKS" if peak is None else f"no {precision} peak in the table"
     else:
-        name = _cpu_name()
+        name = cpu_model()
         why = "a CPU's nominal peak depends on SKU, clocks and vector units; none is tabulated"
     if not measure:
         return DevicePeak(None, "unknown", precision, why, name)

@@ -61,7 +61,8 @@ def _run(cmd: Sequence[str], cwd: str | os.PathLike | None = None) -> str | None
     return proc.stdout.strip() if proc.returncode == 0 else None
 
 
-def _cpu_model() -> str:
+def cpu_model() -> str:
+    """The CPU's model name from /proc/cpuinfo (platform's guess elsewhere)."""
     try:
         with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as fh:
             for line in fh:
@@ -158,7 +159,7 @@ def collect_environment(
         env["cuda_driver"] = driver.splitlines()[0].strip() if driver else None
     env.update(tf32_settings(torch))
     env["torch_threads"] = int(torch.get_num_threads())
-    env["cpu"] = _cpu_model()
+    env["cpu"] = cpu_model()
     env["cpu_count"] = os.cpu_count()
     env["hostname"] = socket.gethostname()
     env["git_commit"] = None
