@@ -16,7 +16,9 @@ The paper's code walks every direction over all 100 grid points one forward pass
 (``paper_loop_radii`` below keeps that loop as the slow baseline for benchmarks). Here all
 directions of a batch advance through the grid together and each stops at its first crossing
 (``lookahead`` grid points per step trade extra evaluations for fewer sequential steps on a GPU);
-the radii are identical because each direction's decision depends only on its own costs.
+the radii are identical because each direction's decision depends only on its own costs, and
+both round every parameter vector like the paper's ``anchor + c_j * delta_k`` (a product, then a
+sum; a fused multiply-add such as ``torch.addcmul`` rounds once and differs in the last bit).
 
 Example:
     >>> import torch
@@ -75,8 +77,10 @@ def _prepare(cost, anchor, threshold, n_directions, directions, scale, coefficie
         raise ValueError("coefficients must be a finite, non-decreasing 1-D grid starting at >= 0")
 
     def raw(idx: torch.Tensor) -> torch.Tensor:
+        # Float32 like the paper's draws; explicit directions stay on their own device (a GPU
+        # tensor is not copied to the CPU and back for every batch).
         if directions is not None:
-            return directions[idx.to(directions.device)].detach().cpu().to(torch.float32)
+            return directions[idx.to(directions.device)].detach().to(torch.float32)
         return raw_gaussian(idx, n, seed)
 
     return device, anchor, anchor_cost, n, K, scale, coef, raw
@@ -125,35 +129,40 @@ def reference_log_volume(
     crossing = torch.full((K,), -1, dtype=torch.long)
     raw_norm = torch.empty(K, dtype=torch.float64)
     n_evals = 1
+    offs = torch.arange(lookahead)
     for s in range(0, K, batch_size):
         idx = torch.arange(s, min(K, s + batch_size))
         g = raw(idx)
-        raw_norm[idx] = g.to(torch.float64).norm(dim=1)
+        raw_norm[idx] = g.to(torch.float64).norm(dim=1).cpu()
+        # The running directions' perturbations, compacted whenever some finish, so a step reads
+        # them directly instead of gathering delta[rows] every time.
         delta = g.to(device=device, dtype=dtype) * scale_d
+        rows = torch.arange(len(idx))  # positions in this batch of the running directions
         # Grid point 0 is the anchor itself (coefficient 0), already checked to be below threshold
         # in check_anchor; every direction starts at point 1 when coef[0] == 0.
         j = torch.full((len(idx),), 1 if float(coef[0]) == 0.0 else 0, dtype=torch.long)
-        active = torch.ones(len(idx), dtype=torch.bool)
-        while active.any():
-            rows = active.nonzero().squeeze(1)
-            # Up to `lookahead` consecutive grid points per active direction, in one call.
-            offs = torch.arange(lookahead)
-            pts = j[rows].unsqueeze(1) + offs  # [b, L]
+        while len(rows):
+            # Up to `lookahead` consecutive grid points per running direction, in one call.
+            pts = j.unsqueeze(1) + offs  # [b, L]
             valid = pts < n_points
-            r_rows = rows.unsqueeze(1).expand_as(pts)[valid]
-            r_pts = pts[valid]
-            params = anchor + coef_d[r_pts.to(device)].unsqueeze(1) * delta[r_rows.to(device)]
+            c = coef_d[pts.clamp(max=n_points - 1).to(device)]  # [b, L]
+            # [b, L, n] = c * delta + anchor in one fresh buffer, no [b, n] gather, no second
+            # temporary; the same roundings as the loop's anchor + c * delta (see the docstring).
+            params = torch.mul(c.unsqueeze(2), delta.unsqueeze(1)).add_(anchor).view(-1, n)
+            if not bool(valid.all()):  # past the grid's end (directions that never cross)
+                params = params[valid.reshape(-1).to(device)]
             crossed = (evaluate(params) > threshold).cpu()
-            n_evals += len(r_pts)
+            n_evals += int(valid.sum())
             hit = torch.zeros_like(pts, dtype=torch.bool)
             hit[valid] = crossed
             any_hit = hit.any(dim=1)
             first = hit.float().argmax(dim=1)
-            done_rows = rows[any_hit]
-            crossing[idx[done_rows]] = pts[any_hit, first[any_hit]]
-            j[rows] = pts[:, -1] + 1
-            active[done_rows] = False
-            active[rows[(j[rows] >= n_points) & ~any_hit]] = False  # never crossed: dropped
+            crossing[idx[rows[any_hit]]] = pts[any_hit, first[any_hit]]
+            j = pts[:, -1] + 1
+            keep = ~any_hit & (j < n_points)  # crossed: done; past the end uncrossed: dropped
+            if not bool(keep.all()):
+                rows, j = rows[keep], j[keep]
+                delta = delta[keep.to(device)]
     dropped = crossing < 0
     log_radii = torch.full((K,), math.nan, dtype=torch.float64)
     kept = ~dropped

@@ -156,8 +156,8 @@ def estimate_log_volume(
         rtol: relative precision of every radius.
         max_radius: rays still inside at this radius are censored (default 1e3 * max(1, ||anchor||)).
         seed: direction k is drawn from seed (seed, k); recorded in the result.
-        device, dtype: where and in which precision the cost is evaluated (default: the anchor's
-            device, float32).
+        device, dtype: where and in which precision the cost is evaluated (default: the cost's
+            device when it has one, e.g. a ModelCost, else the anchor's; float32).
         batch_size: rays searched together (default: the cost's ``max_batch`` or 256).
         initial_radius: first radius tried (default 1e-2 * max(1, ||anchor||)).
         growth, fine_scan: bracketing knobs of ``SearchConfig``.
