@@ -623,10 +623,9 @@ def test_toy_scale_invariance(case, device, record_case, strict):
 
 def _rescaled(model, alpha):
     """Layer 0 (weights and biases) x alpha, layer 1's weights / alpha: same ReLU function."""
-    from volbench.models import alpha_scale, weight_layers
+    from volbench.models import alpha_scale
 
-    first = list(model).index(weight_layers(model)[0])
-    return alpha_scale(model, first, alpha)
+    return alpha_scale(model, 0, alpha)  # index counts weight layers, not Sequential positions
 
 
 def test_filter_normalisation_invariance(case, store, device, record_case, strict):

@@ -31,7 +31,6 @@ Example (a quadratic bowl 1/2 w^T A w with A = diag(4, 1): ||H||_2 = 4):
 """
 from __future__ import annotations
 
-import copy
 import math
 import time
 from dataclasses import dataclass, field, replace
@@ -41,6 +40,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from .models import alpha_scale  # one implementation (Zhang et al. eq. 9); re-exported here
 
 __all__ = [
     "ModelLoss",
@@ -563,80 +564,3 @@ def sharpness_from_spectral_norm(spectral_norm: float, loss: float, *, eps: floa
     if spectral_norm < 0 or eps <= 0 or loss <= -1:
         raise ValueError("need spectral_norm >= 0, eps > 0 and loss > -1")
     return 100.0 * spectral_norm * eps**2 / (2.0 * (1.0 + loss))
-
-
-# ----------------------------------------------------------------------------------------------
-# Alpha scaling
-# ----------------------------------------------------------------------------------------------
-
-# Modules through which (W_i, b_i) -> alpha (W_i, b_i) passes as a factor alpha > 0: positively
-# homogeneous of degree one (ReLU, LeakyReLU: f(a z) = a f(z) for a > 0) or linear and
-# parameter-free.
-_HOMOGENEOUS = (nn.ReLU, nn.LeakyReLU, nn.Identity, nn.Dropout, nn.Flatten)
-
-
-def _leaf_modules(model: nn.Module) -> list[nn.Module]:
-    if isinstance(model, nn.Sequential):
-        out: list[nn.Module] = []
-        for child in model:
-            out.extend(_leaf_modules(child))
-        return out
-    return [model]
-
-
-def alpha_scale(model: nn.Sequential, layer_index: int, alpha: float) -> nn.Sequential:
-    """Dinh et al.'s alpha scaling of a ReLU MLP: a new model with (W_i, b_i, W_{i+1}) ->
-    (alpha W_i, alpha b_i, W_{i+1} / alpha) (Zhang et al. 2021, eq. 1 and eq. 8).
-
-    Since relu(alpha z) = alpha relu(z) for alpha > 0, the new network computes the same function;
-    its Hessian blocks for layer i+1 scale by alpha^2 and for layer i by 1 / alpha^2, so sharpness
-    and ||H|| change (Fig. 5, S5) while the volume does not.
-
-    Args:
-        model: an ``nn.Sequential`` (nested Sequentials are flattened) whose Linear layers are
-            separated only by ReLU / LeakyReLU / Identity / Dropout / Flatten modules.
-        layer_index: 0-based index of W_i among the model's ``nn.Linear`` layers; a Linear layer
-            must follow it.
-        alpha: the positive scale factor.
-
-    Returns:
-        A deep copy with the scaled parameters; ``model`` is left unchanged.
-
-    Example:
-        >>> import torch
-        >>> net = torch.nn.Sequential(torch.nn.Linear(3, 5), torch.nn.ReLU(), torch.nn.Linear(5, 1))
-        >>> x = torch.randn(4, 3)
-        >>> scaled = alpha_scale(net, 0, 5.0)
-        >>> bool(torch.allclose(scaled(x), net(x), atol=1e-5)), bool(torch.equal(scaled[0].weight, 5 * net[0].weight))
-        (True, True)
-    """
-    if not isinstance(model, nn.Sequential):
-        raise TypeError(
-            f"alpha_scale needs an nn.Sequential (to verify the layer order), got {type(model).__name__}"
-        )
-    if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not math.isfinite(alpha) or alpha <= 0:
-        raise ValueError(f"alpha must be a finite positive number (ReLU is only positively homogeneous), got {alpha!r}")
-    new = copy.deepcopy(model)
-    leaves = _leaf_modules(new)
-    linear_pos = [k for k, mod in enumerate(leaves) if isinstance(mod, nn.Linear)]
-    if isinstance(layer_index, bool) or not isinstance(layer_index, int) or not 0 <= layer_index < len(linear_pos) - 1:
-        raise ValueError(
-            f"layer_index must index a Linear layer that is followed by another Linear layer: 0..{len(linear_pos) - 2} "
-            f"for this model with {len(linear_pos)} Linear layers, got {layer_index!r}"
-        )
-    a, b = linear_pos[layer_index], linear_pos[layer_index + 1]
-    between = leaves[a + 1 : b]
-    bad = [type(mod).__name__ for mod in between if not isinstance(mod, _HOMOGENEOUS)]
-    if bad:
-        raise ValueError(
-            f"modules {bad} between Linear {layer_index} and Linear {layer_index + 1} are not positively "
-            "homogeneous; alpha scaling would change the function (allowed: ReLU, LeakyReLU, Identity, "
-            "Dropout, Flatten)"
-        )
-    first, second = leaves[a], leaves[b]
-    with torch.no_grad():
-        first.weight.mul_(alpha)
-        if first.bias is not None:
-            first.bias.mul_(alpha)
-        second.weight.div_(alpha)
-    return new
