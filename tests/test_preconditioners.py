@@ -133,6 +133,31 @@ def test_matrix_preconditioner_is_V_diag_p_Vt(seed, n, eps):
     assert sign > 0 and abs(float(logdet)) <= 1e-6 * n, "log det P must be 0 within 1e-6 n"
 
 
+@given(seed=st.integers(0, 2**31 - 1), n=st.integers(1, 10), exponent=st.sampled_from([0.5, 1.0]))
+def test_matrix_sweep_equals_one_make_preconditioner_per_eps(seed, n, exponent):
+    g = _gen(seed)
+    Q = _random_rotation(n, g)
+    H = Q @ torch.diag(torch.randn(n, generator=g, dtype=F64)) @ Q.T
+    H = 0.5 * (H + H.T)
+    sweep = pre_mod.matrix_preconditioner_sweep(H, [1e-3, 0.1, 1.0], exponent=exponent)
+    assert list(sweep) == [1e-3, 0.1, 1.0], "one entry per eps, in the order given"
+    for eps, P in sweep.items():
+        one = make_preconditioner(H, eps=eps, exponent=exponent, kind="matrix")
+        assert torch.allclose(P, one, rtol=1e-12, atol=1e-12 * float(one.abs().max())), \
+            f"eps={eps}: the sweep must equal make_preconditioner (rtol 1e-12)"
+
+
+@pytest.mark.parametrize("H, eps_values, match", [
+    (torch.ones(3), [0.1], "square"),
+    (torch.eye(2), [], "empty"),
+    (torch.eye(2), [-1.0], "eps"),
+    (torch.tensor([[1.0, 2.0], [0.0, 1.0]]), [0.1], "symmetric"),
+])
+def test_matrix_sweep_rejects_bad_input(H, eps_values, match):
+    with pytest.raises(ValueError, match=match):
+        pre_mod.matrix_preconditioner_sweep(H, eps_values)
+
+
 def test_matrix_of_a_diagonal_and_kind_diagonal_agree_with_the_vector_form():
     h = torch.tensor([3.0, -0.5, 1e-4, 20.0], dtype=F64)
     p = make_preconditioner(h, eps=0.01)

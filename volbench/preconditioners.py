@@ -45,7 +45,7 @@ from __future__ import annotations
 import copy
 import math
 from dataclasses import asdict, dataclass
-from typing import Callable, Iterable, Literal
+from typing import Callable, Iterable, Literal, Sequence
 
 import numpy as np
 import torch
@@ -66,6 +66,7 @@ __all__ = [
     "adam_first_moment",
     "adam_state_vectors",
     "make_preconditioner",
+    "matrix_preconditioner_sweep",
     "filter_preconditioner",
 ]
 
@@ -660,10 +661,47 @@ def make_preconditioner(curvature: Tensor, *, eps: float, exponent: float = 0.5,
         if not torch.allclose(h, h.T, rtol=1e-6, atol=1e-9 * scale):
             raise ValueError("matrix curvature must be symmetric (a Hessian); symmetrise it with (H + H.T) / 2")
         evals, V = torch.linalg.eigh(0.5 * (h + h.T))
-        p = torch.exp(_log_p(evals, float(exponent), float(eps)))
-        P = (V * p) @ V.T  # V diag(p) V^T, not diag(p) V^T
-        P = 0.5 * (P + P.T)
+        P = _matrix_from_eigh(evals, V, float(exponent), float(eps))
     return P.to(dtype=curvature.dtype, device=curvature.device)
+
+
+def _matrix_from_eigh(evals: Tensor, V: Tensor, exponent: float, eps: float) -> Tensor:
+    p = torch.exp(_log_p(evals, exponent, eps))
+    P = (V * p) @ V.T  # V diag(p) V^T, not diag(p) V^T
+    return 0.5 * (P + P.T)
+
+
+def matrix_preconditioner_sweep(hessian_matrix: Tensor, eps_values: Sequence[float], *,
+                                exponent: float = 0.5) -> dict[float, Tensor]:
+    """``{eps: make_preconditioner(H, eps=eps, exponent=exponent, kind="matrix")}`` from one
+    eigendecomposition: an eps sweep over a dense Hessian (claim S5) then costs one eigh (about
+    20 s in float64 for the 4,810-parameter digits MLP on 2 CPU cores) instead of one per eps.
+
+    Example:
+        >>> import torch
+        >>> H = torch.diag(torch.tensor([1.0, 4.0]))
+        >>> Ps = matrix_preconditioner_sweep(H, [0.0, 1.0])
+        >>> torch.allclose(Ps[0.0], make_preconditioner(H, eps=0.0, kind="matrix"))
+        True
+    """
+    if not isinstance(hessian_matrix, Tensor) or hessian_matrix.ndim != 2 or \
+            hessian_matrix.shape[0] != hessian_matrix.shape[1]:
+        raise ValueError("hessian_matrix must be a square [n, n] tensor (use make_preconditioner for [n] curvature)")
+    eps_values = list(eps_values)
+    if not eps_values:
+        raise ValueError("eps_values is empty: pass the epsilons to sweep, e.g. [1e-3, 1e-2, 1e-1]")
+    for eps in eps_values:  # validates every eps and the matrix (symmetry, finiteness) up front
+        if not isinstance(eps, (int, float)) or not math.isfinite(eps) or eps < 0:
+            raise ValueError(f"every eps must be a finite number >= 0, got {eps!r}")
+    if not isinstance(exponent, (int, float)) or not math.isfinite(exponent) or exponent < 0:
+        raise ValueError(f"exponent must be a finite number >= 0, got {exponent!r}")
+    h = hessian_matrix.detach().to(torch.float64)
+    scale = float(h.abs().max())
+    if not torch.isfinite(h).all() or not torch.allclose(h, h.T, rtol=1e-6, atol=1e-9 * scale):
+        raise ValueError("hessian_matrix must be finite and symmetric; symmetrise it with (H + H.T) / 2")
+    evals, V = torch.linalg.eigh(0.5 * (h + h.T))
+    return {eps: _matrix_from_eigh(evals, V, float(exponent), float(eps)).to(hessian_matrix.dtype).to(
+        hessian_matrix.device) for eps in eps_values}
 
 
 def filter_preconditioner(scale: Tensor) -> Tensor:
