@@ -329,9 +329,13 @@ def s5_preconditioners(model, result, ds, device):
     f = kl_function(model.to(device), x)
     theta = torch.nn.utils.parameters_to_vector(model.parameters()).detach()
     H = full_hessian(f, theta)
-    # HesScale of cross-entropy: its output curvature diag(p) - p^2 does not depend on the labels,
-    # so any labels give the KL's (the KL equals CE with soft targets p_anchor, up to a constant).
-    hs = hesscale_diagonal(model, x, torch.zeros(len(x), dtype=torch.long, device=device))
+    # The KL from the anchor equals cross-entropy with the anchor's soft predictions as targets (up
+    # to a constant), so HesScale of that CE is HesScale of the KL. The targets matter: through the
+    # GELUs, sigma''(a) g enters the hidden-layer curvature, and only the anchor's own predictions
+    # give g = 0 there (hard labels would add a spurious term).
+    with torch.no_grad():
+        p_anchor = torch.softmax(model(x), dim=-1)
+    hs = hesscale_diagonal(model, x, p_anchor)
     sources = {"full Hessian": (H, PAPER.hessian), "diag(H)": (torch.diagonal(H).clone(), PAPER.hessian_diagonal),
                "HesScale": (hs, PAPER.hesscale),
                "Adam 2nd moment": (adam_second_moment(result.exp_avg_sq).to(device), PAPER.adam_second_moment),
