@@ -93,6 +93,11 @@ def block_generator_seed(seed: int, block_index: int) -> int:
     return (int(words[0]) << 31) ^ int(words[1])  # < 2^63, valid for torch.Generator.manual_seed
 
 
+def _check_dtype(dtype: Any) -> None:
+    if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
+        raise TypeError(f"dtype must be a floating-point torch.dtype (torch.float32 or torch.float64), got {dtype!r}")
+
+
 def _layer_sizes(n_inputs: int, widths: tuple[int, ...]) -> list[tuple[int, int]]:
     sizes = [n_inputs, *widths, 1]
     return list(zip(sizes[:-1], sizes[1:]))
@@ -132,6 +137,9 @@ def draw_network_block(
     """
     n = _check_n_inputs(n_inputs)
     widths = _check_arch(widths, sigma_w, sigma_b)
+    if isinstance(block_size, bool) or not isinstance(block_size, int) or block_size < 0:
+        raise ValueError(f"block_size must be a non-negative int (networks in the block), got {block_size!r}")
+    _check_dtype(dtype)
     dev = torch.device(device) if device is not None else torch.device("cpu")
     sizes = _layer_sizes(n, widths)
     n_params = sum(i * o + o for i, o in sizes)
@@ -150,6 +158,12 @@ def draw_network_block(
 def evaluate_networks(layers: list[tuple[torch.Tensor, torch.Tensor]], inputs: torch.Tensor) -> torch.Tensor:
     """Outputs [B, M] of B networks (batched parameters from ``draw_network_block``) on M inputs,
     with batched matrix products: h <- relu(h @ W_l + b_l), no ReLU after the last layer."""
+    if not isinstance(layers, (list, tuple)) or not layers:
+        raise ValueError("layers must be a non-empty list of (W [B, fan_in, fan_out], b [B, fan_out]) pairs, "
+                         "as draw_network_block returns")
+    if not isinstance(inputs, torch.Tensor) or inputs.ndim != 2 or inputs.shape[1] != layers[0][0].shape[1]:
+        shape = tuple(inputs.shape) if isinstance(inputs, torch.Tensor) else type(inputs).__name__
+        raise ValueError(f"inputs must be [M, {layers[0][0].shape[1]}] (the first layer's fan-in), got {shape}")
     h = inputs.unsqueeze(0).expand(layers[0][0].shape[0], -1, -1)
     for i, (W, b) in enumerate(layers):
         h = torch.baddbmm(b.unsqueeze(1), h, W)
@@ -202,9 +216,14 @@ def _as_function(f: Any, n_inputs: int) -> int:
     if isinstance(f, torch.Tensor):
         f = bits_to_function(f)
     elif isinstance(f, str):
-        f = int(f, 16)
+        try:
+            f = int(f, 16)
+        except ValueError:
+            raise ValueError(f"function {f!r} is not a hexadecimal string (as FunctionCounts writes them, "
+                             "e.g. '0x6996'); pass an int, a hex string or a [2^n] bits tensor") from None
     if isinstance(f, bool) or not isinstance(f, (int, np.integer)) or not 0 <= f < (1 << 2**n_inputs):
-        raise ValueError(f"a function of {n_inputs} inputs is an int in [0, 2^{2 ** n_inputs}), a hex string or bits")
+        raise ValueError(f"a function of {n_inputs} inputs is an int in [0, 2^{2 ** n_inputs}), a hex string or bits; "
+                         f"got {repr(f)[:40]}")
     return int(f)
 
 
@@ -311,8 +330,7 @@ def sample_function_counts(
     n = _check_n_inputs(n_inputs)
     widths = _check_arch(widths, sigma_w, sigma_b)
     block_generator_seed(seed, 0)  # validates seed
-    if not dtype.is_floating_point:
-        raise TypeError(f"dtype must be floating point, got {dtype}")
+    _check_dtype(dtype)
     dev = torch.device(device) if device is not None else torch.device("cpu")
     t0 = time.perf_counter()
     X = boolean_inputs(n, device=dev, dtype=dtype)

@@ -29,6 +29,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from ._writes import write_fix
 from .report.files import ReportFileError, default_report_root, load_run, resolve_run
 from .report.formatting import claim_sort_key, format_seconds
 from .report.schema import TIERS, CaseResult, RunReport, SchemaError
@@ -141,7 +142,9 @@ def _cmd_report(args: argparse.Namespace) -> int:
     try:
         rendered = render_run(run, out_dir)
     except OSError as exc:
-        raise _CliError(f"cannot write the report into {out_dir}: {exc}; pass --out DIR") from None
+        fix = "" if "Fix:" in str(exc) else f" ({write_fix(exc)})" if write_fix(exc) else ""
+        raise _CliError(f"cannot write the report into {out_dir}: {exc}{fix}; to write it elsewhere "
+                        f"pass --out DIR (the previous report there is unchanged)") from None
     print(f"{rendered.markdown}\n{rendered.html}")
     return 0
 

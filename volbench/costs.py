@@ -48,6 +48,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .estimator.core import as_device
+from .models import check_accepts
+
 __all__ = [
     "LOSSES",
     "PATHS",
@@ -288,7 +291,7 @@ class ModelCost:
         params = list(model.parameters())
         if not params:
             raise ValueError("model has no parameters; there is nothing to perturb")
-        self.device = torch.device(device) if device is not None else params[0].device
+        self.device = as_device(device) if device is not None else params[0].device
         self.dtype = dtype if dtype is not None else params[0].dtype
         if not isinstance(self.dtype, torch.dtype) or not self.dtype.is_floating_point:
             raise TypeError(f"dtype must be a floating-point torch.dtype, got {self.dtype!r}")
@@ -305,6 +308,11 @@ class ModelCost:
         else:
             flat = self._check_flat(anchor, "anchor")
         self._anchor = flat.detach().to(device=self.device, dtype=self.dtype).clone()
+        if not bool(torch.isfinite(self._anchor).all()):
+            bad = int((~torch.isfinite(self._anchor)).sum())
+            what = "the anchor given" if anchor is not None else "the model's parameters (the anchor)"
+            raise ValueError(f"{what} has {bad} non-finite values (NaN/Inf): the minimum is corrupt or "
+                             "its training diverged; pass finite parameters")
         nn.utils.vector_to_parameters(self._anchor, self._model.parameters())
 
         self._inputs, self.n_examples = self._check_inputs(inputs)
@@ -773,6 +781,9 @@ class ModelCost:
             if isinstance(output, Tensor):
                 total += output.numel()
 
+        # A model that cannot take the data (feature count, image vs flat, channels, dtype) gets a
+        # ValueError naming both instead of torch's bare RuntimeError from deep inside forward.
+        check_accepts(self._model, self._inputs, n_examples=1)
         leaves = [m for m in self._model.modules() if not any(True for _ in m.children())]
         handles = [m.register_forward_hook(hook) for m in leaves]
         try:
@@ -829,6 +840,10 @@ class ModelCost:
         x = inputs.detach().to(self.device)
         if x.is_floating_point():
             x = x.to(self.dtype)
+            if not bool(torch.isfinite(x).all()):
+                bad = int((~torch.isfinite(x)).sum())
+                raise ValueError(f"inputs have {bad} non-finite values (NaN/Inf) in {self.dtype}; every cost "
+                                 "would be NaN: clean the data (or compute in float64 if they overflow)")
         return x, int(x.shape[0])
 
     def _check_targets(self, targets: Any) -> Tensor | None:

@@ -34,9 +34,11 @@ import dataclasses
 import hashlib
 import json
 import math
+import numbers
 import os
 import tempfile
 import time
+import warnings
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -45,6 +47,7 @@ from typing import Any
 import torch
 
 from . import data as vdata
+from ._writes import explain_write_error
 from . import models as vmodels
 from .costs import ModelCost
 from .estimator import estimate_log_volume
@@ -52,8 +55,8 @@ from .reference import reference_log_volume
 from .store import MinimaStore
 from .train import TrainConfig, train
 
-__all__ = ["MinimumSpec", "Minimum", "Measurement", "CorruptCacheWarning", "load_dataset", "training_batch", "landscape_batch",
-           "train_minimum", "measure", "LAB_VERSION"]
+__all__ = ["MinimumSpec", "Minimum", "Measurement", "CacheWriteWarning", "CorruptCacheWarning", "load_dataset", "training_batch", "landscape_batch",
+           "check_compatible", "train_minimum", "measure", "LAB_VERSION"]
 
 # Bump when the meaning of a spec or measurement changes, so caches from older code are not reused.
 LAB_VERSION = 2
@@ -171,8 +174,27 @@ class Minimum:
         return model
 
 
+def check_compatible(spec: MinimumSpec) -> None:
+    """Raise ValueError naming both if ``spec.model`` cannot take ``spec.dataset``'s inputs."""
+    ds = load_dataset(spec.dataset, spec.dataset_options)
+    ms = vmodels.spec(spec.model)
+    shape = tuple(ds.input_shape)
+    fits = (math.prod(shape) == ms.n_inputs) if ms.is_mlp else (shape == tuple(ms.input_shape))
+    if not fits:
+        matching = [name for name in vmodels.names()
+                    if (math.prod(shape) == vmodels.spec(name).n_inputs if vmodels.spec(name).is_mlp
+                        else shape == tuple(vmodels.spec(name).input_shape))]
+        raise ValueError(
+            f"model {spec.model!r} takes inputs of shape {tuple(ms.input_shape)} but data set {spec.dataset!r} "
+            f"has inputs of shape {shape}: they are incompatible; use a model built for {spec.dataset!r} "
+            f"({', '.join(matching) or 'none is registered'})"
+        )
+
+
 def train_minimum(spec: MinimumSpec, store: MinimaStore, *, device=None, progress: bool = False) -> Minimum:
-    """The minimum of ``spec`` from the store, training it on a miss."""
+    """The minimum of ``spec`` from the store, training it on a miss (ValueError first if the
+    model and the data set do not fit together)."""
+    check_compatible(spec)
 
     def train_fn():
         batch = training_batch(spec)
@@ -220,9 +242,13 @@ def _atomic_write_json(path: Path, obj: Any) -> None:
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         if os.path.exists(tmp):
             os.unlink(tmp)
+        if isinstance(exc, OSError) and exc.errno is not None:
+            raise explain_write_error(
+                exc, path, what="the measurement cache file",
+                kept="no partial file was left (pass store=None to measure without caching)") from exc
         raise
 
 
@@ -261,6 +287,16 @@ def measure(
     """
     if estimator not in ("reference", "principled"):
         raise ValueError(f"estimator must be 'reference' or 'principled', got {estimator!r}")
+    # Checked before the cache and the anchor test: a bad threshold would otherwise be recorded
+    # (and cached) as a minimum outside its own basin.
+    if (isinstance(threshold, bool) or not isinstance(threshold, numbers.Real)
+            or not math.isfinite(threshold) or threshold <= 0):
+        raise ValueError(f"threshold must be a finite positive number (a loss level), got {threshold!r}")
+    allowed = ("filter", "plain") if estimator == "reference" else ("filter", "isotropic")
+    if directions not in allowed:
+        raise ValueError(f"directions for estimator={estimator!r} must be one of {allowed}, got {directions!r}")
+    if isinstance(n_directions, bool) or not isinstance(n_directions, int) or n_directions < 1:
+        raise ValueError(f"n_directions must be a positive integer, got {n_directions!r}")
     spec = minimum.spec
     loss = loss or spec.train.loss
     config = {
@@ -330,8 +366,17 @@ def measure(
     if path is not None:
         record = result.to_dict()
         record["sha256"] = _record_digest(record)
-        _atomic_write_json(path, record)
+        try:
+            _atomic_write_json(path, record)
+        except OSError as exc:  # a full disk must not lose the measurement just computed
+            warnings.warn(f"{exc}; the measurement is returned uncached and will be recomputed next time",
+                          CacheWriteWarning, stacklevel=2)
     return result
+
+
+class CacheWriteWarning(UserWarning):
+    """A measurement could not be cached (full disk, file-size limit, read-only store); it was
+    returned anyway and no partial cache file was left."""
 
 
 class CorruptCacheWarning(UserWarning):
@@ -345,7 +390,6 @@ def _record_digest(record: dict) -> str:
 
 def _read_cached(path: Path) -> Measurement | None:
     """The verified measurement at ``path``, or None after moving a corrupt file aside (warned)."""
-    import warnings
 
     try:
         record = json.loads(path.read_text())

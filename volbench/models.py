@@ -83,6 +83,7 @@ __all__ = [
     "spec",
     "build",
     "model_info",
+    "check_accepts",
     "weight_layers",
     "alpha_scale",
 ]
@@ -308,6 +309,53 @@ def build(name: str, *, seed: int, device: torch.device | str | None = None,
 
 
 # --------------------------------------------------------------------------- inspection
+def check_accepts(model: nn.Module, inputs: torch.Tensor, *, n_examples: int = 2,
+                  what: str = "inputs") -> torch.Tensor:
+    """Run ``model`` on the first ``n_examples`` of ``inputs`` and return its outputs; a model
+    that cannot take them (wrong feature count, image vs flat shape, channels, dtype) raises a
+    ValueError naming the model, the inputs' shape and dtype and the fix instead of torch's bare
+    RuntimeError. The model's parameters and buffers are not modified (the forward runs with
+    copies of the buffers, so batch-norm statistics stay as they were). Out-of-memory errors
+    propagate unchanged.
+
+    Example:
+        >>> check_accepts(build("swiss_mlp", seed=0), torch.zeros(4, 2)).shape
+        torch.Size([2, 1])
+        >>> try:
+        ...     check_accepts(build("swiss_mlp", seed=0), torch.zeros(4, 3))
+        ... except ValueError as exc:
+        ...     print(str(exc)[:60])
+        the model (Sequential: Flatten, Linear, ReLU, ...) cannot ta
+    """
+    if not isinstance(inputs, torch.Tensor):
+        raise TypeError(f"{what} must be a torch.Tensor [N, ...], got {type(inputs).__name__}")
+    if inputs.ndim == 0 or inputs.shape[0] == 0:
+        raise ValueError(f"{what} must be [N, ...] with N >= 1 examples, got shape {tuple(inputs.shape)}")
+    state = {name: p.detach() for name, p in model.named_parameters()}
+    state.update({name: b.clone() for name, b in model.named_buffers()})
+    try:
+        with torch.no_grad():
+            return torch.func.functional_call(model, state, (inputs[:n_examples],))
+    except RuntimeError as exc:
+        if "out of memory" in str(exc).lower():
+            raise
+        leaves = [type(m).__name__ for m in model.modules() if not any(True for _ in m.children())]
+        layers = ", ".join(leaves[:3]) + (", ..." if len(leaves) > 3 else "")
+        layers = type(model).__name__ if leaves == [type(model).__name__] else f"{type(model).__name__}: {layers}"
+        first = next((m for m in model.modules() if isinstance(m, (nn.Linear, nn.Conv2d))), None)
+        expects = ""
+        if isinstance(first, nn.Linear):
+            expects = f"; its first Linear layer expects {first.in_features} features per example"
+        elif isinstance(first, nn.Conv2d):
+            expects = f"; its first Conv2d layer expects [N, {first.in_channels}, H, W] images"
+        raise ValueError(
+            f"the model ({layers}) cannot take {what} of shape {tuple(inputs.shape)} "
+            f"({str(inputs.dtype).removeprefix('torch.')}){expects}: {str(exc).splitlines()[0]}. The model and the "
+            f"data do not match: use a model built for this data set (volbench.models.spec(name).input_shape), "
+            f"or reshape / convert the inputs (float, one example per row)"
+        ) from exc
+
+
 def weight_layers(model: nn.Module) -> list[nn.Module]:
     """The ``nn.Linear`` / ``nn.Conv2d`` modules of ``model`` in registration (forward) order."""
     return [m for m in model.modules() if isinstance(m, _WEIGHT_LAYERS)]

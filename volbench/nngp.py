@@ -403,6 +403,16 @@ def ep_log_marginal(
         if change < tol:
             converged = True
             break
+    if not math.isfinite(history[-1]):
+        # Only an indefinite K is diagnosed here (a NaN marked "converged" used to come back);
+        # a valid kernel keeps EP's own result.
+        eig = torch.linalg.eigvalsh(K)
+        eig_min, eig_max = float(eig.min()), float(eig.max())
+        if eig_min < -1e-8 * max(1.0, abs(eig_max)):
+            raise ValueError(
+                f"EP gave a non-finite log marginal ({history[-1]}): K is not a valid covariance (smallest "
+                f"eigenvalue {eig_min:.3g}); pass a positive semi-definite kernel (e.g. from nngp_kernel) in float64"
+            )
     cpu = lambda t: t.detach().to("cpu")  # noqa: E731 - results hold CPU tensors, like VolumeEstimate
     return EPResult(
         log_marginal=history[-1],

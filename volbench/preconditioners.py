@@ -52,6 +52,8 @@ import torch
 from torch import Tensor, nn
 from torch.func import functional_call, grad, jvp, vmap
 
+from .models import check_accepts
+
 __all__ = [
     "CurvatureSetting",
     "PaperSettings",
@@ -253,6 +255,7 @@ def loss_of_flat_params(model: nn.Module, inputs: Tensor, targets: Tensor,
         shapes.append(p.shape)
     sizes = [math.prod(s) for s in shapes]
     n = sum(sizes)
+    check_accepts(model, inputs)  # a model/data mismatch is a ValueError naming both, now
 
     def f(theta: Tensor) -> Tensor:
         if theta.shape != (n,):
@@ -476,6 +479,7 @@ def hesscale_diagonal(model: nn.Module, inputs: Tensor, targets: Tensor, loss="c
     layers = _hesscale_layers(model)
     if not isinstance(inputs, Tensor) or inputs.ndim < 2:
         raise ValueError("inputs must be a [B, ...] tensor with a batch dimension")
+    check_accepts(model, inputs)  # a model/data mismatch is a ValueError naming both
 
     # Forward pass, keeping each module's input (cloned: an in-place activation would overwrite it).
     layer_inputs = []

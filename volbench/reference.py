@@ -34,9 +34,12 @@ import math
 import time
 from typing import Callable
 
+import numpy as np
 import torch
 
-from .estimator.core import as_batched_cost, check_anchor, default_device
+from . import __version__
+from .estimator.core import (as_batched_cost, check_anchor, check_batch_size, check_dtype, check_seed,
+                             default_device)
 from .estimator.directions import raw_gaussian
 from .estimator.result import ReferenceEstimate
 
@@ -59,6 +62,8 @@ def reference_scale(cost, n: int) -> torch.Tensor:
 
 def _prepare(cost, anchor, threshold, n_directions, directions, scale, coefficients, seed, device, dtype):
     device = default_device(cost, anchor, device)
+    seed = check_seed(seed)
+    dtype = check_dtype(dtype)
     anchor, anchor_cost = check_anchor(cost, anchor, threshold, device=device, dtype=dtype)
     n = anchor.numel()
     if directions is not None:
@@ -66,10 +71,16 @@ def _prepare(cost, anchor, threshold, n_directions, directions, scale, coefficie
             raise ValueError(f"directions must be a [K, {n}] tensor of raw Gaussian directions")
         K = directions.shape[0]
     else:
-        if not isinstance(n_directions, int) or n_directions < 1:
+        if isinstance(n_directions, bool) or not isinstance(n_directions, int) or n_directions < 1:
             raise ValueError(f"n_directions must be a positive integer, got {n_directions!r}")
         K = n_directions
-    scale = reference_scale(cost, n) if scale is None else torch.as_tensor(scale)
+    if scale is not None and not isinstance(scale, torch.Tensor):
+        try:
+            scale = torch.as_tensor(scale)
+        except (TypeError, ValueError, RuntimeError):
+            raise TypeError(f"scale must be a finite [{n}] tensor (per-parameter multipliers), got "
+                            f"{type(scale).__name__}") from None
+    scale = reference_scale(cost, n) if scale is None else scale
     if scale.shape != (n,) or not torch.isfinite(scale).all():
         raise ValueError(f"scale must be a finite [{n}] tensor (per-parameter multipliers)")
     coef = paper_coefficients() if coefficients is None else torch.as_tensor(coefficients, dtype=torch.float64)
@@ -118,10 +129,11 @@ def reference_log_volume(
     start = time.perf_counter()
     device, anchor, anchor_cost, n, K, scale, coef, raw = _prepare(
         cost, anchor, threshold, n_directions, directions, scale, coefficients, seed, device, dtype)
-    if lookahead < 1:
-        raise ValueError(f"lookahead must be >= 1, got {lookahead}")
+    if isinstance(lookahead, bool) or not isinstance(lookahead, int) or lookahead < 1:
+        raise ValueError(f"lookahead must be an int >= 1, got {lookahead!r}")
     if batch_size is None:
         batch_size = int(getattr(cost, "max_batch", None) or 256)
+    batch_size = check_batch_size(batch_size)
     evaluate = as_batched_cost(cost, threshold)
     coef_d = coef.to(device=device, dtype=dtype)
     scale_d = scale.to(device=device, dtype=dtype)
@@ -185,6 +197,8 @@ def reference_log_volume(
         "batch_size": batch_size,
         "lookahead": lookahead,
         "torch": torch.__version__,
+        "numpy": np.__version__,  # directions are seeded through numpy's SeedSequence
+        "volbench": __version__,
     }
     return ReferenceEstimate(
         log_volume=log_volume,

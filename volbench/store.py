@@ -69,6 +69,8 @@ from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 from torch import Tensor
 
+from ._writes import explain_write_error
+
 __all__ = [
     "RECIPE_VERSION",
     "FORMAT_VERSION",
@@ -460,8 +462,15 @@ class MinimaStore:
             else:
                 os.rename(tmp, final)
             _fsync_dir(self.root)
-        except BaseException:
+        except BaseException as exc:
             shutil.rmtree(tmp, ignore_errors=True)
+            if isinstance(exc, OSError) and exc.errno is not None:
+                # Full disk, file-size limit, read-only folder: nothing was renamed into place.
+                raise explain_write_error(
+                    exc, self.root / key, what="minima store entry",
+                    kept="the store is unchanged (any previous entry under this key is intact, no "
+                         "partial entry was left); set VOLBENCH_STORE or MinimaStore(root=...) to use another folder",
+                ) from exc
             raise
         return StoredMinimum(key=key, path=final, tensors={k: v.clone() for k, v in tensors.items()},
                              metadata=json.loads(json.dumps(metadata)), info=info)

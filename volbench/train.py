@@ -47,7 +47,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .models import spec
+from .models import check_accepts, spec
 
 __all__ = [
     "OPTIMIZERS",
@@ -521,8 +521,7 @@ def train(model: nn.Module, inputs: Tensor, targets: Tensor, config: TrainConfig
     n = x.shape[0]
     if n == 0:
         raise ValueError("inputs are empty; need at least one training example")
-    with torch.no_grad():
-        k = int(model(x[:1]).reshape(1, -1).shape[1])
+    k = int(check_accepts(model, x, n_examples=1).reshape(1, -1).shape[1])
     y = _prepare_targets(targets, config.loss, n, k, dev, dtype, "targets")
     if test_inputs is not None:
         if not isinstance(test_inputs, Tensor):

@@ -21,17 +21,21 @@ Example (a ball of radius 2 in 50 dimensions; every ray has radius 2):
 from __future__ import annotations
 
 import math
+import numbers
 import time
 from typing import Any, Callable
 
+import numpy as np
 import torch
 
+from .. import __version__
 from .directions import DirectionSampler
 from .measures import gaussian_log_ray_mass, log_unit_ball_volume, log_unit_sphere_area
 from .result import VolumeEstimate
 from .search import SearchConfig, search_radii
 
-__all__ = ["estimate_log_volume", "check_anchor", "as_batched_cost", "default_device"]
+__all__ = ["estimate_log_volume", "check_anchor", "as_batched_cost", "default_device", "as_device", "check_seed",
+           "check_dtype", "check_batch_size"]
 
 Cost = Callable[..., torch.Tensor]
 
@@ -51,16 +55,65 @@ def as_batched_cost(cost: Cost, threshold: float) -> Callable[[torch.Tensor], to
                 f"cost returned {shape} for a [{params.shape[0]}, {params.shape[1]}] batch; it must "
                 f"return a [{params.shape[0]}] tensor (one cost per parameter vector)"
             )
+        if out.is_complex():
+            raise TypeError(f"cost returned a {out.dtype} tensor; a cost must be real (a loss value per vector)")
         return out
 
     return evaluate
+
+
+def as_device(device: Any, what: str = "device") -> torch.device:
+    """``torch.device(device)``, or a ValueError / TypeError that names the fix: an unknown
+    device string, or CUDA asked for where torch sees no (or not that many) CUDA devices."""
+    if isinstance(device, torch.device):
+        dev = device
+    elif isinstance(device, (str, int)) and not isinstance(device, bool):
+        try:
+            dev = torch.device(device)
+        except (RuntimeError, ValueError) as exc:
+            raise ValueError(f"{what} {device!r} is not a torch device ({str(exc).splitlines()[0][:80]}...); "
+                             "use 'cpu', 'cuda' or 'cuda:N'") from None
+    else:
+        raise TypeError(f"{what} must be a torch.device, a string such as 'cpu' or 'cuda:0', or None; "
+                        f"got {type(device).__name__}")
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"{what} {str(dev)!r} needs CUDA, but torch {torch.__version__} sees no CUDA device; "
+                             "pass device='cpu' (or install a CUDA build of torch on a GPU machine)")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise ValueError(f"{what} {str(dev)!r} does not exist: torch sees {torch.cuda.device_count()} "
+                             f"CUDA device(s), cuda:0 to cuda:{torch.cuda.device_count() - 1}")
+    return dev
+
+
+def check_seed(seed: Any, what: str = "seed") -> int:
+    """A non-negative int seed (numpy integers allowed), else a TypeError / ValueError naming it."""
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
+        raise TypeError(f"{what} must be a non-negative int, got {seed!r} ({type(seed).__name__})")
+    if seed < 0:
+        raise ValueError(f"{what} must be a non-negative int, got {seed}")
+    return int(seed)
+
+
+def check_dtype(dtype: Any) -> torch.dtype:
+    """A floating-point torch.dtype, else a TypeError naming the fix."""
+    if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point or dtype.is_complex:
+        raise TypeError(f"dtype must be a floating-point torch.dtype such as torch.float32 or torch.float64, "
+                        f"got {dtype!r}")
+    return dtype
+
+
+def check_batch_size(batch_size: Any) -> int:
+    if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive int (rays searched together) or None, got {batch_size!r}")
+    return int(batch_size)
 
 
 def default_device(cost, anchor, device) -> torch.device:
     """The device to evaluate on: the one asked for, else the cost's own (a ModelCost lives on
     one), else the anchor's, else the CPU."""
     if device is not None:
-        return torch.device(device)
+        return as_device(device)
     if getattr(cost, "device", None) is not None:
         return torch.device(cost.device)
     return anchor.device if isinstance(anchor, torch.Tensor) else torch.device("cpu")
@@ -80,7 +133,8 @@ def check_anchor(cost: Cost, anchor: Any, threshold: float, *, device, dtype) ->
     if not torch.isfinite(anchor).all():
         bad = int((~torch.isfinite(anchor)).sum())
         raise ValueError(f"anchor has {bad} non-finite parameters (NaN/Inf); the minimum is corrupt or diverged")
-    if not isinstance(threshold, (int, float)) or not math.isfinite(threshold) or threshold <= 0:
+    if (isinstance(threshold, bool) or not isinstance(threshold, numbers.Real)
+            or not math.isfinite(threshold) or threshold <= 0):
         raise ValueError(f"threshold must be a finite positive number (a loss level), got {threshold!r}")
     anchor = anchor.detach().to(device=device, dtype=dtype)
     c0 = as_batched_cost(cost, threshold)(anchor.unsqueeze(0))
@@ -167,11 +221,13 @@ def estimate_log_volume(
     device = default_device(cost, anchor, device)
     if measure not in ("lebesgue", "gaussian"):
         raise ValueError(f"measure must be 'lebesgue' or 'gaussian', got {measure!r}")
+    seed = check_seed(seed)
+    dtype = check_dtype(dtype)
     anchor, anchor_cost = check_anchor(cost, anchor, threshold, device=device, dtype=dtype)
     n = anchor.numel()
     explicit, precond, label = _resolve_directions(cost, n, directions, preconditioner)
     if explicit is None:
-        if not isinstance(n_directions, int) or n_directions < 1:
+        if isinstance(n_directions, bool) or not isinstance(n_directions, int) or n_directions < 1:
             raise ValueError(f"n_directions must be a positive integer, got {n_directions!r}")
         K = n_directions
     else:
@@ -182,6 +238,9 @@ def estimate_log_volume(
     if measure == "gaussian":
         if prior_std is None:
             raise ValueError("measure='gaussian' needs prior_std (a float or an [n] tensor); see volbench.priors")
+        if not isinstance(prior_std, (numbers.Real, torch.Tensor)) or isinstance(prior_std, bool):
+            raise TypeError(f"prior_std must be a positive float or a positive [{n}] tensor, got "
+                            f"{type(prior_std).__name__}")
         std = torch.as_tensor(prior_std, dtype=torch.float64).cpu()
         if std.ndim == 0:
             std = std.expand(n)
@@ -201,8 +260,7 @@ def estimate_log_volume(
     )
     if batch_size is None:
         batch_size = int(getattr(cost, "max_batch", None) or 256)
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    batch_size = check_batch_size(batch_size)
     evaluate = as_batched_cost(cost, threshold)
 
     lo_all, hi_all, log_norm_all, terms = [], [], [], []
@@ -258,6 +316,8 @@ def estimate_log_volume(
         "dtype": str(dtype).replace("torch.", ""),
         "batch_size": batch_size,
         "torch": torch.__version__,
+        "numpy": np.__version__,  # directions are seeded through numpy's SeedSequence
+        "volbench": __version__,
     }
     return VolumeEstimate(
         log_volume=log_volume,

@@ -19,6 +19,7 @@ is still inside at ``max_radius``: censored). A non-finite cost counts as outsid
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import dataclass
 from typing import Callable
 
@@ -51,6 +52,12 @@ class SearchConfig:
     fine_scan: int = 0
 
     def __post_init__(self):
+        for name in ("rtol", "initial_radius", "growth", "max_radius", "min_radius"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, numbers.Real):
+                raise TypeError(f"{name} must be a real number, got {value!r} ({type(value).__name__})")
+        if isinstance(self.fine_scan, bool) or not isinstance(self.fine_scan, numbers.Integral):
+            raise TypeError(f"fine_scan must be an int >= 0, got {self.fine_scan!r}")
         if not (0 < self.rtol < 1):
             raise ValueError(f"rtol must be in (0, 1), got {self.rtol}")
         if not (1 < self.growth <= 16):

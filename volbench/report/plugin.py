@@ -53,6 +53,7 @@ from .files import (
     save_run,
     utc_now,
 )
+from .._writes import write_fix
 from .schema import TIERS, CaseResult, RunReport, SchemaError
 
 __all__ = ["record_case", "ReportRecorder", "RESULT_PROPERTY", "CASE_PROPERTY"]
@@ -275,6 +276,7 @@ class ReportRecorder:
         self._status = "running"
         self._finished: str | None = None
         self._exit_status: int | None = None
+        self._pointed_latest = False
 
     # -- collecting
 
@@ -405,11 +407,15 @@ class ReportRecorder:
 
     def _fail(self, what: str, path: Path | None, exc: BaseException) -> None:
         where = path if path is not None else self.root
+        if path is not None and path.is_file():
+            kept = f"{path} keeps its last complete version (the results recorded before this write)"
+        else:
+            kept = "benchmark results of this run are not saved"
+        fix = "" if "Fix:" in str(exc) else write_fix(exc)  # atomic writes already name it
         self.problem = (
-            f"volbench: could not {what} {where} ({type(exc).__name__}: {exc}); benchmark "
-            f"results of this run are not saved. Choose a writable directory with "
-            f"--volbench-report-dir DIR (or ${REPORT_DIR_ENV}), or turn reports off with "
-            f"--volbench-no-report."
+            f"volbench: could not {what} {where} ({type(exc).__name__}: {exc}); {kept}. "
+            f"{fix + '; or c' if fix else 'C'}hoose a writable directory with --volbench-report-dir DIR "
+            f"(or ${REPORT_DIR_ENV}), or turn reports off with --volbench-no-report."
         )
 
     def _write(self) -> None:
@@ -421,14 +427,29 @@ class ReportRecorder:
             except OSError as exc:
                 self._fail("create the report directory under", self.root, exc)
                 return
+        results = self.run_dir / RESULTS_NAME
+        try:
+            save_run(self.run_report(), results)
+        except OSError as exc:
+            self._fail("write", results, exc)
+            if not results.exists():
+                # Nothing of this run is on disk: drop its empty directory, so `latest` and the
+                # report root keep pointing at the previous complete run only.
+                try:
+                    self.run_dir.rmdir()
+                except OSError:
+                    pass
+                else:
+                    self.run_id = self.run_dir = None
+            return
+        if not self._pointed_latest:
+            # Only after a complete results.json exists: a run that could not write anything
+            # (full disk) must not move `latest` away from the previous report.
             try:
                 point_latest(self.root, self.run_id)
+                self._pointed_latest = True
             except OSError:  # the run itself is saved; only the convenience pointer is missing
                 pass
-        try:
-            save_run(self.run_report(), self.run_dir / RESULTS_NAME)
-        except OSError as exc:
-            self._fail("write", self.run_dir / RESULTS_NAME, exc)
 
     # -- end of session
 

@@ -16,7 +16,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from .files import atomic_write_bytes, atomic_write_text
+from .files import atomic_write_many
 from .schema import RunReport
 
 __all__ = ["RenderedReport", "render_run", "FIGURES_DIR"]
@@ -35,7 +35,11 @@ class RenderedReport:
 
 def render_run(run: RunReport, out_dir: str | os.PathLike) -> RenderedReport:
     """Draw every plot once, then write ``report.md``, ``figures/*.png`` and ``index.html``
-    into ``out_dir`` (created if needed). Stale PNGs of an earlier rendering are removed."""
+    into ``out_dir`` (created if needed). Stale PNGs of an earlier rendering are removed.
+
+    All files are written as one set (:func:`~volbench.report.files.atomic_write_many`): if any
+    of them cannot be written (full disk, file-size limit) the OSError names the file and the
+    fix, and the previous rendering is left exactly as it was, with no partial files."""
     from .plots import case_plots, timing_plot
     from .render_html import render_html
     from .render_md import render_markdown
@@ -45,18 +49,18 @@ def render_run(run: RunReport, out_dir: str | os.PathLike) -> RenderedReport:
     figures_dir.mkdir(parents=True, exist_ok=True)
     plots = {index: case_plots(result, index=index) for index, result in enumerate(run.results)}
     timing = timing_plot(run.results)
-    written = []
+    files: list[tuple[Path, bytes]] = []
     for image in [p for images in plots.values() for p in images] + ([timing] if timing else []):
-        path = figures_dir / f"{image.key}.png"
-        atomic_write_bytes(path, image.png)
-        written.append(path)
+        files.append((figures_dir / f"{image.key}.png", image.png))
+    written = [path for path, _ in files]
+    links = {index: [(p.title, f"{FIGURES_DIR}/{p.key}.png") for p in images]
+             for index, images in plots.items()}
+    markdown = render_markdown(run, links, f"{FIGURES_DIR}/{timing.key}.png" if timing else None)
+    files.append((out_dir / "report.md", markdown.encode("utf-8")))
+    files.append((out_dir / "index.html", render_html(run, plots, timing).encode("utf-8")))
+    atomic_write_many(files)
     keep = {path.name for path in written}
     for old in figures_dir.glob("*.png"):
         if old.name not in keep:
             old.unlink()
-    links = {index: [(p.title, f"{FIGURES_DIR}/{p.key}.png") for p in images]
-             for index, images in plots.items()}
-    markdown = render_markdown(run, links, f"{FIGURES_DIR}/{timing.key}.png" if timing else None)
-    atomic_write_text(out_dir / "report.md", markdown)
-    atomic_write_text(out_dir / "index.html", render_html(run, plots, timing))
     return RenderedReport(out_dir / "report.md", out_dir / "index.html", tuple(written))
