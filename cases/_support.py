@@ -46,6 +46,13 @@ class Case:
         return pytest.param(self, id=self.id, marks=marks)
 
 
+def smoke_and_nightly(titles: Mapping[str, str], claim: str, slug: str, setting: str, smoke: Mapping[str, Any],
+                      nightly: Mapping[str, Any], smoke_skip: str = "") -> list[Case]:
+    """The smoke and the nightly ``Case`` of one claim in one setting (``titles[claim]`` is its title)."""
+    return [Case(claim, slug, setting, "smoke", smoke, title=titles[claim], skip=smoke_skip),
+            Case(claim, slug, setting, "nightly", nightly, title=titles[claim])]
+
+
 @dataclass(frozen=True)
 class Comparison:
     """log V_a - log V_b with a bootstrap interval over directions (or a sure sign when one of

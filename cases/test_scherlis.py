@@ -29,7 +29,7 @@ import time
 import numpy as np
 import pytest
 import torch
-from _support import Case, enforce, finish
+from _support import enforce, finish, smoke_and_nightly
 from scipy import stats
 from torch.func import functional_call, grad, jvp, vmap
 
@@ -66,9 +66,7 @@ _T = {
 }
 
 
-def cases(claim, slug, setting, smoke, nightly, smoke_skip=""):
-    return [Case(claim, slug, setting, "smoke", smoke, title=_T[claim], skip=smoke_skip),
-            Case(claim, slug, setting, "nightly", nightly, title=_T[claim])]
+cases = functools.partial(smoke_and_nightly, _T)
 
 
 # The paper's digits results use k = 100 directions (Sec. 4); smoke uses the same count because a

@@ -45,7 +45,7 @@ import time
 
 import numpy as np
 import torch
-from _support import Case, enforce, finish
+from _support import enforce, finish, smoke_and_nightly
 from scipy import stats
 
 from volbench.analysis import correlation, decide
@@ -79,9 +79,7 @@ _T = {
 }
 
 
-def cases(claim, slug, setting, smoke, nightly, smoke_skip=""):
-    return [Case(claim, slug, setting, "smoke", smoke, title=_T[claim], skip=smoke_skip),
-            Case(claim, slug, setting, "nightly", nightly, title=_T[claim])]
+cases = functools.partial(smoke_and_nightly, _T)
 
 
 # Sharpness settings: smoke L-BFGS-B (see the module docstring), nightly the paper's Table 1 row.
