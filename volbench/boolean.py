@@ -42,6 +42,8 @@ from typing import Any, Iterator, Literal, Mapping
 import numpy as np
 import torch
 
+from .estimator.core import check_dtype
+
 __all__ = [
     "boolean_inputs",
     "block_generator_seed",
@@ -93,11 +95,6 @@ def block_generator_seed(seed: int, block_index: int) -> int:
     return (int(words[0]) << 31) ^ int(words[1])  # < 2^63, valid for torch.Generator.manual_seed
 
 
-def _check_dtype(dtype: Any) -> None:
-    if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
-        raise TypeError(f"dtype must be a floating-point torch.dtype (torch.float32 or torch.float64), got {dtype!r}")
-
-
 def _layer_sizes(n_inputs: int, widths: tuple[int, ...]) -> list[tuple[int, int]]:
     sizes = [n_inputs, *widths, 1]
     return list(zip(sizes[:-1], sizes[1:]))
@@ -139,7 +136,7 @@ def draw_network_block(
     widths = _check_arch(widths, sigma_w, sigma_b)
     if isinstance(block_size, bool) or not isinstance(block_size, int) or block_size < 0:
         raise ValueError(f"block_size must be a non-negative int (networks in the block), got {block_size!r}")
-    _check_dtype(dtype)
+    check_dtype(dtype)
     dev = torch.device(device) if device is not None else torch.device("cpu")
     sizes = _layer_sizes(n, widths)
     n_params = sum(i * o + o for i, o in sizes)
@@ -330,7 +327,7 @@ def sample_function_counts(
     n = _check_n_inputs(n_inputs)
     widths = _check_arch(widths, sigma_w, sigma_b)
     block_generator_seed(seed, 0)  # validates seed
-    _check_dtype(dtype)
+    check_dtype(dtype)
     dev = torch.device(device) if device is not None else torch.device("cpu")
     t0 = time.perf_counter()
     X = boolean_inputs(n, device=dev, dtype=dtype)

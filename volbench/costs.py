@@ -48,7 +48,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .estimator.core import as_device
+from .estimator.core import as_device, check_dtype
 from .models import check_accepts
 
 __all__ = [
@@ -292,9 +292,7 @@ class ModelCost:
         if not params:
             raise ValueError("model has no parameters; there is nothing to perturb")
         self.device = as_device(device) if device is not None else params[0].device
-        self.dtype = dtype if dtype is not None else params[0].dtype
-        if not isinstance(self.dtype, torch.dtype) or not self.dtype.is_floating_point:
-            raise TypeError(f"dtype must be a floating-point torch.dtype, got {self.dtype!r}")
+        self.dtype = check_dtype(dtype if dtype is not None else params[0].dtype)
 
         # A private copy: moving or re-parametrising it never touches the caller's model.
         self._model = copy.deepcopy(model).to(device=self.device, dtype=self.dtype).eval()

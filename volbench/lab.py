@@ -51,6 +51,7 @@ from ._writes import explain_write_error
 from . import models as vmodels
 from .costs import ModelCost
 from .estimator import estimate_log_volume
+from .estimator.core import check_n_directions
 from .reference import reference_log_volume
 from .store import MinimaStore
 from .train import TrainConfig, train
@@ -295,8 +296,7 @@ def measure(
     allowed = ("filter", "plain") if estimator == "reference" else ("filter", "isotropic")
     if directions not in allowed:
         raise ValueError(f"directions for estimator={estimator!r} must be one of {allowed}, got {directions!r}")
-    if isinstance(n_directions, bool) or not isinstance(n_directions, int) or n_directions < 1:
-        raise ValueError(f"n_directions must be a positive integer, got {n_directions!r}")
+    check_n_directions(n_directions)
     spec = minimum.spec
     loss = loss or spec.train.loss
     config = {

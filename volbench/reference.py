@@ -38,8 +38,8 @@ import numpy as np
 import torch
 
 from . import __version__
-from .estimator.core import (as_batched_cost, check_anchor, check_batch_size, check_dtype, check_seed,
-                             default_device)
+from .estimator.core import (as_batched_cost, check_anchor, check_batch_size, check_dtype, check_n_directions,
+                             check_seed, default_device)
 from .estimator.directions import raw_gaussian
 from .estimator.result import ReferenceEstimate
 
@@ -71,9 +71,7 @@ def _prepare(cost, anchor, threshold, n_directions, directions, scale, coefficie
             raise ValueError(f"directions must be a [K, {n}] tensor of raw Gaussian directions")
         K = directions.shape[0]
     else:
-        if isinstance(n_directions, bool) or not isinstance(n_directions, int) or n_directions < 1:
-            raise ValueError(f"n_directions must be a positive integer, got {n_directions!r}")
-        K = n_directions
+        K = check_n_directions(n_directions)
     if scale is not None and not isinstance(scale, torch.Tensor):
         try:
             scale = torch.as_tensor(scale)

@@ -35,7 +35,7 @@ from .result import VolumeEstimate
 from .search import SearchConfig, search_radii
 
 __all__ = ["estimate_log_volume", "check_anchor", "as_batched_cost", "default_device", "as_device", "check_seed",
-           "check_dtype", "check_batch_size"]
+           "check_dtype", "check_n_directions", "check_batch_size"]
 
 Cost = Callable[..., torch.Tensor]
 
@@ -101,6 +101,13 @@ def check_dtype(dtype: Any) -> torch.dtype:
         raise TypeError(f"dtype must be a floating-point torch.dtype such as torch.float32 or torch.float64, "
                         f"got {dtype!r}")
     return dtype
+
+
+def check_n_directions(n_directions: Any) -> int:
+    """A positive int number of directions, else a ValueError naming it."""
+    if isinstance(n_directions, bool) or not isinstance(n_directions, int) or n_directions < 1:
+        raise ValueError(f"n_directions must be a positive integer, got {n_directions!r}")
+    return n_directions
 
 
 def check_batch_size(batch_size: Any) -> int:
@@ -227,9 +234,7 @@ def estimate_log_volume(
     n = anchor.numel()
     explicit, precond, label = _resolve_directions(cost, n, directions, preconditioner)
     if explicit is None:
-        if isinstance(n_directions, bool) or not isinstance(n_directions, int) or n_directions < 1:
-            raise ValueError(f"n_directions must be a positive integer, got {n_directions!r}")
-        K = n_directions
+        K = check_n_directions(n_directions)
     else:
         K = explicit.shape[0]
     sampler = DirectionSampler(n, seed=seed, preconditioner=precond, explicit=explicit)
