@@ -42,7 +42,7 @@ import warnings
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import torch
 
@@ -57,7 +57,7 @@ from .store import MinimaStore
 from .train import TrainConfig, train
 
 __all__ = ["MinimumSpec", "Minimum", "Measurement", "CacheWriteWarning", "CorruptCacheWarning", "load_dataset", "training_batch", "landscape_batch",
-           "check_compatible", "train_minimum", "measure", "LAB_VERSION"]
+           "check_compatible", "train_minimum", "measure", "measure_many", "Ledger", "LEDGER", "LAB_VERSION"]
 
 # Bump when the meaning of a spec or measurement changes, so caches from older code are not reused.
 LAB_VERSION = 2
@@ -206,6 +206,11 @@ def train_minimum(spec: MinimumSpec, store: MinimaStore, *, device=None, progres
         return result.tensors(), result.metadata()
 
     entry = store.get_or_train(spec.config(), train_fn)
+    if entry.trained:
+        LEDGER.trained_seconds += float(entry.metadata.get("seconds", 0.0) or 0.0)
+        LEDGER.minima_trained += 1
+    else:
+        LEDGER.minima_served += 1
     return Minimum(spec=spec, params=entry.params, metrics=dict(entry.metadata), key=entry.key,
                    trained_now=entry.trained, tensors=dict(entry.tensors))
 
@@ -286,20 +291,81 @@ def measure(
             examples, with the labels it was trained on) to the clean landscape (claim F7: the
             landscape moving toward an imbalanced training distribution).
     """
+    return measure_many(minimum, [landscape_size], [threshold], estimator=estimator, n_directions=n_directions,
+                        store=store, direction_seed=direction_seed, directions=directions, rtol=rtol, loss=loss,
+                        landscape_extras=landscape_extras, device=device, dtype=dtype)[(landscape_size, threshold)]
+
+
+def measure_many(
+    minimum: Minimum,
+    landscape_sizes: Sequence[int],
+    thresholds: Sequence[float],
+    *,
+    estimator: str,
+    n_directions: int,
+    store: MinimaStore | None = None,
+    direction_seed: int = 0,
+    directions: str = "filter",
+    rtol: float = 1e-2,
+    loss: str | None = None,
+    landscape_extras: int = 0,
+    device=None,
+    dtype: torch.dtype = torch.float32,
+) -> dict[tuple[int, float], Measurement]:
+    """Measure ``minimum`` in every (landscape size, threshold) pair at once.
+
+    Returns ``{(landscape_size, threshold): Measurement}``. Every entry is cached (and served)
+    individually, exactly as :func:`measure` would cache it, and every entry uses the same
+    directions (``direction_seed``, ``n_directions``), so any two of them, and any two minima
+    measured with the same arguments, are paired direction by direction.
+    """
     if estimator not in ("reference", "principled"):
         raise ValueError(f"estimator must be 'reference' or 'principled', got {estimator!r}")
     # Checked before the cache and the anchor test: a bad threshold would otherwise be recorded
     # (and cached) as a minimum outside its own basin.
-    if (isinstance(threshold, bool) or not isinstance(threshold, numbers.Real)
-            or not math.isfinite(threshold) or threshold <= 0):
-        raise ValueError(f"threshold must be a finite positive number (a loss level), got {threshold!r}")
+    thresholds = list(thresholds)
+    landscape_sizes = list(landscape_sizes)
+    if not thresholds or not landscape_sizes:
+        raise ValueError("measure_many needs at least one landscape size and one threshold")
+    for threshold in thresholds:
+        if (isinstance(threshold, bool) or not isinstance(threshold, numbers.Real)
+                or not math.isfinite(threshold) or threshold <= 0):
+            raise ValueError(f"threshold must be a finite positive number (a loss level), got {threshold!r}")
     allowed = ("filter", "plain") if estimator == "reference" else ("filter", "isotropic")
     if directions not in allowed:
         raise ValueError(f"directions for estimator={estimator!r} must be one of {allowed}, got {directions!r}")
     check_n_directions(n_directions)
     spec = minimum.spec
     loss = loss or spec.train.loss
-    config = {
+    out: dict[tuple[int, float], Measurement] = {}
+    for size in landscape_sizes:
+        for threshold in thresholds:
+            config = _measurement_config(minimum, size, estimator=estimator, n_directions=n_directions,
+                                         threshold=threshold, direction_seed=direction_seed, directions=directions,
+                                         rtol=rtol, loss=loss, landscape_extras=landscape_extras, dtype=dtype)
+            key = hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()
+            path = None if store is None else Path(store.root) / "measurements" / f"{key}.json"
+            cached = _read_cached(path) if path is not None and path.exists() else None
+            if cached is not None:
+                LEDGER.served(cached)
+                out[(size, threshold)] = cached
+                continue
+            result = _compute_measurement(minimum, size, config, estimator=estimator, n_directions=n_directions,
+                                          threshold=threshold, direction_seed=direction_seed, directions=directions,
+                                          rtol=rtol, loss=loss, landscape_extras=landscape_extras, device=device,
+                                          dtype=dtype)
+            LEDGER.computed(result)
+            if path is not None:
+                _cache_measurement(path, result)
+            out[(size, threshold)] = result
+    return out
+
+
+def _measurement_config(minimum: Minimum, landscape_size: int, *, estimator, n_directions, threshold,
+                        direction_seed, directions, rtol, loss, landscape_extras, dtype) -> dict[str, Any]:
+    """The cache key's configuration of one measurement (everything that changes its result)."""
+    spec = minimum.spec
+    return {
         "kind": "volbench.lab.measurement",
         "lab_version": LAB_VERSION,
         "minimum_key": minimum.key,
@@ -315,13 +381,12 @@ def measure(
         "loss": loss,
         "dtype": str(dtype).replace("torch.", ""),
     }
-    key = hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()
-    path = None if store is None else Path(store.root) / "measurements" / f"{key}.json"
-    if path is not None and path.exists():
-        cached = _read_cached(path)
-        if cached is not None:
-            return cached
 
+
+def _landscape_cost(minimum: Minimum, landscape_size: int, *, loss, landscape_extras, device, dtype) -> ModelCost:
+    """The minimum's model cost on its clean landscape of ``landscape_size`` examples (plus the
+    first ``landscape_extras`` of its own extras)."""
+    spec = minimum.spec
     batch = landscape_batch(spec.dataset, landscape_size, seed=spec.seed, base=spec.base,
                             dataset_options=spec.dataset_options)
     if landscape_extras:
@@ -333,45 +398,85 @@ def measure(
         batch = vdata.Batch(torch.cat([batch.inputs, own.inputs[lo:hi]]), torch.cat([batch.targets, own.targets[lo:hi]]),
                             None if batch.labels is None or own.labels is None else torch.cat([batch.labels, own.labels[lo:hi]]))
     model = minimum.build_model(device=device, dtype=dtype)
-    cost = ModelCost(model, batch.inputs, batch.targets, loss=loss, device=device, dtype=dtype)
+    return ModelCost(model, batch.inputs, batch.targets, loss=loss, device=device, dtype=dtype)
+
+
+def _compute_measurement(minimum: Minimum, landscape_size: int, config: dict[str, Any], *, estimator, n_directions,
+                         threshold, direction_seed, directions, rtol, loss, landscape_extras, device,
+                         dtype) -> Measurement:
+    cost = _landscape_cost(minimum, landscape_size, loss=loss, landscape_extras=landscape_extras, device=device,
+                           dtype=dtype)
     anchor = cost.anchor
     anchor_cost = float(cost(anchor.unsqueeze(0))[0])
     n = anchor.numel()
     start = time.perf_counter()
     if not (anchor_cost < threshold):
-        result = Measurement(minimum=spec.label(), minimum_key=minimum.key, landscape_size=landscape_size,
-                             estimator=estimator, log_volume=-math.inf, log_terms=[], log_radii=[],
-                             anchor_cost=anchor_cost, outside=True, n_params=n, n_directions=n_directions,
-                             n_cost_evals=1, seconds=time.perf_counter() - start, config=config,
-                             summary={"reason": f"anchor cost {anchor_cost:.4g} >= threshold {threshold:g}"})
-    elif estimator == "reference":
-        scale = None if directions == "filter" else torch.ones(n)
-        est = reference_log_volume(cost, anchor, threshold=threshold, n_directions=n_directions,
-                                   scale=scale, seed=direction_seed, device=device, dtype=dtype)
-        terms = n * est.log_radii  # NaN for dropped directions, as the paper drops them
-        result = Measurement(minimum=spec.label(), minimum_key=minimum.key, landscape_size=landscape_size,
-                             estimator=estimator, log_volume=est.log_volume, log_terms=_finite_list(terms),
-                             log_radii=_finite_list(est.log_radii), anchor_cost=anchor_cost, outside=False,
-                             n_params=n, n_directions=n_directions, n_cost_evals=est.n_cost_evals,
-                             seconds=est.seconds, config={**config, **est.config}, summary=est.summary())
+        # Left the basin: volume zero (Fan et al. Fig. 10 right), not an error.
+        fields = dict(log_volume=-math.inf, log_terms=[], log_radii=[], outside=True, n_cost_evals=1,
+                      seconds=time.perf_counter() - start, config=config,
+                      summary={"reason": f"anchor cost {anchor_cost:.4g} >= threshold {threshold:g}"})
     else:
-        est = estimate_log_volume(cost, anchor, threshold=threshold, n_directions=n_directions,
-                                  directions=directions, rtol=rtol, seed=direction_seed, device=device,
-                                  dtype=dtype)
-        result = Measurement(minimum=spec.label(), minimum_key=minimum.key, landscape_size=landscape_size,
-                             estimator=estimator, log_volume=est.log_volume, log_terms=_finite_list(est.log_terms),
-                             log_radii=_finite_list(est.log_radii), anchor_cost=anchor_cost, outside=False,
-                             n_params=n, n_directions=n_directions, n_cost_evals=est.n_cost_evals,
-                             seconds=est.seconds, config={**config, **est.config}, summary=est.summary())
-    if path is not None:
-        record = result.to_dict()
-        record["sha256"] = _record_digest(record)
-        try:
-            _atomic_write_json(path, record)
-        except OSError as exc:  # a full disk must not lose the measurement just computed
-            warnings.warn(f"{exc}; the measurement is returned uncached and will be recomputed next time",
-                          CacheWriteWarning, stacklevel=2)
-    return result
+        if estimator == "reference":
+            scale = None if directions == "filter" else torch.ones(n)
+            est = reference_log_volume(cost, anchor, threshold=threshold, n_directions=n_directions,
+                                       scale=scale, seed=direction_seed, device=device, dtype=dtype)
+            terms = n * est.log_radii  # NaN for dropped directions, as the paper drops them
+        else:
+            est = estimate_log_volume(cost, anchor, threshold=threshold, n_directions=n_directions,
+                                      directions=directions, rtol=rtol, seed=direction_seed, device=device,
+                                      dtype=dtype)
+            terms = est.log_terms
+        fields = dict(log_volume=est.log_volume, log_terms=_finite_list(terms), log_radii=_finite_list(est.log_radii),
+                      outside=False, n_cost_evals=est.n_cost_evals, seconds=est.seconds,
+                      config={**config, **est.config}, summary=est.summary())
+    return Measurement(minimum=minimum.spec.label(), minimum_key=minimum.key, landscape_size=landscape_size,
+                       estimator=estimator, anchor_cost=anchor_cost, n_params=n, n_directions=n_directions, **fields)
+
+
+def _cache_measurement(path: Path, result: Measurement) -> None:
+    record = result.to_dict()
+    record["sha256"] = _record_digest(record)
+    try:
+        _atomic_write_json(path, record)
+    except OSError as exc:  # a full disk must not lose the measurement just computed
+        warnings.warn(f"{exc}; the measurement is returned uncached and will be recomputed next time",
+                      CacheWriteWarning, stacklevel=3)
+
+
+@dataclass
+class Ledger:
+    """What this process computed versus served from caches (claim-case timing, Q4): seconds and
+    cost evaluations of measurements, seconds of minima trained. ``snapshot()`` / ``since()``
+    give the figures of one case."""
+
+    measured_seconds: float = 0.0
+    measured_cost_evals: int = 0
+    measurements_computed: int = 0
+    measurements_served: int = 0
+    served_seconds: float = 0.0  # what the served measurements had cost when they were computed
+    trained_seconds: float = 0.0
+    minima_trained: int = 0
+    minima_served: int = 0
+
+    def computed(self, m: Measurement) -> None:
+        self.measured_seconds += float(m.seconds)
+        self.measured_cost_evals += int(m.n_cost_evals)
+        self.measurements_computed += 1
+
+    def served(self, m: Measurement) -> None:
+        self.served_seconds += float(m.seconds)
+        self.measurements_served += 1
+
+    def snapshot(self) -> dict[str, float]:
+        return dataclasses.asdict(self)
+
+    def since(self, before: dict[str, float]) -> dict[str, float]:
+        now = self.snapshot()
+        return {k: now[k] - before.get(k, 0) for k in now}
+
+
+#: The process-wide ledger (each xdist worker has its own).
+LEDGER = Ledger()
 
 
 class CacheWriteWarning(UserWarning):
