@@ -26,6 +26,7 @@ class Case:
     params: Mapping[str, Any] = field(default_factory=dict)
     skip: str = ""  # a measured reason why this tier cannot decide the claim
     title: str = ""
+    quick: bool = False  # nightly code path at tiny scale (--quick): verdicts are marked, never mixed
 
     @property
     def id(self) -> str:
@@ -120,18 +121,63 @@ def _json_num(x: float) -> float:
     return x  # the report schema keeps -inf (volume zero) and NaN as such
 
 
-def finish(record_case, case: Case, estimator: str, *, verdict: str, statistic: Statistic | None, rule: str,
-           started: float, device, seeds: Mapping[str, Any], numbers: Mapping[str, Any] | None = None,
-           series: Iterable[Mapping[str, Any]] = (), paper_value: float | None = None, reason: str = "",
-           strict: bool = False) -> CaseResult:
-    """Record one estimator's verdict for ``case`` and return the record."""
+@dataclass(frozen=True)
+class Clock:
+    """When a case (or one estimator's part of it) started, and the lab ledger at that moment, so
+    its result can say what it computed and what caches served."""
+
+    t0: float
+    ledger: Mapping[str, float]
+
+
+def start() -> Clock:
+    from volbench.lab import LEDGER
+
+    return Clock(time.perf_counter(), LEDGER.snapshot())
+
+
+def timing_since(clock: Clock | float) -> dict[str, float]:
+    """Wall seconds since ``clock`` and, for a :class:`Clock`, the lab's computed/served figures."""
+    if isinstance(clock, Clock):
+        from volbench.lab import LEDGER
+
+        return {"wall_seconds": time.perf_counter() - clock.t0, **LEDGER.since(dict(clock.ledger))}
+    return {"wall_seconds": time.perf_counter() - clock}
+
+
+def finish(record_case, case: Case, estimator: str, *, started: Clock | float, device, seeds: Mapping[str, Any],
+           statements: Sequence = (), verdict: str | None = None, statistic: Statistic | None = None,
+           rule: str = "", numbers: Mapping[str, Any] | None = None, series: Iterable[Mapping[str, Any]] = (),
+           paper_value: float | None = None, reason: str = "", strict: bool = False) -> CaseResult:
+    """Record one estimator's verdict for ``case`` and return the record. With ``statements`` the
+    verdict is their conjunction (``verdict`` may then be omitted)."""
+    from volbench.claims.core import claim_verdict
+
+    statements = tuple(statements)
+    if statements:
+        combined = claim_verdict(list(statements))
+        if verdict is not None and verdict != combined:
+            raise ValueError(f"{case.id}: verdict {verdict!r} is not the conjunction {combined!r} of its statements")
+        verdict = combined
+        if statistic is None:  # the headline number: the first judged statement's
+            judged = [st for st in statements if st.statistic is not None and st.verdict != "not-judged"]
+            statistic = judged[0].statistic if judged else None
+        if not rule:
+            rule = "the conjunction of the statements' verdicts (fail dominates, then inconclusive)"
+        if verdict in ("inconclusive", "skip") and not reason:
+            reason = "; ".join(f"({st.id}) {st.reason}" for st in statements
+                               if st.verdict in ("inconclusive", "not-judged") and st.reason)
+    if verdict is None:
+        raise ValueError(f"{case.id}: give statements or a verdict")
     if verdict in ("inconclusive", "skip", "error") and not reason:
         reason = "the interval of the statistic straddles the rule's boundary at this scale"
+    timing = timing_since(started)
     result = CaseResult(
         claim=case.claim, case_id=case.id, verdict=verdict, estimator=estimator, title=case.title,
         tier=case.tier, statistic=statistic, rule=rule, paper_value=paper_value,
-        numbers=dict(numbers or {}), series=tuple(series), seconds=time.perf_counter() - started,
-        device=str(device), seeds=dict(seeds), reason=reason,
+        numbers=dict(numbers or {}), series=tuple(series), seconds=timing["wall_seconds"],
+        device=str(device), seeds=dict(seeds), reason=reason, statements=statements, quick=case.quick,
+        timing=timing,
     )
     return record_case(result)
 

@@ -491,16 +491,23 @@ class ReportRecorder:
 
 def summary_lines(results: list[CaseResult]) -> list[tuple[str, str | None]]:
     """Rows of the verdict table (claim, case id, estimator, verdict, statistic, seconds) as
-    aligned text; the header's verdict is None."""
+    aligned text, each followed by one indented line per judged statement (sub-verdict); the
+    header's verdict is None. A skip's reason is shown whole: it says how to get what is missing."""
     rows = [("claim", "case", "estimator", "verdict", "statistic", "seconds")]
+    subs: list[list[tuple[str, str]]] = [[]]
     for r in results:
-        reason = r.reason if len(r.reason) <= 60 else r.reason[:57] + "..."
+        reason = r.reason if (r.verdict == "skip" or len(r.reason) <= 60) else r.reason[:57] + "..."
         stat = r.statistic.format(3) if r.statistic is not None else (reason or "-")
         secs = f"{r.seconds:.1f}" if r.seconds is not None else "-"
-        rows.append((r.claim, r.case_id, r.estimator or "-", r.verdict, stat, secs))
-    widths = [max(len(row[i]) for row in rows) for i in range(5)]
+        verdict = r.verdict + (" (quick)" if r.quick else "")
+        rows.append((r.claim, r.case_id, r.estimator or "-", verdict, stat, secs))
+        subs.append([(st.format(3), st.verdict) for st in r.statements])
+    widths = [max(len(row[i]) for row in rows) for i in range(4)]
     lines: list[tuple[str, str | None]] = []
     for i, row in enumerate(rows):
-        text = "  ".join(cell.ljust(w) for cell, w in zip(row[:5], widths)) + "  " + row[5].rjust(7)
-        lines.append((text.rstrip(), None if i == 0 else row[3]))
+        head = "  ".join(cell.ljust(w) for cell, w in zip(row[:4], widths))
+        text = f"{head}  {row[5].rjust(7)}  {row[4]}"
+        lines.append((text.rstrip(), None if i == 0 else row[3].split(" ")[0]))
+        for sub, verdict in subs[i]:
+            lines.append((" " * 6 + sub, verdict if verdict != "not-judged" else "skip"))
     return lines

@@ -46,19 +46,26 @@ __all__ = [
     "SERIES_KINDS",
     "SchemaError",
     "Statistic",
+    "Statement",
+    "STATEMENT_VERDICTS",
+    "combine_verdicts",
     "CaseResult",
     "RunReport",
 ]
 
 #: Version of the ``results.json`` layout. Raise it when a field changes meaning or is removed;
-#: readers refuse files with a newer version instead of misreading them.
-SCHEMA_VERSION = 1
+#: readers refuse files with a newer version instead of misreading them. Version 2 added a
+#: result's ``statements`` (sub-verdicts), ``quick`` and ``timing``; version-1 files still read.
+SCHEMA_VERSION = 2
 
 #: Verdicts a case may reach. "inconclusive": the statistic's interval straddles the rule's
 #: boundary or the case could not be decided at this scale; "skip": not run (reason says why);
 #: "error": the case broke before deciding.
 VERDICTS = ("pass", "fail", "inconclusive", "skip", "error")
 TIERS = ("smoke", "nightly")
+#: Verdicts of one statement of a claim (a sub-verdict). "not-judged": the tier cannot afford
+#: the measurement; its reason says why, measured, and it never counts as a pass.
+STATEMENT_VERDICTS = ("pass", "fail", "inconclusive", "not-judged")
 RUN_STATUSES = ("running", "complete", "interrupted")
 
 #: Series kinds the renderers draw, with the keys each entry must have and the keys that must be
@@ -281,6 +288,115 @@ def _check_keys(data: Any, cls: type, where: str) -> None:
                           f"{sorted(known)} (a file from a newer volbench?)")
 
 
+# --------------------------------------------------------------------------- Statement
+
+
+def combine_verdicts(verdicts: Sequence[str]) -> str:
+    """A claim's verdict from its statements' verdicts: their conjunction, fail dominating, then
+    inconclusive; "not-judged" statements are left out (never a pass), and a claim with no judged
+    statement is "skip".
+
+    >>> combine_verdicts(["pass", "not-judged", "pass"]), combine_verdicts(["pass", "inconclusive"])
+    ('pass', 'inconclusive')
+    >>> combine_verdicts(["inconclusive", "fail"]), combine_verdicts(["not-judged"])
+    ('fail', 'skip')
+    """
+    for verdict in verdicts:
+        if verdict not in STATEMENT_VERDICTS:
+            raise SchemaError(f"statement verdict {verdict!r} is not one of {STATEMENT_VERDICTS}")
+    judged = [v for v in verdicts if v != "not-judged"]
+    if not judged:
+        return "skip"
+    if "fail" in judged:
+        return "fail"
+    if "inconclusive" in judged:
+        return "inconclusive"
+    return "pass"
+
+
+@dataclass(frozen=True)
+class Statement:
+    """One statement of a claim (a row of CLAIMS.md's "statements each case judges"), judged on
+    its own: a sub-verdict with its statistic, rule and interval.
+
+    Attributes:
+        id: short stable id within the claim, e.g. ``"a"``, ``"b"`` or ``"b.cnn-shallower"``.
+        text: what the paper says, in one line.
+        verdict: one of :data:`STATEMENT_VERDICTS`.
+        statistic: the number it is decided from (needed for "pass" and "fail").
+        rule: the decision rule in words (needed for "pass" and "fail").
+        reason: why it is "inconclusive" (with what would decide it) or "not-judged" (the measured
+            reason the tier cannot afford it); required for those two.
+        paper: the paper's number or figure statement beside ours, e.g. ``"alpha = -0.1835 (Table 1)"``.
+        numbers: named JSON-able values behind the decision.
+
+    Example:
+        >>> st = Statement("a", "alpha < 0", "pass", Statistic("alpha", -0.18, low=-0.2, high=-0.1,
+        ...                level=0.95), rule="pass if the interval is below 0")
+        >>> Statement.from_dict(st.to_dict()) == st
+        True
+    """
+
+    id: str
+    text: str
+    verdict: str
+    statistic: Statistic | None = None
+    rule: str = ""
+    reason: str = ""
+    paper: str = ""
+    numbers: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        value = _text(self.id, "Statement.id", nonempty=True)
+        if not _ID_RE.match(value):
+            raise SchemaError(f"Statement.id {value!r} must not contain whitespace")
+        for name in ("text", "rule", "reason", "paper"):
+            _text(getattr(self, name), f"Statement.{name}")
+        if self.verdict not in STATEMENT_VERDICTS:
+            raise SchemaError(f"Statement.verdict is {self.verdict!r}; use one of {STATEMENT_VERDICTS}")
+        statistic = self.statistic
+        if isinstance(statistic, Mapping):
+            statistic = Statistic.from_dict(statistic)
+        if statistic is not None and not isinstance(statistic, Statistic):
+            raise TypeError(f"Statement.statistic must be a Statistic, a dict or None, got {type(statistic).__name__}")
+        object.__setattr__(self, "statistic", statistic)
+        if self.verdict in ("pass", "fail") and (statistic is None or not self.rule.strip()):
+            raise SchemaError(f"statement {self.id!r} with verdict {self.verdict!r} needs its statistic and rule")
+        if self.verdict in ("inconclusive", "not-judged") and not self.reason.strip():
+            raise SchemaError(f"statement {self.id!r} with verdict {self.verdict!r} needs a reason")
+        if not isinstance(self.numbers, Mapping):
+            raise TypeError("Statement.numbers must be a dict with str keys")
+        object.__setattr__(self, "numbers", _freeze(self.numbers, f"Statement[{self.id!r}].numbers"))
+
+    def __reduce__(self):
+        return (Statement.from_dict, (self.to_dict(),))
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            out[f.name] = value.to_dict() if isinstance(value, Statistic) else _thaw(value)
+        return out
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Statement:
+        _check_keys(data, cls, "statement")
+        kwargs = dict(data)
+        if "numbers" in kwargs:
+            kwargs["numbers"] = _unjson(kwargs["numbers"])
+        try:
+            return cls(**kwargs)
+        except TypeError as exc:
+            raise SchemaError(str(exc)) from exc
+
+    def format(self, digits: int = 3) -> str:
+        """``(a) pass: alpha = -0.18 [-0.2, -0.1] (95%)`` or the reason."""
+        what = self.statistic.format(digits) if self.statistic is not None else self.reason
+        if self.statistic is not None and self.verdict in ("inconclusive", "not-judged") and self.reason:
+            what += f"; {self.reason}"
+        return f"({self.id}) {self.verdict}: {what}"
+
+
 # --------------------------------------------------------------------------- series
 
 
@@ -379,6 +495,12 @@ class CaseResult:
         reason: why a case was skipped, inconclusive or broke.
         outcome: pytest's outcome of the test that recorded it ("passed", "failed", "skipped",
             "error", "xfailed", "xpassed"); filled in by the report plugin, "" otherwise.
+        statements: the claim's statements judged one by one (:class:`Statement`); when given,
+            ``verdict`` must be their conjunction (:func:`combine_verdicts`).
+        quick: True for a quick run (nightly code paths at tiny scale, CI): its verdicts check
+            that the code runs and are never mixed with real ones.
+        timing: where the seconds went: computed in this run versus served from caches (minima
+            trained or reused, measurements computed or reused) and cost evaluations performed.
 
     Records compare equal field by field and pickle through their JSON form; they are not
     hashable (they hold mappings).
@@ -406,6 +528,9 @@ class CaseResult:
     seeds: Mapping[str, Any] = field(default_factory=dict)
     reason: str = ""
     outcome: str = ""
+    statements: tuple[Statement, ...] = ()
+    quick: bool = False
+    timing: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         for name in ("claim", "case_id"):
@@ -446,6 +571,28 @@ class CaseResult:
                                 + (" (e.g. seeds={'model': [0, 1], 'directions': 0})"
                                    if name == "seeds" else ""))
             object.__setattr__(self, name, _freeze(value, f"CaseResult.{name}"))
+        statements = self.statements
+        if isinstance(statements, Mapping) or not isinstance(statements, Sequence):
+            raise TypeError("CaseResult.statements must be a list of Statement records")
+        statements = tuple(Statement.from_dict(st) if isinstance(st, Mapping) else st for st in statements)
+        for i, st in enumerate(statements):
+            if not isinstance(st, Statement):
+                raise TypeError(f"CaseResult.statements[{i}] must be a Statement, got {type(st).__name__}")
+        ids = [st.id for st in statements]
+        if len(set(ids)) != len(ids):
+            raise SchemaError(f"{self.case_id}: statement ids repeat: {ids}")
+        if statements and self.verdict in ("pass", "fail", "inconclusive", "skip"):
+            combined = combine_verdicts([st.verdict for st in statements])
+            if combined != self.verdict:
+                raise SchemaError(f"verdict {self.verdict!r} of {self.case_id} is not the conjunction of its "
+                                  f"statements ({', '.join(f'{st.id}: {st.verdict}' for st in statements)} "
+                                  f"-> {combined!r})")
+        object.__setattr__(self, "statements", statements)
+        if not isinstance(self.quick, bool):
+            raise TypeError(f"CaseResult.quick must be a bool, got {type(self.quick).__name__}")
+        if not isinstance(self.timing, Mapping):
+            raise TypeError("CaseResult.timing must be a dict with str keys")
+        object.__setattr__(self, "timing", _freeze(self.timing, "CaseResult.timing"))
         series = self.series
         if isinstance(series, Mapping) or not isinstance(series, Sequence):
             raise TypeError("CaseResult.series must be a list of mappings, each with a 'kind'")
@@ -473,7 +620,10 @@ class CaseResult:
         out: dict[str, Any] = {}
         for f in fields(self):
             value = getattr(self, f.name)
-            out[f.name] = value.to_dict() if isinstance(value, Statistic) else _thaw(value)
+            if f.name == "statements":
+                out[f.name] = [st.to_dict() for st in value]
+            else:
+                out[f.name] = value.to_dict() if isinstance(value, Statistic) else _thaw(value)
         return out
 
     def to_json(self) -> str:
@@ -487,9 +637,13 @@ class CaseResult:
         if missing:
             raise SchemaError(f"case result is missing {missing}")
         kwargs = dict(data)
-        for name in ("numbers", "seeds", "series"):
+        for name in ("numbers", "seeds", "series", "timing"):
             if name in kwargs:
                 kwargs[name] = _unjson(kwargs[name])
+        if "statements" in kwargs:
+            if not isinstance(kwargs["statements"], list):
+                raise SchemaError("case result 'statements' must be a list")
+            kwargs["statements"] = tuple(Statement.from_dict(st) for st in kwargs["statements"])
         for name in ("paper_value", "seconds"):
             if name in kwargs:
                 kwargs[name] = _unjson(kwargs[name])

@@ -1,0 +1,67 @@
+"""Statements (sub-verdicts) and how an interval decides one.
+
+A claim in ``../shared/CLAIMS.md`` lists the statements a case must judge. A rule turns
+measurements into one :class:`~volbench.report.schema.Statement` per statement; the claim's verdict
+is their conjunction (:func:`~volbench.report.schema.combine_verdicts`: fail dominates, then
+inconclusive; "not-judged" never counts as a pass).
+
+Example:
+    >>> from volbench.report.schema import Statistic
+    >>> st = interval_statement("a", "log V(clean) > log V(poisoned)",
+    ...                         Statistic("log V difference", 900.0, low=120.0, high=1400.0, level=0.95),
+    ...                         above=0.0, rule="pass if the interval is above 0")
+    >>> st.verdict
+    'pass'
+    >>> not_judged("b", "SGD variant", "needs 10 more minima (~40 min on 2 cores)").verdict
+    'not-judged'
+"""
+from __future__ import annotations
+
+import math
+from typing import Any, Mapping
+
+from ..report.schema import STATEMENT_VERDICTS, Statement, Statistic, combine_verdicts
+
+__all__ = ["Statement", "Statistic", "STATEMENT_VERDICTS", "combine_verdicts", "decide", "interval_statement",
+           "not_judged", "claim_verdict"]
+
+
+def decide(low: float | None, high: float | None, *, above: float | None = None,
+           below: float | None = None) -> str:
+    """'pass' if [low, high] lies entirely above ``above`` (or below ``below``), 'fail' if it lies
+    entirely on the other side, else 'inconclusive'. Missing or NaN bounds are inconclusive; an
+    infinite bound is a bound (a minimum that left the basin has log V = -inf)."""
+    if (above is None) == (below is None):
+        raise ValueError("give exactly one of above= or below=")
+    if low is None or high is None or math.isnan(low) or math.isnan(high):
+        return "inconclusive"
+    if above is not None:
+        return "pass" if low > above else "fail" if high < above else "inconclusive"
+    return "pass" if high < below else "fail" if low > below else "inconclusive"
+
+
+def interval_statement(id: str, text: str, statistic: Statistic, *, rule: str, above: float | None = None,
+                       below: float | None = None, paper: str = "", numbers: Mapping[str, Any] | None = None,
+                       undecided: str = "") -> Statement:
+    """A statement decided by whether ``statistic``'s interval lies on the claimed side of a
+    boundary (:func:`decide`). ``undecided`` is the reason given when it straddles it (say what
+    would decide it); a default is used otherwise."""
+    verdict = decide(statistic.low, statistic.high, above=above, below=below)
+    reason = ""
+    if verdict == "inconclusive":
+        bound = above if above is not None else below
+        reason = undecided or (f"the {statistic.level or 0.95:.0%} interval [{statistic.low}, {statistic.high}] "
+                               f"straddles {bound}")
+    return Statement(id=id, text=text, verdict=verdict, statistic=statistic, rule=rule, reason=reason,
+                     paper=paper, numbers=dict(numbers or {}))
+
+
+def not_judged(id: str, text: str, reason: str, *, paper: str = "", numbers: Mapping[str, Any] | None = None
+               ) -> Statement:
+    """A statement this tier cannot afford, with the measured reason (never a pass)."""
+    return Statement(id=id, text=text, verdict="not-judged", reason=reason, paper=paper, numbers=dict(numbers or {}))
+
+
+def claim_verdict(statements: list[Statement]) -> str:
+    """The claim's verdict: the conjunction of its statements."""
+    return combine_verdicts([st.verdict for st in statements])
