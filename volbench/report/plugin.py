@@ -502,11 +502,11 @@ def summary_lines(results: list[CaseResult]) -> list[tuple[str, str | None]]:
         verdict = r.verdict + (" (quick)" if r.quick else "")
         rows.append((r.claim, r.case_id, r.estimator or "-", verdict, stat, secs))
         subs.append([(st.format(3), st.verdict) for st in r.statements])
-    widths = [max(len(row[i]) for row in rows) for i in range(4)]
+    # A skip's long reason would stretch the statistic column for every row: cap its width there.
+    widths = [max(len(row[i]) for row in rows) for i in range(4)] + [min(60, max(len(row[4]) for row in rows))]
     lines: list[tuple[str, str | None]] = []
     for i, row in enumerate(rows):
-        head = "  ".join(cell.ljust(w) for cell, w in zip(row[:4], widths))
-        text = f"{head}  {row[5].rjust(7)}  {row[4]}"
+        text = "  ".join(cell.ljust(w) for cell, w in zip(row[:5], widths)) + "  " + row[5].rjust(7)
         lines.append((text.rstrip(), None if i == 0 else row[3].split(" ")[0]))
         for sub, verdict in subs[i]:
             lines.append((" " * 6 + sub, verdict if verdict != "not-judged" else "skip"))
