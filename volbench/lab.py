@@ -60,7 +60,7 @@ __all__ = ["MinimumSpec", "Minimum", "Measurement", "CacheWriteWarning", "Corrup
            "check_compatible", "train_minimum", "measure", "measure_many", "Ledger", "LEDGER", "LAB_VERSION"]
 
 # Bump when the meaning of a spec or measurement changes, so caches from older code are not reused.
-LAB_VERSION = 2
+LAB_VERSION = 3  # 3: measurements carry their resolution bracket and direction seed
 
 
 @lru_cache(maxsize=16)
@@ -234,6 +234,13 @@ class Measurement:
     seconds: float
     config: dict[str, Any]
     summary: dict[str, Any]
+    # Per-direction bounds of log_terms from the estimator's resolution: the principled search's
+    # [inside, outside] radius bracket (rtol), or the reference grid's [last inside, first outside]
+    # points (log_terms is the paper's value, the upper one). Empty when outside; NaN = dropped.
+    log_terms_low: list[float] = field(default_factory=list)
+    log_terms_high: list[float] = field(default_factory=list)
+    direction_seed: int = 0
+    directions: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -421,16 +428,20 @@ def _compute_measurement(minimum: Minimum, landscape_size: int, config: dict[str
             est = reference_log_volume(cost, anchor, threshold=threshold, n_directions=n_directions,
                                        scale=scale, seed=direction_seed, device=device, dtype=dtype)
             terms = n * est.log_radii  # NaN for dropped directions, as the paper drops them
+            low, high = n * est.log_radii_lower, terms
         else:
             est = estimate_log_volume(cost, anchor, threshold=threshold, n_directions=n_directions,
                                       directions=directions, rtol=rtol, seed=direction_seed, device=device,
                                       dtype=dtype)
             terms = est.log_terms
+            low, high = est.log_terms, est.log_terms_upper
         fields = dict(log_volume=est.log_volume, log_terms=_finite_list(terms), log_radii=_finite_list(est.log_radii),
+                      log_terms_low=_finite_list(low), log_terms_high=_finite_list(high),
                       outside=False, n_cost_evals=est.n_cost_evals, seconds=est.seconds,
                       config={**config, **est.config}, summary=est.summary())
     return Measurement(minimum=minimum.spec.label(), minimum_key=minimum.key, landscape_size=landscape_size,
-                       estimator=estimator, anchor_cost=anchor_cost, n_params=n, n_directions=n_directions, **fields)
+                       estimator=estimator, anchor_cost=anchor_cost, n_params=n, n_directions=n_directions,
+                       direction_seed=direction_seed, directions=directions, **fields)
 
 
 def _cache_measurement(path: Path, result: Measurement) -> None:

@@ -177,6 +177,9 @@ def reference_log_volume(
     log_radii = torch.full((K,), math.nan, dtype=torch.float64)
     kept = ~dropped
     log_radii[kept] = torch.log(coef[crossing[kept]]) + torch.log(raw_norm[kept])
+    log_radii_lower = torch.full((K,), math.nan, dtype=torch.float64)
+    # The grid point before the crossing was evaluated inside (index 0 is the anchor: radius 0).
+    log_radii_lower[kept] = torch.log(coef[(crossing[kept] - 1).clamp(min=0)]) + torch.log(raw_norm[kept])
     if kept.any():
         log_volume = float(torch.logsumexp(n * log_radii[kept], dim=0) - math.log(int(kept.sum())))
     else:
@@ -203,6 +206,7 @@ def reference_log_volume(
         log_radii=log_radii,
         crossing_index=crossing,
         dropped=dropped,
+        log_radii_lower=log_radii_lower,
         n_params=n,
         n_directions=K,
         n_cost_evals=n_evals,

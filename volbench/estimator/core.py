@@ -268,7 +268,7 @@ def estimate_log_volume(
     batch_size = check_batch_size(batch_size)
     evaluate = as_batched_cost(cost, threshold)
 
-    lo_all, hi_all, log_norm_all, terms = [], [], [], []
+    lo_all, hi_all, log_norm_all, terms, terms_upper = [], [], [], [], []
     n_evals = 1  # the anchor
     batches = range(0, K, batch_size)
     if progress:
@@ -291,15 +291,19 @@ def estimate_log_volume(
         hi_all.append(res.hi)
         log_norm_all.append(log_norm_w)
         if measure == "gaussian":
-            terms.append(gaussian_log_ray_mass(res.lo, v.cpu(), anchor.cpu(), std) + log_unit_sphere_area(n) - n * log_norm_w)
+            const = log_unit_sphere_area(n) - n * log_norm_w
+            terms.append(gaussian_log_ray_mass(res.lo, v.cpu(), anchor.cpu(), std) + const)
+            terms_upper.append(gaussian_log_ray_mass(res.hi, v.cpu(), anchor.cpu(), std) + const)
     lo = torch.cat(lo_all)
     hi = torch.cat(hi_all)
     log_norm = torch.cat(log_norm_all)
     log_r = torch.log(lo)
     if measure == "lebesgue":
         log_terms = log_unit_ball_volume(n) + n * (log_r - log_norm)
+        log_terms_upper = log_unit_ball_volume(n) + n * (torch.log(hi) - log_norm)
     else:
         log_terms = torch.cat(terms)
+        log_terms_upper = torch.cat(terms_upper)
     log_volume = float(torch.logsumexp(log_terms, dim=0) - math.log(K))
     censored = torch.isinf(hi)
     config = {
@@ -330,6 +334,7 @@ def estimate_log_volume(
         log_radii_upper=torch.log(hi),
         censored=censored,
         log_terms=log_terms,
+        log_terms_upper=log_terms_upper,
         n_params=n,
         n_directions=K,
         n_cost_evals=n_evals,

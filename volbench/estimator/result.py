@@ -32,6 +32,10 @@ class VolumeEstimate:
         censored: [K] True where the ray was still inside at ``max_radius``; its radius is then a
             lower bound that is kept (never dropped) and counted in ``n_censored``.
         log_terms: [K] each direction's log-contribution after importance weighting.
+        log_terms_upper: [K] the same contribution computed from the outside radius
+            (``log_radii_upper``; inf if censored): the true term of a ray whose cost is monotone
+            between the two lies in [log_terms, log_terms_upper], so ``log_volume_bracket`` bounds
+            what the search's resolution (rtol) allows.
         max_log_term: largest entry of ``log_terms``; for large n the estimate sits close to it.
         ess: effective sample size (sum w)^2 / sum w^2 of the weights exp(log_terms).
         n_params, n_directions, n_cost_evals (parameter vectors evaluated, anchor included),
@@ -48,10 +52,18 @@ class VolumeEstimate:
     n_cost_evals: int
     seconds: float
     config: dict[str, Any] = field(default_factory=dict)
+    log_terms_upper: torch.Tensor | None = None
 
     @property
     def log10_volume(self) -> float:
         return self.log_volume * _LOG10_E
+
+    @property
+    def log_volume_bracket(self) -> tuple[float, float]:
+        """(log V from the inside radii, log V from the outside radii): the search's resolution."""
+        upper = self.log_terms if self.log_terms_upper is None else self.log_terms_upper
+        k = math.log(self.n_directions)
+        return self.log_volume, float(torch.logsumexp(upper.double(), dim=0)) - k
 
     @property
     def max_log_term(self) -> float:
@@ -106,6 +118,8 @@ class ReferenceEstimate:
             NaN for dropped directions.
         crossing_index: [K] grid index of the first point whose cost exceeded the threshold,
             -1 where none did.
+        log_radii_lower: [K] log of the radius of the grid point before the crossing (the last one
+            found inside; -inf when that is the anchor), NaN for dropped directions.
         dropped: [K] True where the direction never crossed (excluded from the mean).
         n_params, n_directions, n_cost_evals, seconds, config: as in ``VolumeEstimate``.
     """
@@ -119,6 +133,19 @@ class ReferenceEstimate:
     n_cost_evals: int
     seconds: float
     config: dict[str, Any] = field(default_factory=dict)
+    log_radii_lower: torch.Tensor | None = None
+
+    @property
+    def log_volume_bracket(self) -> tuple[float, float]:
+        """(log V from the last grid points inside, the paper's log V from the first points
+        outside): the grid's resolution. The true first exit of each kept direction lies between
+        the two grid points."""
+        kept = ~self.dropped
+        if self.log_radii_lower is None or not bool(kept.any()):
+            return self.log_volume, self.log_volume
+        k = math.log(int(kept.sum()))
+        low = float(torch.logsumexp(self.n_params * self.log_radii_lower[kept], dim=0)) - k
+        return low, self.log_volume
 
     @property
     def log10_volume(self) -> float:
