@@ -3,7 +3,9 @@ verdicts and ``CaseResult`` records (one per estimator)."""
 from __future__ import annotations
 
 import math
+import os
 import time
+from pathlib import Path
 from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
@@ -182,8 +184,31 @@ def finish(record_case, case: Case, estimator: str, *, started: Clock | float, d
     return record_case(result)
 
 
+BASELINE = Path(__file__).resolve().parent / "baseline" / "smoke.json"
+
+
+def baseline_problems(results: Sequence[CaseResult]) -> list[str]:
+    """What moved against the checked-in verdict baseline (smoke tier, real runs only; skipped
+    with ``VOLBENCH_BASELINE=off``, or pointed elsewhere with ``VOLBENCH_BASELINE=PATH``)."""
+    from volbench.report.baseline import BASELINE_ENV, load_baseline, moved
+
+    setting = os.environ.get(BASELINE_ENV, "").strip()
+    results = [r for r in results if r.tier == "smoke" and not r.quick]
+    if setting.lower() == "off" or not results:
+        return []
+    baseline = load_baseline(Path(setting) if setting else BASELINE)
+    return [line for r in results for line in moved(r, baseline)]
+
+
 def enforce(results: Sequence[CaseResult], strict: bool) -> None:
-    """With --strict-claims, a fail or inconclusive verdict fails the test."""
+    """Fail the test when a verdict moved against the baseline (naming the case, the old and new
+    verdict and both statistics), and, with --strict-claims, on a fail or inconclusive verdict."""
+    problems = baseline_problems(results)
+    if problems:
+        pytest.fail("verdict moved against the checked-in baseline (cases/baseline/smoke.json):\n  "
+                    + "\n  ".join(problems)
+                    + "\nIf the change is intended, run `volbench baseline update` and commit the diff with the reason "
+                      "in the commit message.", pytrace=False)
     if strict:
         bad = [f"{r.estimator}: {r.verdict}" for r in results if r.verdict in ("fail", "inconclusive")]
         if bad:

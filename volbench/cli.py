@@ -4,6 +4,9 @@ Commands::
 
     volbench report RUN            re-render report.md + index.html from RUN's results.json
     volbench compare RUN_A RUN_B…  verdict changes and timing ratios across runs / hardware
+    volbench baseline update|check [RUN]
+                                   write RUN's smoke verdicts into cases/baseline/smoke.json, or list
+                                   those that moved against it
     volbench env                   print the environment block (--json for JSON)
     volbench run [--tier T] [-k EXPR] [pytest args…]
                                    python -m pytest cases/ --tier T (VOLBENCH_TIER=T too)
@@ -72,6 +75,16 @@ def build_parser() -> argparse.ArgumentParser:
                    help="exit 1 if a case that passed in the first run does not pass in a later one")
     report_dir(p)
 
+    p = sub.add_parser("baseline", help="the checked-in verdict baseline: update it from a run, or check a run",
+                       description="update: write RUN's smoke verdicts into the baseline (commit the diff with "
+                                   "the reason); check: list the verdicts of RUN that moved against it (exit 1)")
+    p.add_argument("action", choices=("update", "check"))
+    p.add_argument("run", metavar="RUN", nargs="?", default="latest", help="run directory, run id or 'latest'")
+    p.add_argument("--baseline", metavar="PATH", default=None,
+                   help="the baseline file (default: $VOLBENCH_BASELINE or cases/baseline/smoke.json)")
+    p.add_argument("--prune", action="store_true", help="update: drop cases the run does not have")
+    report_dir(p)
+
     p = sub.add_parser("env", help="print the environment block of a report")
     p.add_argument("--json", action="store_true", help="print JSON")
 
@@ -113,6 +126,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _cmd_compare(args)
         if args.command == "env":
             return _cmd_env(args)
+        if args.command == "baseline":
+            return _cmd_baseline(args)
         return _cmd_run(args, extra)
     except _CliError as exc:
         print(f"{_PROG}: error: {exc}", file=sys.stderr)
@@ -127,6 +142,15 @@ def _root(args: argparse.Namespace) -> Path:
 
 
 def _load(run: str, root: Path) -> tuple[Path, RunReport]:
+    """A run by name; ``baseline`` (or a path to a baseline file) is the checked-in verdict baseline."""
+    from .report.baseline import BaselineError, baseline_as_run, default_baseline_path
+
+    if run == "baseline" or run.endswith("baseline.json") or run.endswith("baseline/smoke.json"):
+        path = default_baseline_path() if run == "baseline" else Path(run)
+        try:
+            return path, baseline_as_run(path)
+        except BaselineError as exc:
+            raise _CliError(str(exc)) from None
     path = resolve_run(run, root)
     return path, load_run(path)
 
@@ -233,6 +257,32 @@ def _cmd_compare(args: argparse.Namespace) -> int:
         for line in regressions:
             print(f"  {line}")
     return 1 if regressions and args.fail_on_regression else 0
+
+
+# --------------------------------------------------------------------------- baseline
+
+
+def _cmd_baseline(args: argparse.Namespace) -> int:
+    from .report.baseline import BaselineError, default_baseline_path, load_baseline, moved, update_baseline
+
+    path = Path(args.baseline) if args.baseline else default_baseline_path()
+    run_path, run = _load(args.run, _root(args))
+    try:
+        if args.action == "update":
+            written, changes = update_baseline(run.results, path, prune=args.prune)
+            print(f"{path}: {written} entries from {run.run_id} ({run_path})")
+            for line in changes:
+                print(f"  moved: {line}")
+            return 0
+        baseline = load_baseline(path)
+    except BaselineError as exc:
+        raise _CliError(str(exc)) from None
+    lines = [line for r in run.results if r.tier == "smoke" and not r.quick for line in moved(r, baseline)]
+    for line in lines:
+        print(line)
+    print(f"{len(lines)} verdict(s) of {run.run_id} moved against {path}" if lines else
+          f"every verdict of {run.run_id} matches {path}")
+    return 1 if lines else 0
 
 
 # --------------------------------------------------------------------------- env

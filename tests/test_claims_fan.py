@@ -1,0 +1,335 @@
+"""Every rule of the main paper's claims (F1-F13) and of E1-E3, fed constructed measurements in
+three versions: the claim false (fail), true (pass) and ambiguous (inconclusive)."""
+from __future__ import annotations
+
+import math
+
+import pytest
+from claims_helpers import terms
+
+from volbench.claims import estimator as erules
+from volbench.claims import fan
+from volbench.claims.stats import aggregate, seed_value
+
+SEEDS = (0, 1, 2, 3)
+JITTER = {0: 0.0, 1: 1.0, 2: -1.0, 3: 0.5}  # seed-to-seed variation in nats, shared by a seed's minima
+NOISY = {0: 0.0, 1: 40.0, 2: -40.0, 3: 25.0}
+
+
+def verdicts(statements):
+    return {st.id: st.verdict for st in statements}
+
+
+# ----------------------------------------------------------------------------- F1
+
+def f1_inputs(gap_per_level, jitter=JITTER):
+    poison = (0, 8, 24)
+    clean = {s: terms(100.0 + jitter[s], s) for s in SEEDS}
+    poisoned = {(s, p): terms(100.0 + jitter[s] - gap_per_level(p, s), s) for s in SEEDS for p in poison[1:]}
+    return dict(clean=clean, poisoned=poisoned, poison=poison, base_size=240, seeds=SEEDS)
+
+
+def test_f1_true_false_ambiguous():
+    assert verdicts(fan.f1_poison_smaller(**f1_inputs(lambda p, s: 2.0 * p))) == {"a": "pass", "b": "pass"}
+    assert verdicts(fan.f1_poison_smaller(**f1_inputs(lambda p, s: -2.0 * p))) == {"a": "fail", "b": "fail"}
+    amb = fan.f1_poison_smaller(**f1_inputs(lambda p, s: 0.1 * p + NOISY[s] * (p > 10), jitter=JITTER))
+    assert set(verdicts(amb).values()) == {"inconclusive"}
+
+
+def test_f1_one_smaller_and_one_larger_poisoned_minimum_fails():
+    st = fan.f1_poison_smaller(**f1_inputs(lambda p, s: 20.0 if p == 8 else -20.0))
+    assert verdicts(st)["a"] == "fail"
+
+
+# ----------------------------------------------------------------------------- F2, F3
+
+def ordering(sizes, gap, jitter=JITTER, resolution=0.0):
+    """measured[(seed, D, D')]: own minimum at 100, larger-data minima gap(D, D', s) below it."""
+    return {(s, D, Dp): terms(100.0 + jitter[s] - (0.0 if Dp == D else gap(D, Dp, s)), s, resolution=resolution)
+            for s in SEEDS for D in sizes[:-1] for Dp in sizes if Dp >= D}
+
+
+SIZES = (60, 240, 960)
+
+
+def test_f2_true_false_ambiguous():
+    true = fan.f2_own_largest_small(ordering(SIZES, lambda D, Dp, s: Dp / 10.0), sizes=SIZES, seeds=SEEDS, n_params=10)
+    assert set(verdicts(true).values()) == {"pass"} and set(verdicts(true)) == {"a", "b.max", "b.mean", "b.min"}
+    false = fan.f2_own_largest_small(ordering(SIZES, lambda D, Dp, s: -Dp / 10.0), sizes=SIZES, seeds=SEEDS,
+                                     n_params=10)
+    assert verdicts(false)["a"] == "fail"
+    amb = fan.f2_own_largest_small(ordering(SIZES, lambda D, Dp, s: NOISY[s]), sizes=SIZES, seeds=SEEDS, n_params=10)
+    assert verdicts(amb)["a"] == "inconclusive"
+
+
+def test_f3_true_false_ambiguous():
+    assert verdicts(fan.f3_own_largest_every_size(ordering(SIZES, lambda D, Dp, s: 10.0), sizes=SIZES,
+                                                  seeds=SEEDS)) == {"a": "pass"}
+    # True in the 60 landscape, false in the 240 one: the claim is for every D.
+    mixed = ordering(SIZES, lambda D, Dp, s: 10.0 if D == 60 else -10.0)
+    assert verdicts(fan.f3_own_largest_every_size(mixed, sizes=SIZES, seeds=SEEDS)) == {"a": "fail"}
+    assert verdicts(fan.f3_own_largest_every_size(ordering(SIZES, lambda D, Dp, s: NOISY[s]), sizes=SIZES,
+                                                  seeds=SEEDS)) == {"a": "inconclusive"}
+
+
+def test_f3_difference_within_the_grid_resolution_is_not_a_pass():
+    fine = ordering(SIZES, lambda D, Dp, s: 10.0, resolution=0.0)
+    coarse = ordering(SIZES, lambda D, Dp, s: 10.0, resolution=30.0)
+    assert verdicts(fan.f3_own_largest_every_size(fine, sizes=SIZES, seeds=SEEDS)) == {"a": "pass"}
+    assert verdicts(fan.f3_own_largest_every_size(coarse, sizes=SIZES, seeds=SEEDS)) == {"a": "inconclusive"}
+
+
+# ----------------------------------------------------------------------------- F4
+
+SEEDS5 = (0, 1, 2, 3, 4)
+SPREAD5 = {0: 0.0, 1: 10.0, 2: -10.0, 3: 5.0, 4: -5.0}
+
+
+def f4_measured(gap):
+    """Own minima spread by +-10 nats over seeds; other minima `gap` below with small extra noise."""
+    return {(s, D, Dp): terms(100.0 + SPREAD5[s] - (0.0 if Dp == D else gap + 0.2 * s), s)
+            for s in SEEDS5 for D in SIZES[:-1] for Dp in SIZES if Dp >= D}
+
+
+def test_f4_true_false_ambiguous_and_the_control():
+    ordered = f4_measured(200.0)  # gap 200 >> spread 8: the image-task behaviour
+    comparable = f4_measured(0.5)  # gap 0.5 << spread
+    ambiguous = f4_measured(14.0)  # gap ~ 2 spreads
+    kw = dict(sizes=SIZES, seeds=SEEDS5, control_sizes=SIZES, control_seeds=SEEDS5)
+    assert verdicts(fan.f4_not_universal(comparable, control=ordered, **kw)) == {"a": "pass", "b": "pass"}
+    assert verdicts(fan.f4_not_universal(ordered, control=ordered, **kw))["a"] == "fail"
+    assert verdicts(fan.f4_not_universal(ambiguous, control=ordered, **kw))["a"] == "inconclusive"
+    # A rule that cannot tell the two apart fails its positive control.
+    assert verdicts(fan.f4_not_universal(comparable, control=comparable, **kw))["b"] == "fail"
+    assert verdicts(fan.f4_not_universal(comparable, control=ambiguous, **kw))["b"] == "inconclusive"
+
+
+# ----------------------------------------------------------------------------- F5
+
+N = 1000
+
+
+def own_curve(alpha, jitter=JITTER, sizes=SIZES, noise=None):
+    noise = noise or {}
+    return {(s, D): terms(5000.0 + jitter[s] + alpha * N * math.log(D) + noise.get((s, D), 0.0), s)
+            for s in SEEDS for D in sizes}
+
+
+def test_f5_alpha_true_false_ambiguous():
+    assert verdicts(fan.f5_power_law(own_curve(-0.1), sizes=SIZES, seeds=SEEDS, n_params=N,
+                                     setting="mnist-mlp"))["a"] == "pass"
+    assert verdicts(fan.f5_power_law(own_curve(+0.1), sizes=SIZES, seeds=SEEDS, n_params=N,
+                                     setting="mnist-mlp"))["a"] == "fail"
+    noisy = {(s, D): (300.0 if s % 2 else -300.0) * (1 if D == 960 else 0) for s in SEEDS for D in SIZES}
+    assert verdicts(fan.f5_power_law(own_curve(-0.01, noise=noisy), sizes=SIZES, seeds=SEEDS, n_params=N,
+                                     setting="mnist-mlp"))["a"] == "inconclusive"
+
+
+def test_f5_a_curve_that_is_not_linear_is_not_a_pass():
+    bent = {(s, D): (-400.0 if D == 240 else 0.0) for s in SEEDS for D in SIZES}
+    st = fan.f5_power_law(own_curve(-0.1, noise=bent), sizes=SIZES, seeds=SEEDS, n_params=N, setting="mnist-mlp")
+    assert verdicts(st)["a"] == "inconclusive" and "R^2" in st[0].reason
+
+
+def test_f5_orderings_each_judged_and_absent_ones_not_judged():
+    base = own_curve(-0.1)
+    kw = dict(sizes=SIZES, seeds=SEEDS, n_params=N, setting="mnist-mlp")
+    good = fan.f5_power_law(base, variants={"tau-0.01": own_curve(-0.2), "K-small": own_curve(-0.101),
+                                            "no-filter-norm": own_curve(-0.05)},
+                            not_run={"cnn": "too costly"}, **kw)
+    v = verdicts(good)
+    assert v["b.tau-steeper"] == v["b.K-equal"] == v["b.no-filter-shallower"] == "pass"
+    assert v["b.cnn-shallower"] == v["b.accuracy-shallower"] == "not-judged"
+    bad = verdicts(fan.f5_power_law(base, variants={"tau-0.01": own_curve(-0.05), "K-small": own_curve(-0.2),
+                                                    "no-filter-norm": own_curve(-0.2)}, **kw))
+    assert bad["b.tau-steeper"] == bad["b.K-equal"] == bad["b.no-filter-shallower"] == "fail"
+    wobbly = {(s, D): (60.0 if s % 2 else -60.0) * (D == 960) for s in SEEDS for D in SIZES}
+    amb = verdicts(fan.f5_power_law(base, variants={"tau-0.01": own_curve(-0.1, noise=wobbly)}, **kw))
+    assert amb["b.tau-steeper"] == "inconclusive"
+
+
+def test_f5_accuracy_goes_with_shallower_alpha():
+    base = own_curve(-0.1)
+    kw = dict(sizes=SIZES, seeds=SEEDS, n_params=N, setting="mnist-mlp", n_test=100000)
+    acc_good = {"cnn": {s: 0.9 + 0.001 * s for s in SEEDS}, "base": {s: 0.8 for s in SEEDS}}
+    assert verdicts(fan.f5_power_law(base, variants={"cnn": own_curve(-0.05)}, accuracy=acc_good, **kw))[
+        "b.accuracy-shallower"] == "pass"
+    assert verdicts(fan.f5_power_law(base, variants={"cnn": own_curve(-0.2)}, accuracy=acc_good, **kw))[
+        "b.accuracy-shallower"] == "fail"
+    acc_flat = {"cnn": {s: 0.8 + (0.05 if s % 2 else -0.05) for s in SEEDS}, "base": {s: 0.8 for s in SEEDS}}
+    assert verdicts(fan.f5_power_law(base, variants={"cnn": own_curve(-0.05)}, accuracy=acc_flat, **kw))[
+        "b.accuracy-shallower"] == "inconclusive"
+
+
+# ----------------------------------------------------------------------------- F6
+
+def f6_measured(step, order_gap, leave=True, jitter=JITTER):
+    """log V(trained on Dm, landscape L) = 100 + order_gap * rank(Dm) - step * rank(L); a minimum
+    measured beyond its training set leaves the basin when ``leave``."""
+    rank = {D: i for i, D in enumerate(SIZES)}
+    out = {}
+    for s in SEEDS:
+        for Dm in SIZES:
+            for L in SIZES:
+                out[(s, Dm, L)] = terms(100.0 + jitter[s] + order_gap(Dm, L, s) - step(Dm, L, s) * rank[L], s,
+                                        outside=leave and L > Dm)
+    return out
+
+
+def test_f6_true_false_ambiguous():
+    true = fan.f6_minima_shrink(f6_measured(lambda Dm, L, s: 20.0, lambda Dm, L, s: -10.0 * SIZES.index(Dm)),
+                                sizes=SIZES, seeds=SEEDS)
+    assert verdicts(true) == {"a": "pass", "b": "pass"}
+    false = fan.f6_minima_shrink(f6_measured(lambda Dm, L, s: -20.0,
+                                             lambda Dm, L, s: (10.0 if L == 60 else -10.0) * SIZES.index(Dm)),
+                                 sizes=SIZES, seeds=SEEDS)
+    assert verdicts(false) == {"a": "fail", "b": "fail"}
+    amb = fan.f6_minima_shrink(f6_measured(lambda Dm, L, s: NOISY[s] / 4, lambda Dm, L, s: NOISY[s] * (Dm == 960)),
+                               sizes=SIZES, seeds=SEEDS)
+    assert verdicts(amb)["a"] == "inconclusive"
+
+
+def test_f6_leaving_the_basin_is_not_evidence_of_shrinking():
+    """Only the larger landscapes than a minimum's own training set would show 'shrinking' by
+    leaving the basin; with flat finite volumes the statement is not a pass."""
+    flat = fan.f6_minima_shrink(f6_measured(lambda Dm, L, s: NOISY[s] / 8, lambda Dm, L, s: 0.0), sizes=SIZES,
+                                seeds=SEEDS)
+    assert verdicts(flat)["a"] != "pass"
+    assert "left the basin" in str(flat[0].numbers["beyond_own_training_set"])
+
+
+# ----------------------------------------------------------------------------- F7, F8, F9, F10
+
+STEPS = (0, 40, 80, 120)
+
+
+def test_f7_true_false_ambiguous():
+    def measured(slope, noise=None):
+        noise = noise or {}
+        return {(s, k): terms(100.0 + JITTER[s] + slope * k + noise.get((s, k), 0.0), s) for s in SEEDS for k in STEPS}
+
+    assert verdicts(fan.f7_imbalance_grows(measured(0.5), steps=STEPS, seeds=SEEDS)) == {"a": "pass"}
+    assert verdicts(fan.f7_imbalance_grows(measured(-0.5), steps=STEPS, seeds=SEEDS)) == {"a": "fail"}
+    wob = {(s, 120): NOISY[s] for s in SEEDS}
+    assert verdicts(fan.f7_imbalance_grows(measured(0.01, wob), steps=STEPS, seeds=SEEDS)) == {"a": "inconclusive"}
+
+
+def test_f8_true_false_ambiguous():
+    def run(vol_gap, acc_gap):
+        sam = {s: terms(100.0 + JITTER[s] + vol_gap(s), s) for s in SEEDS}
+        adamw = {s: terms(100.0 + JITTER[s], s) for s in SEEDS}
+        return verdicts(fan.f8_sam_larger(sam, adamw, sam_accuracy={s: 0.9 + acc_gap(s) for s in SEEDS},
+                                          adamw_accuracy={s: 0.9 for s in SEEDS}, seeds=SEEDS, n_test=2000))
+
+    assert run(lambda s: 10.0, lambda s: 0.02) == {"a": "pass", "b": "pass"}
+    assert run(lambda s: -10.0, lambda s: -0.02) == {"a": "fail", "b": "fail"}
+    assert run(lambda s: NOISY[s], lambda s: 0.02 if s % 2 else -0.02) == {"a": "inconclusive", "b": "inconclusive"}
+
+
+def test_f9_true_false_ambiguous():
+    batches = (40, 160, 480)
+
+    def run(vslope, aslope, noise=0.0):
+        vols = {(s, b): terms(100.0 + JITTER[s] + vslope * math.log(b) + (NOISY[s] * noise if b == 480 else 0), s)
+                for s in SEEDS for b in batches}
+        accs = {(s, b): 0.9 + aslope * math.log(b) + (0.03 * noise * (1 if s % 2 else -1) if b == 480 else 0)
+                for s in SEEDS for b in batches}
+        return verdicts(fan.f9_batch_size(vols, accs, batches=batches, seeds=SEEDS, n_test=2000))
+
+    assert run(-5.0, -0.01) == {"a": "pass", "b": "pass"}
+    assert run(5.0, 0.01) == {"a": "fail", "b": "fail"}
+    assert run(-0.1, -0.0001, noise=1.0) == {"a": "inconclusive", "b": "inconclusive"}
+
+
+def test_f10_true_false_ambiguous():
+    ck = (200, 500, 1000, 2000, 5000)
+
+    def run(vslope, acc_curve, loss_curve, seeds=SEEDS):
+        vols = {(s, c): terms(100.0 + JITTER[s] + vslope * c, s) for s in seeds for c in ck}
+        return verdicts(fan.f10_grokking(vols, checkpoints=ck, seeds=seeds,
+                                         train_loss={(s, c): loss_curve(c) for s in seeds for c in ck},
+                                         test_accuracy={(s, c): acc_curve(c, s) for s in seeds for c in ck},
+                                         chance=0.01, n_test=900))
+
+    late = lambda c, s: 0.02 if c < 2000 else 0.95  # noqa: E731
+    early = lambda c, s: 0.95 if c >= 500 else 0.02  # noqa: E731
+    flat = lambda c: 1e-6  # noqa: E731
+    assert run(-0.01, late, flat) == {"a": "pass", "b": "pass", "c": "pass"}
+    assert run(0.01, early, lambda c: 1e-1 if c < 1000 else 1e-7) == {"a": "fail", "b": "fail", "c": "fail"}
+    coin = lambda c, s: 0.02 if c < 2000 else (0.2 if s % 2 else 0.0)  # noqa: E731
+    vol_noise = run(0.0, coin, flat)
+    assert vol_noise["c"] == "inconclusive"
+
+
+# ----------------------------------------------------------------------------- F11, F12, F13
+
+def test_f11_each_variant_judged_and_absent_ones_not_judged():
+    good = ordering(SIZES, lambda D, Dp, s: 10.0)
+    bad = ordering(SIZES, lambda D, Dp, s: -10.0)
+    unsure = ordering(SIZES, lambda D, Dp, s: NOISY[s])
+    st = fan.f11_robust({"tau-0.05": good, "no-filter-norm": bad, "K-small": unsure}, landscapes=SIZES[:-1],
+                        sizes=SIZES, seeds=SEEDS, not_run={"sgd": "costs 40 min"})
+    assert verdicts(st) == {"tau-0.05": "pass", "no-filter-norm": "fail", "K-small": "inconclusive",
+                            "sgd": "not-judged"}
+    assert next(s for s in st if s.id == "sgd").reason == "costs 40 min"
+
+
+def test_f12_true_false():
+    row = {"s": 0.1, "b": 1.0, "area": 0.243, "area_last_inside": 0.241, "area_first_outside": 0.246,
+           "closed_form": 0.2427}
+    assert verdicts(fan.f12_toy_closed_form([row])) == {"a": "pass"}
+    jumped = dict(row, area=0.26, area_last_inside=0.258, area_first_outside=0.262)
+    assert verdicts(fan.f12_toy_closed_form([row, jumped])) == {"a": "fail"}
+
+
+def test_f13_true_false():
+    ok = fan.f13_filter_invariance(volbench_change=1e-6, volbench_tol=1e-4, paper_change=0.0, paper_tol=0.0,
+                                   isotropic_change=0.5, control_min=1e-2)
+    assert verdicts(ok) == {"a": "pass", "b": "pass", "c": "pass"}
+    broken = fan.f13_filter_invariance(volbench_change=5e-3, volbench_tol=1e-4, paper_change=0.07, paper_tol=0.0,
+                                       isotropic_change=1e-5, control_min=1e-2)
+    assert verdicts(broken) == {"a": "fail", "b": "fail", "c": "fail"}
+
+
+# ----------------------------------------------------------------------------- E1, E2, E3
+
+def test_e1_true_false_ambiguous():
+    def run(gap, spread):
+        reps = {(s, K): [(gap if K == 40 else 0.0) + spread * (r - 2) for r in range(5)] for s in (0, 1)
+                for K in (5, 40)}
+        return verdicts(erules.e1_grows_with_k(reps, {k: (v, v) for k, v in reps.items()}, Ks=(5, 40), seeds=(0, 1)))
+
+    assert run(10.0, 1.0) == {"a": "pass"}
+    assert run(-10.0, 1.0) == {"a": "fail"}
+    assert run(1.0, 5.0) == {"a": "inconclusive"}
+
+
+def test_e2_true_false_ambiguous():
+    up = aggregate([seed_value(v) for v in (10.0, 11.0, 12.0, 10.5)])
+    down = aggregate([seed_value(v) for v in (-10.0, -11.0, -12.0, -10.5)])
+    unsure = aggregate([seed_value(v) for v in (5.0, -4.0, 6.0, -3.0)])
+    slightly_down = aggregate([seed_value(v) for v in (-1.0, 3.0, -4.0, 1.0)])
+    assert verdicts(erules.e2_ordering_stable({"x": up}, {"x": up}, K_large=40, K_small=10)) == {"a": "pass"}
+    assert verdicts(erules.e2_ordering_stable({"x": up}, {"x": down}, K_large=40, K_small=10)) == {"a": "fail"}
+    assert verdicts(erules.e2_ordering_stable({"x": unsure}, {"x": up}, K_large=40, K_small=10)) == {
+        "a": "inconclusive"}
+    assert verdicts(erules.e2_ordering_stable({"x": up}, {"x": slightly_down}, K_large=40, K_small=10)) == {
+        "a": "inconclusive"}
+
+
+def test_e3_true_false_and_absent_gpu_is_not_judged():
+    ok = erules.e3_same_radii(settings_spread={"float32": 0.0, "float64": 0.0}, spread_tol={}, gpu=None,
+                              gpu_tol=1e-4, reference_vs_loop={"float32": 0.0, "float64": 4e-16})
+    assert verdicts(ok) == {"a": "pass", "c": "pass", "d": "not-judged"}
+    bad = erules.e3_same_radii(settings_spread={"float32": 0.02, "float64": 0.0}, spread_tol={}, gpu={"float32": 0.1},
+                               gpu_tol=1e-4, principled_overlap={"float32": 0.3, "float64": -1e-6})
+    assert verdicts(bad) == {"b": "fail", "c": "fail", "d": "fail"}
+    assert verdicts(erules.e3_same_radii(settings_spread={"f": 0.0}, spread_tol={}, gpu={"f": 1e-6}, gpu_tol=1e-4,
+                                         principled_overlap={"f": -1e-3})) == {"b": "pass", "c": "pass", "d": "pass"}
+
+
+@pytest.mark.parametrize("fn", [fan.f3_own_largest_every_size])
+def test_rules_are_pure_functions_of_their_inputs(fn):
+    measured = ordering(SIZES, lambda D, Dp, s: 10.0)
+    assert [s.to_dict() for s in fn(measured, sizes=SIZES, seeds=SEEDS)] == \
+           [s.to_dict() for s in fn(measured, sizes=SIZES, seeds=SEEDS)]

@@ -1,0 +1,418 @@
+"""Statistics that fit the claims' design: paired over shared directions, replicated over seeds,
+with the estimator's own resolution in the margin.
+
+The design of every volume comparison in the main paper (Fan et al., Sec. 4): K directions drawn
+once and shared by every minimum and landscape; S seeds, each a fresh (model, data order) pair that
+training turns into one minimum per setting. So a claim such as "the minimum trained on D is larger
+than the one trained on D' > D" is a statement about the minima training finds, and the unit of
+replication is the seed:
+
+1. **Per seed, paired over directions.** Two measurements of one seed share their K directions, so
+   their difference d_s = log V_a - log V_b is computed from the same rays; its Monte Carlo spread
+   (``boot_sd``) comes from resampling direction indices *jointly* (Efron & Tibshirani 1993,
+   ch. 13, paired bootstrap). :func:`paired_difference` refuses measurements whose directions
+   differ (:class:`PairingError`).
+2. **Resolution.** Each term is only known to the estimator's resolution: the principled search
+   returns an evaluated inside radius and the smallest evaluated outside radius (rtol apart), the
+   paper's grid the last point inside and the first outside. :class:`Terms` keeps both bounds per
+   direction, so d_s lies in [d_s^low, d_s^high] = [LME(a_low) - LME(b_high), LME(a_high) -
+   LME(b_low)] (LME = log-mean-exp), which at n = 235,146 and one grid step is ~2 x 25,000 nats.
+3. **Across seeds.** The claim is about E_seed[d] (the mean over the minima training finds). We use
+   the random-effects t-interval on the per-seed estimates (each already carrying its direction
+   noise), widened by the resolution bracket:
+
+       [ mean_s d_s^low - t_{S-1, 1-a/2} sd/sqrt(S),  mean_s d_s^high + t_{S-1, 1-a/2} sd/sqrt(S) ]
+
+   with sd the standard deviation of the per-seed point estimates d_s. Why not a hierarchical
+   bootstrap: with S = 3..5 seeds a percentile bootstrap over seeds has ~10..100 distinct resamples
+   and covers far below its nominal level; the t-interval is exact for normal d_s and its coverage
+   is checked by simulation (``volbench.claims.coverage``; docs/STATISTICS.md). With one seed there
+   is no seed-to-seed variation to estimate, so no interval (a verdict cannot rest on one draw).
+4. **Many comparisons in one statement** ("every poisoned minimum is smaller"): pass only if every
+   comparison's interval is above 0 (an intersection-union test, valid at level a without
+   correction); fail if some comparison's Bonferroni interval (level 1 - a/m) lies below 0; else
+   inconclusive. A comparison with a minimum that left the basin (volume zero) is reported but is
+   never evidence (it is true by construction, not measured).
+5. **Trends** (log V against poison, batch size, checkpoint): per seed the least-squares slope of
+   the per-point log-volumes, paired over directions; its resolution bounds are the extremes of the
+   slope over the per-point brackets (a linear functional: each point takes its low or high end by
+   the sign of its weight); then step 3.
+
+Example:
+    >>> import numpy as np
+    >>> rng = np.random.default_rng(0)
+    >>> def terms(shift, s):
+    ...     t = rng.normal(size=40) + shift + 0.3 * s
+    ...     return Terms(t, t - 0.01, t + 0.01, pairing=("principled", "filter", 0, 40))
+    >>> diffs = [paired_difference(terms(5.0, s), terms(0.0, s)) for s in range(4)]
+    >>> agg = aggregate(diffs)
+    >>> low, high = agg.interval(0.95)
+    >>> bool(0 < low < 5.0 < high), agg.n_seeds
+    (True, 4)
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from ..analysis import logmeanexp
+
+__all__ = ["PairingError", "Terms", "SeedEstimate", "Aggregate", "paired_difference", "seed_slope",
+           "seed_value", "aggregate", "all_above", "what_would_decide", "DEFAULT_LEVEL"]
+
+DEFAULT_LEVEL = 0.95
+N_BOOT = 400  # direction resamples per seed: enough for a standard error to ~4% (it feeds only the power estimate)
+
+
+class PairingError(ValueError):
+    """Two measurements compared as paired do not share their directions."""
+
+
+def _lme(x: np.ndarray) -> float:
+    """log-mean-exp over the finite-or-inf entries, NaN (dropped directions) ignored."""
+    x = np.asarray(x, dtype=np.float64)
+    x = x[~np.isnan(x)]
+    if x.size == 0:
+        return math.nan
+    return float(logmeanexp(x))
+
+
+@dataclass(frozen=True)
+class Terms:
+    """One measurement's per-direction log-terms and their resolution bounds.
+
+    Attributes:
+        log_terms: [K] the estimator's terms (the volume is their log-mean-exp); NaN marks a
+            direction the paper's procedure drops (it never crossed).
+        low, high: [K] bounds of each term from the estimator's resolution (see the module doc).
+        outside: the minimum left the basin in this landscape (volume zero): not evidence.
+        pairing: what must match for two measurements to be paired: (estimator, direction kind,
+            direction seed, K). Empty = unknown (never paired with a non-empty one).
+        label: for messages.
+    """
+
+    log_terms: np.ndarray
+    low: np.ndarray
+    high: np.ndarray
+    outside: bool = False
+    pairing: tuple = ()
+    label: str = ""
+
+    def __post_init__(self) -> None:
+        for name in ("log_terms", "low", "high"):
+            object.__setattr__(self, name, np.asarray(getattr(self, name), dtype=np.float64))
+        if not self.outside:
+            if not (self.log_terms.shape == self.low.shape == self.high.shape) or self.log_terms.ndim != 1:
+                raise ValueError(f"{self.label or 'terms'}: log_terms, low and high must be 1-D arrays of one length, "
+                                 f"got {self.log_terms.shape}, {self.low.shape}, {self.high.shape}")
+            ok = ~np.isnan(self.log_terms)
+            if np.any(self.low[ok] > self.log_terms[ok] + 1e-9 * np.abs(self.log_terms[ok])) or np.any(
+                    self.high[ok] < self.log_terms[ok] - 1e-9 * np.abs(self.log_terms[ok])):
+                raise ValueError(f"{self.label or 'terms'}: resolution bounds must satisfy low <= log_terms <= high")
+
+    @classmethod
+    def from_measurement(cls, m: Any) -> Terms:
+        """From a ``volbench.lab.Measurement`` (its bounds, its direction seed and kind)."""
+        low = m.log_terms_low if len(m.log_terms_low) == len(m.log_terms) else m.log_terms
+        high = m.log_terms_high if len(m.log_terms_high) == len(m.log_terms) else m.log_terms
+        return cls(np.asarray(m.log_terms, dtype=np.float64), np.asarray(low, dtype=np.float64),
+                   np.asarray(high, dtype=np.float64), outside=bool(m.outside),
+                   pairing=(m.estimator, m.directions, m.direction_seed, m.n_directions),
+                   label=f"{m.minimum} in D={m.landscape_size}")
+
+    @property
+    def log_volume(self) -> float:
+        return -math.inf if self.outside else _lme(self.log_terms)
+
+    @property
+    def bracket(self) -> tuple[float, float]:
+        """(log V from the low bounds, log V from the high bounds)."""
+        if self.outside:
+            return -math.inf, -math.inf
+        return _lme(self.low), _lme(self.high)
+
+
+@dataclass(frozen=True)
+class SeedEstimate:
+    """One seed's value of a statistic (a paired difference, a slope, an accuracy gap).
+
+    ``low``/``high`` bound it by the estimator's resolution; ``boot_sd`` is its Monte Carlo
+    standard deviation over directions (0 where there is none). ``informative`` is False where it
+    cannot be evidence (a minimum left the basin); ``note`` says why.
+    """
+
+    point: float
+    low: float
+    high: float
+    boot_sd: float = 0.0
+    informative: bool = True
+    note: str = ""
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"point": self.point, "low": self.low, "high": self.high, "boot_sd": self.boot_sd,
+                "informative": self.informative, "note": self.note}
+
+
+def _check_pair(a: Terms, b: Terms) -> None:
+    if not a.pairing or a.pairing != b.pairing:
+        raise PairingError(
+            f"{a.label or 'a'} and {b.label or 'b'} are compared as paired but do not share their directions "
+            f"({a.pairing} vs {b.pairing}); measure both with the same estimator, direction kind, direction seed "
+            f"and number of directions")
+    if len(a.log_terms) != len(b.log_terms):
+        raise PairingError(f"{a.label} has {len(a.log_terms)} directions and {b.label} {len(b.log_terms)}")
+
+
+def _boot_indices(k: int, n_boot: int, seed: int) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, k, size=(n_boot, k))
+
+
+def _lme_rows(x: np.ndarray, idx: np.ndarray) -> np.ndarray:
+    return np.asarray(logmeanexp(x[idx], axis=1), dtype=np.float64)
+
+
+def paired_difference(a: Terms, b: Terms, *, n_boot: int = N_BOOT, seed: int = 0) -> SeedEstimate:
+    """log V_a - log V_b of one seed, paired over shared directions, with its resolution bounds
+    and its direction-bootstrap standard deviation. Raises :class:`PairingError` if the two
+    measurements do not share directions."""
+    if a.outside or b.outside:
+        who = " and ".join(t.label or "a minimum" for t in (a, b) if t.outside)
+        point = math.nan if (a.outside and b.outside) else (-math.inf if a.outside else math.inf)
+        return SeedEstimate(point, point, point, informative=False,
+                            note=f"{who} left the basin (volume zero): reported, not evidence")
+    _check_pair(a, b)
+    point = _lme(a.log_terms) - _lme(b.log_terms)
+    low = _lme(a.low) - _lme(b.high)
+    high = _lme(a.high) - _lme(b.low)
+    idx = _boot_indices(len(a.log_terms), n_boot, seed)
+    boots = _lme_rows(a.log_terms, idx) - _lme_rows(b.log_terms, idx)
+    boots = boots[np.isfinite(boots)]
+    sd = float(np.std(boots, ddof=1)) if boots.size > 1 else 0.0
+    return SeedEstimate(point, min(low, point), max(high, point), boot_sd=sd)
+
+
+def _slope_weights(x: np.ndarray) -> np.ndarray:
+    xc = x - x.mean()
+    return xc / float(np.sum(xc * xc))
+
+
+def seed_slope(x: Sequence[float], terms: Sequence[Terms], *, n_boot: int = N_BOOT, seed: int = 0) -> SeedEstimate:
+    """Least-squares slope of log V on ``x`` for one seed's measurements (paired over directions),
+    with resolution bounds (each point at the end of its bracket that moves the slope most) and a
+    direction-bootstrap standard deviation (directions resampled jointly at every x). Points whose
+    minimum left the basin are left out (noted); fewer than two usable points is not informative."""
+    if len(x) != len(terms):
+        raise ValueError(f"seed_slope needs one x per measurement, got {len(x)} and {len(terms)}")
+    keep = [i for i, t in enumerate(terms) if not t.outside]
+    note = "" if len(keep) == len(terms) else f"{len(terms) - len(keep)} point(s) left the basin and were left out"
+    xs = np.asarray([x[i] for i in keep], dtype=np.float64)
+    if len(keep) < 2 or len(np.unique(xs)) < 2:
+        return SeedEstimate(math.nan, math.nan, math.nan, informative=False,
+                            note=note or "fewer than two distinct x values")
+    ts = [terms[i] for i in keep]
+    for t in ts[1:]:
+        _check_pair(ts[0], t)
+    w = _slope_weights(xs)
+    y = np.array([t.log_volume for t in ts])
+    lows = np.array([t.bracket[0] for t in ts])
+    highs = np.array([t.bracket[1] for t in ts])
+    point = float(w @ y)
+    low = float(np.sum(np.where(w > 0, w * lows, w * highs)))
+    high = float(np.sum(np.where(w > 0, w * highs, w * lows)))
+    idx = _boot_indices(len(ts[0].log_terms), n_boot, seed)
+    ys = np.stack([_lme_rows(t.log_terms, idx) for t in ts], axis=1)  # [boot, points]
+    boots = ys @ w
+    boots = boots[np.isfinite(boots)]
+    sd = float(np.std(boots, ddof=1)) if boots.size > 1 else 0.0
+    return SeedEstimate(point, min(low, point), max(high, point), boot_sd=sd, note=note)
+
+
+def seed_value(value: float, *, sd: float = 0.0, low: float | None = None, high: float | None = None,
+               note: str = "") -> SeedEstimate:
+    """A per-seed statistic known to its own precision (e.g. a test-accuracy gap with its binomial
+    standard deviation ``sd``)."""
+    ok = math.isfinite(value)
+    return SeedEstimate(value, value if low is None else low, value if high is None else high, boot_sd=sd,
+                        informative=ok, note=note or ("" if ok else "not finite"))
+
+
+@dataclass(frozen=True)
+class Aggregate:
+    """A statistic over seeds: the mean of the per-seed estimates with a t-interval widened by the
+    resolution bracket (see the module docstring, step 3)."""
+
+    seeds: tuple[SeedEstimate, ...]
+    label: str = ""
+    unit: str = "nats"
+    info: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def used(self) -> list[SeedEstimate]:
+        return [s for s in self.seeds if s.informative]
+
+    @property
+    def n_seeds(self) -> int:
+        return len(self.used)
+
+    @property
+    def point(self) -> float:
+        used = self.used
+        return float(np.mean([s.point for s in used])) if used else math.nan
+
+    @property
+    def sd(self) -> float:
+        used = self.used
+        return float(np.std([s.point for s in used], ddof=1)) if len(used) > 1 else math.nan
+
+    @property
+    def resolution(self) -> tuple[float, float]:
+        """(mean of the per-seed low bounds, mean of the high bounds)."""
+        used = self.used
+        if not used:
+            return math.nan, math.nan
+        return float(np.mean([s.low for s in used])), float(np.mean([s.high for s in used]))
+
+    def interval(self, level: float = DEFAULT_LEVEL) -> tuple[float, float]:
+        """The t-interval over seeds at ``level``, widened by the resolution bracket; (nan, nan)
+        with fewer than two informative seeds."""
+        from scipy import stats
+
+        used = self.used
+        if len(used) < 2:
+            return math.nan, math.nan
+        half = float(stats.t.ppf(0.5 + level / 2, len(used) - 1)) * self.sd / math.sqrt(len(used))
+        lo, hi = self.resolution
+        return lo - half, hi + half
+
+    def as_dict(self, level: float = DEFAULT_LEVEL) -> dict[str, Any]:
+        lo, hi = self.interval(level)
+        rlo, rhi = self.resolution
+        return {"label": self.label, "mean": self.point, "low": lo, "high": hi, "level": level,
+                "n_seeds": self.n_seeds, "sd_over_seeds": self.sd, "resolution_low": rlo, "resolution_high": rhi,
+                "per_seed": [s.as_dict() for s in self.seeds], **dict(self.info)}
+
+
+def aggregate(estimates: Sequence[SeedEstimate], *, label: str = "", unit: str = "nats",
+              info: Mapping[str, Any] | None = None) -> Aggregate:
+    return Aggregate(tuple(estimates), label=label, unit=unit, info=dict(info or {}))
+
+
+def what_would_decide(agg: Aggregate, *, n_directions: int | None = None, boundary: float = 0.0,
+                      level: float = DEFAULT_LEVEL, max_seeds: int = 200) -> str:
+    """From the measured variance components, the seeds (and directions) that would decide an
+    undecided comparison, or why none would.
+
+    Between-seed variance sigma_b^2 = max(0, var_s(d_s) - mean_s boot_sd_s^2); within-seed
+    (direction) variance sigma_w^2 = mean_s boot_sd_s^2, which scales as K/K' with K' directions
+    (the log-mean-exp's variance is about 1/K for light tails; heavy tails shrink slower, so this
+    is optimistic there). The predicted half-width at S' seeds is
+    t_{S'-1} sqrt((sigma_b^2 + sigma_w^2 K/K') / S'); the resolution bracket does not shrink with
+    seeds or directions.
+    """
+    from scipy import stats
+
+    used = agg.used
+    if len(used) < 2:
+        return (f"{len(used)} informative seed(s): seed-to-seed variation cannot be estimated; at least 3 seeds "
+                "are needed for an interval that includes it")
+    point = agg.point
+    rlo, rhi = agg.resolution
+    margin = (point - rlo) if point > boundary else (rhi - point)
+    gap = abs(point - boundary)
+    if not math.isfinite(gap) or gap <= margin:
+        return (f"the estimator's resolution ({margin:.3g} {agg.unit} between the point estimate and its bracket) "
+                f"is at least the distance {gap:.3g} of the estimate from {boundary:g}: no number of seeds or "
+                "directions decides it; a finer resolution (smaller rtol for the principled search) or a larger "
+                "effect (a wider range of sizes) would")
+    var_w = float(np.mean([s.boot_sd ** 2 for s in used]))
+    var_b = max(0.0, float(np.var([s.point for s in used], ddof=1)) - var_w)
+    room = gap - margin
+    options = []
+    for factor in (1, 4):
+        for s_new in range(len(used), max_seeds + 1):
+            t = float(stats.t.ppf(0.5 + level / 2, s_new - 1))
+            half = t * math.sqrt((var_b + var_w / factor) / s_new)
+            if half < room:
+                k_text = "" if n_directions is None else f" and {factor * n_directions} directions"
+                options.append(f"about {s_new} seeds{k_text}")
+                break
+    if not options:
+        return f"more than {max_seeds} seeds would be needed at the measured variance (sd over seeds {agg.sd:.3g})"
+    return ("measured power (sd over seeds {:.3g}, within-seed sd {:.3g}): {} would decide it".format(
+        agg.sd, math.sqrt(var_w), " or ".join(dict.fromkeys(options))))
+
+
+def all_above(aggregates: Mapping[str, Aggregate], *, boundary: float = 0.0, level: float = DEFAULT_LEVEL,
+              below: bool = False, n_directions: int | None = None) -> tuple[str, str, str]:
+    """Decide "every comparison lies above ``boundary``" (or below, with ``below=True``).
+
+    Returns (verdict, the label of the least favourable comparison, reason). Pass: every
+    interval at ``level`` lies on the claimed side (intersection-union test). Fail: some interval
+    at the Bonferroni level 1 - (1 - level)/m lies entirely on the other side. Otherwise
+    inconclusive, with what would decide the least favourable one. Comparisons with no
+    informative seed are inconclusive ("left the basin" is never evidence)."""
+    if not aggregates:
+        raise ValueError("no comparisons to decide from")
+    m = len(aggregates)
+    strict_level = 1 - (1 - level) / m
+    sign = -1.0 if below else 1.0
+    verdicts, worst, worst_key = {}, None, None
+    for key, agg in aggregates.items():
+        lo, hi = agg.interval(level)
+        slo, shi = agg.interval(strict_level)
+        if below:
+            lo, hi, slo, shi = -hi, -lo, -shi, -slo  # reflect: the claim is "below"
+        b = sign * boundary
+        if math.isnan(lo) or math.isnan(hi):
+            verdicts[key] = "inconclusive"
+        elif lo > b:
+            verdicts[key] = "pass"
+        elif shi < b:
+            verdicts[key] = "fail"
+        else:
+            verdicts[key] = "inconclusive"
+        score = lo if not math.isnan(lo) else -math.inf
+        if worst is None or score < worst:
+            worst, worst_key = score, key
+    if "fail" in verdicts.values():
+        bad = [k for k, v in verdicts.items() if v == "fail"]
+        return "fail", bad[0], f"{len(bad)} of {m} comparison(s) lie on the other side at the Bonferroni level"
+    if all(v == "pass" for v in verdicts.values()):
+        return "pass", worst_key, ""
+    undecided = [k for k, v in verdicts.items() if v != "pass"]
+    key = worst_key if verdicts[worst_key] != "pass" else undecided[0]
+    agg = aggregates[key]
+    if agg.n_seeds == 0:
+        notes = "; ".join(dict.fromkeys(s.note for s in agg.seeds if s.note)) or "no informative seed"
+        return "inconclusive", key, f"{key}: {notes}"
+    return "inconclusive", key, (f"{len(undecided)} of {m} comparison(s) undecided; for {key}: "
+                                 + what_would_decide(agg, n_directions=n_directions, boundary=boundary, level=level))
+
+
+def every_comparison(id: str, text: str, aggregates: Mapping[str, Aggregate], *, what: str, boundary: float = 0.0,
+                     below: bool = False, level: float = DEFAULT_LEVEL, paper: str = "",
+                     n_directions: int | None = None, extra: Mapping[str, Any] | None = None):
+    """A :class:`~volbench.report.schema.Statement` for "every comparison lies above (below) the
+    boundary", decided by :func:`all_above`; its statistic is the least favourable comparison
+    with its interval, and its numbers hold every comparison."""
+    from ..report.schema import Statement, Statistic
+
+    verdict, key, reason = all_above(aggregates, boundary=boundary, level=level, below=below,
+                                     n_directions=n_directions)
+    agg = aggregates[key]
+    lo, hi = agg.interval(level)
+    finite = math.isfinite(lo) and math.isfinite(hi) and lo <= hi
+    side = "below" if below else "above"
+    stat = Statistic(f"{what} [{key}]", agg.point if math.isfinite(agg.point) else math.nan,
+                     low=lo if finite else None, high=hi if finite else None, level=level if finite else None,
+                     unit=agg.unit)
+    rule = (f"pass if, for every one of the {len(aggregates)} comparison(s), the {level:.0%} interval over seeds "
+            f"(t on the per-seed paired estimates, widened by the estimator's resolution bracket) lies {side} "
+            f"{boundary:g}; fail if one lies on the other side at the Bonferroni level "
+            f"{1 - (1 - level) / len(aggregates):.4g}; otherwise inconclusive")
+    numbers = {"comparisons": {k: a.as_dict(level) for k, a in aggregates.items()}, **dict(extra or {})}
+    return Statement(id=id, text=text, verdict=verdict, statistic=stat, rule=rule, reason=reason, paper=paper,
+                     numbers=numbers)
