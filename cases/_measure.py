@@ -46,7 +46,8 @@ class FanLab:
                 **train_overrides):
         c = self.case
         spec = MinimumSpec(c["dataset"], model or c["model"], train_size=size, seed=seed, base=c["base"],
-                           train=recipe(c, **train_overrides), n_poison=n_poison, imbalance=imbalance)
+                           train=recipe(c, **train_overrides), n_poison=n_poison, imbalance=imbalance,
+                           dataset_options=tuple(c.get("dataset_options", ())))
         return train_minimum(spec, self.store, device=self.device)
 
     def measure(self, m, landscapes: Sequence[int], estimator: str, *, taus: Sequence[float] | None = None,

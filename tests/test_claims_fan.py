@@ -244,21 +244,24 @@ def test_f9_true_false_ambiguous():
 def test_f10_true_false_ambiguous():
     ck = (200, 500, 1000, 2000, 5000)
 
-    def run(vslope, acc_curve, loss_curve, seeds=SEEDS):
-        vols = {(s, c): terms(100.0 + JITTER[s] + vslope * c, s) for s in seeds for c in ck}
-        return verdicts(fan.f10_grokking(vols, checkpoints=ck, seeds=seeds,
-                                         train_loss={(s, c): loss_curve(c) for s in seeds for c in ck},
-                                         test_accuracy={(s, c): acc_curve(c, s) for s in seeds for c in ck},
-                                         chance=0.01, n_test=900))
+    def run(vslope, acc_curve, loss_curve, fit_at=200):
+        vols = {(s, c): terms(100.0 + JITTER[s] + vslope * c, s) for s in SEEDS for c in ck}
+        return verdicts(fan.f10_grokking(
+            vols, checkpoints=ck, seeds=SEEDS, threshold=0.01,
+            train_loss={(s, c): loss_curve(c) for s in SEEDS for c in ck},
+            train_accuracy={(s, c): 1.0 if c >= fit_at else 0.9 for s in SEEDS for c in ck},
+            test_accuracy={(s, c): acc_curve(c, s) for s in SEEDS for c in ck}, chance=0.01, n_test=900))
 
     late = lambda c, s: 0.02 if c < 2000 else 0.95  # noqa: E731
-    early = lambda c, s: 0.95 if c >= 500 else 0.02  # noqa: E731
-    flat = lambda c: 1e-6  # noqa: E731
+    at_memorisation = lambda c, s: 0.9  # noqa: E731
+    flat = lambda c: 1e-4  # noqa: E731
     assert run(-0.01, late, flat) == {"a": "pass", "b": "pass", "c": "pass"}
-    assert run(0.01, early, lambda c: 1e-1 if c < 1000 else 1e-7) == {"a": "fail", "b": "fail", "c": "fail"}
+    closing_in = lambda c: 9e-3 if c < 1000 else 1e-4  # noqa: E731  the threshold closing in on the loss
+    assert run(0.01, at_memorisation, closing_in) == {"a": "fail", "b": "fail", "c": "fail"}
     coin = lambda c, s: 0.02 if c < 2000 else (0.2 if s % 2 else 0.0)  # noqa: E731
-    vol_noise = run(0.0, coin, flat)
-    assert vol_noise["c"] == "inconclusive"
+    assert run(0.0, coin, flat)["c"] == "inconclusive"
+    early = lambda c, s: 0.02 if c < 500 else 0.9  # noqa: E731  rises right after memorisation at 200..500
+    assert run(-0.01, early, flat, fit_at=500)["c"] == "fail"
 
 
 # ----------------------------------------------------------------------------- F11, F12, F13

@@ -30,6 +30,7 @@ EXPECTED = {
     "swiss_mlp": 4_353,
     "swiss_mlp_deep": _mlp_count(2, 32, 32, 32, 32, 32, 32, 1),
     "modular_mlp": 73_097,
+    "modular_mlp_47": 35_547,
     "digits_mlp": 4_810,
     "boolean_fcn": _mlp_count(7, 40, 40, 1),
     "binary_fcn": _mlp_count(784, 40, 40, 1),

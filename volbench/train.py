@@ -314,6 +314,7 @@ _PAPER_EPOCHS = {
     "swiss_mlp": 500,        # 500-1000 in the paper; the lower end
     "swiss_mlp_deep": 500,
     "modular_mlp": 5000,     # the grokking study's last checkpoint
+    "modular_mlp_47": 5000,  # its mod-47 smoke variant
     "mnist_cnn": 500,        # not stated for the CNNs; the MNIST MLP's count
     "cifar_cnn": 400,        # likewise the CIFAR MLP's
 }
