@@ -257,10 +257,10 @@ def test_unknown_measure_name(measure):
 
 
 @FEW
-@given(directions=st.one_of(st.text(max_size=8).filter(lambda d: d not in ("isotropic", "filter")), st.none(),
+@given(directions=st.one_of(st.text(max_size=8).filter(lambda d: d not in ("isotropic", "filter", "prior")), st.none(),
                             st.integers()))
 def test_unknown_direction_kind(directions):
-    with pytest.raises(ValueError, match="directions must be 'isotropic', 'filter' or a \\[K, n\\] tensor") as info:
+    with pytest.raises(ValueError, match="directions must be 'isotropic', 'filter', 'prior' or a \\[K, n\\] tensor") as info:
         call("estimate", directions=directions)
     assert repr(directions) in str(info.value)
 

@@ -30,7 +30,8 @@ import torch
 
 from .. import __version__
 from .directions import DirectionSampler
-from .measures import gaussian_log_ray_mass, log_unit_ball_volume, log_unit_sphere_area
+from .measures import (check_prior_mean, describe_prior_mean, gaussian_log_ray_mass, log_unit_ball_volume,
+                       log_unit_sphere_area)
 from .result import VolumeEstimate
 from .search import SearchConfig, search_radii
 
@@ -175,7 +176,7 @@ def _resolve_directions(cost, n, directions, preconditioner):
         if (scale <= 0).any():
             raise ValueError("filter normalisation found a weight row of norm zero; cannot scale by it")
         return None, scale, "filter"
-    raise ValueError(f"directions must be 'isotropic', 'filter' or a [K, n] tensor, got {directions!r}")
+    raise ValueError(f"directions must be 'isotropic', 'filter', 'prior' or a [K, n] tensor, got {directions!r}")
 
 
 def estimate_log_volume(
@@ -188,6 +189,7 @@ def estimate_log_volume(
     preconditioner: torch.Tensor | None = None,
     measure: str = "lebesgue",
     prior_std: float | torch.Tensor | None = None,
+    prior_mean: float | torch.Tensor | None = None,
     rtol: float = 1e-3,
     max_radius: float | None = None,
     seed: int = 0,
@@ -209,11 +211,15 @@ def estimate_log_volume(
         threshold: the basin's cost level tau (> 0).
         n_directions: K, the number of rays (ignored when ``directions`` is a tensor).
         directions: "isotropic", "filter" (diagonal preconditioner of weight-row norms, biases
-            scaled with their row, unit determinant) or an explicit [K, n] tensor.
+            scaled with their row, unit determinant), "prior" (Gaussian measure only: rays towards
+            points drawn from the prior, each term the fraction of its ray's prior mass inside the
+            basin; see ``volbench.estimator.prior_rays``) or an explicit [K, n] tensor.
         preconditioner: None, a positive [n] diagonal or an SPD [n, n] matrix; normalised to unit
             determinant and applied as v = P u with importance weight ||P u||^(-n).
         measure: "lebesgue" (volume) or "gaussian" (mass under N(0, diag(prior_std^2))).
         prior_std: the Gaussian prior's std, a float or an [n] tensor (required for "gaussian").
+        prior_mean: the Gaussian's centre, None (the origin, the initialisation prior), a float or
+            an [n] tensor (e.g. the anchor itself: a local measure).
         rtol: relative precision of every radius.
         max_radius: rays still inside at this radius are censored (default 1e3 * max(1, ||anchor||)).
         seed: direction k is drawn from seed (seed, k); recorded in the result.
@@ -224,6 +230,14 @@ def estimate_log_volume(
         growth, fine_scan: bracketing knobs of ``SearchConfig``.
         progress: show a tqdm bar over direction batches.
     """
+    if isinstance(directions, str) and directions == "prior":
+        from .prior_rays import estimate_prior_directed
+
+        return estimate_prior_directed(
+            cost, anchor, threshold=threshold, n_directions=n_directions, measure=measure, prior_std=prior_std,
+            prior_mean=prior_mean, preconditioner=preconditioner, rtol=rtol, max_radius=max_radius, seed=seed,
+            device=device, dtype=dtype, batch_size=batch_size, initial_radius=initial_radius, growth=growth,
+            fine_scan=fine_scan, progress=progress)
     start = time.perf_counter()
     device = default_device(cost, anchor, device)
     if measure not in ("lebesgue", "gaussian"):
@@ -251,8 +265,9 @@ def estimate_log_volume(
             std = std.expand(n)
         if std.shape != (n,) or not torch.isfinite(std).all() or (std <= 0).any():
             raise ValueError(f"prior_std must be a positive float or a positive [{n}] tensor")
-    elif prior_std is not None:
-        raise ValueError("prior_std is only used with measure='gaussian'")
+        mean = check_prior_mean(prior_mean, n)
+    elif prior_std is not None or prior_mean is not None:
+        raise ValueError("prior_std and prior_mean are only used with measure='gaussian'")
 
     scale = max(1.0, float(anchor.double().norm()))
     cfg = SearchConfig(
@@ -292,8 +307,8 @@ def estimate_log_volume(
         log_norm_all.append(log_norm_w)
         if measure == "gaussian":
             const = log_unit_sphere_area(n) - n * log_norm_w
-            terms.append(gaussian_log_ray_mass(res.lo, v.cpu(), anchor.cpu(), std) + const)
-            terms_upper.append(gaussian_log_ray_mass(res.hi, v.cpu(), anchor.cpu(), std) + const)
+            terms.append(gaussian_log_ray_mass(res.lo, v.cpu(), anchor.cpu(), std, mean) + const)
+            terms_upper.append(gaussian_log_ray_mass(res.hi, v.cpu(), anchor.cpu(), std, mean) + const)
     lo = torch.cat(lo_all)
     hi = torch.cat(hi_all)
     log_norm = torch.cat(log_norm_all)
@@ -315,6 +330,7 @@ def estimate_log_volume(
         "preconditioner": sampler.describe()["preconditioner"],
         "measure": measure,
         "prior_std": None if std is None else (float(std[0]) if bool((std == std[0]).all()) else "per-parameter"),
+        "prior_mean": None if std is None else describe_prior_mean(mean, anchor),
         "rtol": rtol,
         "initial_radius": cfg.initial_radius,
         "growth": growth,

@@ -6,8 +6,9 @@ vector v has
     Lebesgue volume   V  = |S^(n-1)| E_v[ int_0^r(v) t^(n-1) dt ]           = V_n E_v[r(v)^n]
     Gaussian mass     mu = |S^(n-1)| E_v[ int_0^r(v) rho(theta0 + t v) t^(n-1) dt ]
 
-with rho the density of N(0, diag(sigma^2)) (the initialisation prior of Scherlis & Belrose,
-Sec. 4). Along a ray, -log rho is quadratic in t:
+with rho the density of N(mu, diag(sigma^2)) (mu = 0: the initialisation prior of Scherlis &
+Belrose, Sec. 4; mu = theta0: a local measure centred at the minimum). Only theta0 - mu enters, so
+below theta0 stands for theta0 - mu. Along a ray, -log rho is quadratic in t:
 
     -2 log rho(theta0 + t v) = a t^2 + 2 b t + c + n log(2 pi) + 2 sum log sigma_i,
     a = sum (v_i/sigma_i)^2,  b = sum theta0_i v_i / sigma_i^2,  c = sum (theta0_i/sigma_i)^2.
@@ -45,7 +46,8 @@ from functools import lru_cache
 import numpy as np
 import torch
 
-__all__ = ["log_unit_ball_volume", "log_unit_sphere_area", "log_J", "gaussian_log_ray_mass"]
+__all__ = ["log_unit_ball_volume", "log_unit_sphere_area", "log_J", "gaussian_log_ray_mass", "check_prior_mean",
+           "describe_prior_mean"]
 
 
 def log_unit_ball_volume(n: int) -> float:
@@ -131,18 +133,24 @@ def log_J(R: torch.Tensor, beta: torch.Tensor, n: int, *, window_nats: float = 6
 
 
 def gaussian_log_ray_mass(radii: torch.Tensor, v: torch.Tensor, anchor: torch.Tensor,
-                          prior_std: torch.Tensor) -> torch.Tensor:
-    """log int_0^r rho(theta0 + t v) t^(n-1) dt for each row v of ``v`` (float64, [b]).
+                          prior_std: torch.Tensor, prior_mean: torch.Tensor | None = None) -> torch.Tensor:
+    """log int_0^r rho(theta0 + t v) t^(n-1) dt for each row v of ``v`` (float64, [b]), rho the
+    density of N(prior_mean, diag(prior_std^2)).
 
     Args:
         radii: [b] radii along the rows of v (>= 0, may be inf).
         v: [b, n] unit directions.
         anchor: [n] theta0.
         prior_std: [n] (or broadcastable scalar tensor) prior standard deviations sigma.
+        prior_mean: [n] (or scalar) centre mu of the Gaussian; None is the origin. Only the offset
+            theta0 - mu enters (the formulas above with theta0 replaced by theta0 - mu).
     """
     n = anchor.numel()
     v = v.to(torch.float64)
-    z0 = (anchor.to(torch.float64) / prior_std).reshape(1, -1)  # whitened anchor
+    offset = anchor.to(torch.float64)
+    if prior_mean is not None:
+        offset = offset - torch.as_tensor(prior_mean, dtype=torch.float64, device=offset.device)
+    z0 = (offset / prior_std).reshape(1, -1)  # whitened anchor, relative to the prior's centre
     vw = v / prior_std  # whitened direction
     a = (vw * vw).sum(dim=1)
     sqrt_a = torch.sqrt(a)
@@ -153,3 +161,29 @@ def gaussian_log_ray_mass(radii: torch.Tensor, v: torch.Tensor, anchor: torch.Te
     log_norm = -0.5 * n * math.log(2 * math.pi) - torch.log(prior_std.to(torch.float64)).expand(n).sum()
     R = radii.to(torch.float64) * sqrt_a
     return log_norm - 0.5 * n * torch.log(a) - 0.5 * d2 + log_J(R, beta, n)
+
+
+def check_prior_mean(prior_mean, n: int) -> torch.Tensor | None:
+    """The Gaussian measure's centre as an [n] float64 CPU tensor (None: the origin), else a
+    TypeError / ValueError naming the fix. A float is the same centre in every coordinate."""
+    if prior_mean is None:
+        return None
+    if isinstance(prior_mean, bool) or not isinstance(prior_mean, (int, float, torch.Tensor)):
+        raise TypeError(f"prior_mean must be None (the origin), a float or an [{n}] tensor, got "
+                        f"{type(prior_mean).__name__}")
+    mean = torch.as_tensor(prior_mean, dtype=torch.float64).detach().cpu()
+    if mean.ndim == 0:
+        mean = mean.expand(n)
+    if mean.shape != (n,) or not torch.isfinite(mean).all():
+        raise ValueError(f"prior_mean must be a finite float or a finite [{n}] tensor (one centre per parameter), "
+                         f"got shape {tuple(mean.shape)}; pass cost.anchor for a measure centred at the minimum")
+    return mean
+
+
+def describe_prior_mean(mean: torch.Tensor | None, anchor: torch.Tensor | None = None):
+    """How a result's config records the centre: 0.0 (origin), "anchor", a float, or "per-parameter"."""
+    if mean is None or bool((mean == 0).all()):
+        return 0.0
+    if anchor is not None and torch.equal(mean, anchor.detach().to("cpu", torch.float64)):
+        return "anchor"
+    return float(mean[0]) if bool((mean == mean[0]).all()) else "per-parameter"

@@ -1,0 +1,184 @@
+"""Rules of the cross-check claims E4 (star-domain estimate vs direct sampling) and E5 (volume
+scaling slope vs the local learning coefficient): measurements in, sub-verdicts out.
+
+Both are *agreement* claims, so both use an equivalence rule on an interval of the difference:
+
+* pass — the whole interval lies inside (-tolerance, +tolerance): the data show agreement;
+* fail — the whole interval lies outside [-tolerance, +tolerance] on one side: the data show a
+  disagreement larger than the tolerance;
+* inconclusive — otherwise (the interval is too wide to tell, or straddles a tolerance edge).
+
+A wide interval is therefore never a pass (unlike "the interval contains 0"), and a small,
+well-resolved difference within the tolerance is never a fail.
+
+E4: the difference is log mu_hat (estimator) - log p_hat (direct sampling). Each interval enters at
+97.5% (the estimator's percentile bootstrap over directions, computed from the inside-radius terms
+for its lower end and the outside-radius terms for its upper end, so the search's resolution is
+included; sampling's Clopper-Pearson from the sure-accept count for its lower end and the
+not-excluded count for its upper end), so the difference interval [lo_e - hi_s, hi_e - lo_s]
+covers at >= 95% (Bonferroni). Tolerance ``E4_TOLERANCE`` = log 1.25: agreement to 25% of the
+measure. Fixed before any network was measured: it is ten times finer than the 2-4 nats by which
+isotropic directions were found to miss (issue Q5) and coarser than the ~0.05-0.1 nat sampling
+error of a few thousand prior-directed rays, so both outcomes are decidable at smoke scale.
+
+E5: the difference is log(lambda_hat / lambda), lambda the true value (n/2 for a regular quadratic,
+Aoyagi's formula for a deep linear network) or devinterp's estimate with its interval. Tolerance
+``E5_TOLERANCE`` = log 1.1 (10% of lambda): a slope that misses by more than a tenth does not
+"estimate lambda".
+
+Example:
+    >>> st = e4_agreement("a", "2-4-1: estimate agrees with sampling", estimate=(-2.0, -2.1, -1.95),
+    ...                   sampled=(-2.01, -2.05, -1.97))
+    >>> st.verdict, round(st.statistic.value, 3)
+    ('pass', 0.01)
+    >>> e4_agreement("a", "isotropic", estimate=(-10.1, -12.0, -9.0), sampled=(-2.0, -2.05, -1.97)).verdict
+    'fail'
+"""
+from __future__ import annotations
+
+import math
+from typing import Any, Mapping
+
+from ..report.schema import Statement, Statistic
+from .core import not_judged
+
+__all__ = ["E4_TOLERANCE", "E5_TOLERANCE", "E4_LEVEL", "equivalence", "e4_agreement", "e4_parting",
+           "e5_against_truth", "e5_against_estimate", "e5_not_judged"]
+
+E4_TOLERANCE = math.log(1.25)
+E5_TOLERANCE = math.log(1.1)
+#: Level of each of the two intervals entering an E4 difference (Bonferroni: the pair covers >= 95%).
+E4_LEVEL = 0.975
+
+
+def equivalence(low: float, high: float, tolerance: float) -> str:
+    """The equivalence verdict of an interval [low, high] of a difference (see module docstring).
+    NaN bounds are inconclusive; infinite bounds are bounds.
+
+    >>> equivalence(-0.1, 0.1, 0.2), equivalence(0.3, 0.9, 0.2), equivalence(-0.1, 0.5, 0.2)
+    ('pass', 'fail', 'inconclusive')
+    """
+    if not tolerance > 0:
+        raise ValueError(f"tolerance must be positive, got {tolerance!r}")
+    if low is None or high is None or math.isnan(low) or math.isnan(high):
+        return "inconclusive"
+    if low > high:
+        raise ValueError(f"interval is reversed: [{low}, {high}]")
+    if -tolerance < low and high < tolerance:
+        return "pass"
+    if low > tolerance or high < -tolerance:
+        return "fail"
+    return "inconclusive"
+
+
+def _triple(x, what: str) -> tuple[float, float, float]:
+    try:
+        point, low, high = (float(v) for v in x)
+    except (TypeError, ValueError):
+        raise TypeError(f"{what} must be (point, low, high), got {x!r}") from None
+    if not low <= high or (math.isfinite(point) and not low <= point <= high):
+        raise ValueError(f"{what} must satisfy low <= point <= high, got {x!r}")
+    return point, low, high
+
+
+def _reason(verdict: str, low: float, high: float, tol: float, what: str) -> str:
+    if verdict != "inconclusive":
+        return ""
+    return (f"the interval [{low:.3g}, {high:.3g}] of {what} is neither inside (-{tol:.3g}, {tol:.3g}) nor outside it; "
+            f"more directions or draws narrow it")
+
+
+def e4_agreement(id: str, text: str, *, estimate: tuple[float, float, float], sampled: tuple[float, float, float],
+                 tolerance: float = E4_TOLERANCE, numbers: Mapping[str, Any] | None = None) -> Statement:
+    """E4: the estimator's log-measure (point, low, high; 97.5% each) agrees with direct sampling's.
+
+    ``estimate`` and ``sampled`` are (log value, log lower bound, log upper bound) at ``E4_LEVEL``;
+    the statistic is their difference with the Bonferroni interval [lo_e - hi_s, hi_e - lo_s].
+    """
+    e, e_lo, e_hi = _triple(estimate, "estimate")
+    s, s_lo, s_hi = _triple(sampled, "sampled")
+    low, high = e_lo - s_hi, e_hi - s_lo
+    if math.isnan(low) or math.isnan(high):
+        low = high = math.nan
+    verdict = equivalence(low, high, tolerance)
+    point = e - s
+    stat = Statistic("log mu_est - log p_sampled", point if math.isfinite(point) else low,
+                     low=None if math.isnan(low) else low, high=None if math.isnan(high) else high,
+                     level=0.95, unit="nats")
+    rule = (f"equivalence: pass if the >= 95% interval of the difference (two {E4_LEVEL:.1%} intervals, Bonferroni; "
+            f"search resolution and Clopper-Pearson included) lies inside +-{tolerance:.3f} nats (+-25% of the "
+            f"measure), fail if it lies outside on one side, else inconclusive")
+    nums = {"estimate": list((e, e_lo, e_hi)), "sampled": list((s, s_lo, s_hi)), "tolerance": tolerance}
+    nums.update(numbers or {})
+    return Statement(id=id, text=text, verdict=verdict, statistic=stat, rule=rule,
+                     reason=_reason(verdict, low, high, tolerance, "the log difference"), numbers=nums)
+
+
+def e4_parting(levels: list[float], statements: list[Statement]) -> dict[str, Any]:
+    """Where an estimator parts from sampling along a ladder of shrinking measures: the first
+    level (in the order given, largest measure first) whose statement failed, the difference
+    there, and the differences at every level."""
+    if len(levels) != len(statements):
+        raise ValueError("one statement per level")
+    first = next((i for i, st in enumerate(statements) if st.verdict == "fail"), None)
+    return {"levels": list(levels),
+            "differences": [st.statistic.value if st.statistic is not None else math.nan for st in statements],
+            "verdicts": [st.verdict for st in statements],
+            "parts_at": None if first is None else levels[first],
+            "difference_there": None if first is None else statements[first].statistic.value}
+
+
+def e5_against_truth(id: str, text: str, *, fit: tuple[float, float, float], true_lambda: float,
+                     tolerance: float = E5_TOLERANCE, numbers: Mapping[str, Any] | None = None) -> Statement:
+    """E5 (a)/(b): lambda_hat = (slope, low, high) recovers a known lambda within ``tolerance`` on
+    the log scale."""
+    slope, low, high = _triple(fit, "fit")
+    if not true_lambda > 0:
+        raise ValueError(f"true_lambda must be positive, got {true_lambda!r}")
+    if low <= 0:
+        lo_r, hi_r = -math.inf, math.log(high / true_lambda) if high > 0 else -math.inf
+    else:
+        lo_r, hi_r = math.log(low / true_lambda), math.log(high / true_lambda)
+    point = math.log(slope / true_lambda) if slope > 0 else lo_r
+    verdict = equivalence(lo_r, hi_r, tolerance)
+    stat = Statistic("log(lambda_hat / lambda)", point, low=lo_r, high=hi_r, level=0.95)
+    rule = (f"equivalence: pass if the 95% bootstrap interval of log(lambda_hat / lambda) lies inside +-{tolerance:.4f} "
+            f"(+-10% of lambda), fail if it lies outside on one side, else inconclusive")
+    nums = {"lambda_hat": [slope, low, high], "true_lambda": true_lambda, "tolerance": tolerance}
+    nums.update(numbers or {})
+    return Statement(id=id, text=text, verdict=verdict, statistic=stat, rule=rule,
+                     reason=_reason(verdict, lo_r, hi_r, tolerance, "log(lambda_hat / lambda)"), numbers=nums)
+
+
+def e5_against_estimate(id: str, text: str, *, fit: tuple[float, float, float], other: tuple[float, float, float],
+                        tolerance: float = E5_TOLERANCE, numbers: Mapping[str, Any] | None = None) -> Statement:
+    """E5 (c): our lambda_hat beside another estimate (devinterp's SGLD LLC), both (point, low,
+    high) at 97.5% (Bonferroni, as in E4): the interval of log(ours / theirs) decides."""
+    slope, low, high = _triple(fit, "fit")
+    o, o_lo, o_hi = _triple(other, "other")
+
+    def safe_log(x: float) -> float:
+        return math.log(x) if x > 0 else -math.inf
+
+    lo_r = safe_log(low) - (safe_log(o_hi) if o_hi > 0 else math.inf)
+    hi_r = safe_log(high) - safe_log(o_lo) if o_lo > 0 else math.inf
+    if not (o_hi > 0 and high > 0):
+        lo_r = hi_r = math.nan
+    verdict = equivalence(lo_r, hi_r, tolerance)
+    point = safe_log(slope) - safe_log(o) if slope > 0 and o > 0 else math.nan
+    value = point if math.isfinite(point) else (lo_r if math.isfinite(lo_r) else 0.0)
+    stat = Statistic("log(lambda_hat / llc_devinterp)", value, low=None if math.isnan(lo_r) else lo_r,
+                     high=None if math.isnan(hi_r) else hi_r, level=0.95)
+    rule = (f"equivalence on log(ours / devinterp's): two 97.5% intervals (Bonferroni); pass inside +-{tolerance:.4f}, "
+            f"fail outside on one side, else inconclusive")
+    nums = {"lambda_hat": [slope, low, high], "devinterp": [o, o_lo, o_hi], "tolerance": tolerance}
+    nums.update(numbers or {})
+    reason = _reason(verdict, lo_r, hi_r, tolerance, "log(ours / devinterp's)")
+    if verdict == "inconclusive" and math.isnan(lo_r):
+        reason = "an estimate's interval reaches 0 or below, so the log-ratio is undefined; more chains or draws"
+    return Statement(id=id, text=text, verdict=verdict, statistic=stat, rule=rule, reason=reason, numbers=nums)
+
+
+def e5_not_judged(id: str, text: str, reason: str, **numbers: Any) -> Statement:
+    """A statement the run cannot judge (devinterp missing, a fit range without finite log V)."""
+    return not_judged(id, text, reason, numbers=numbers)
