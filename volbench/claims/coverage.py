@@ -144,3 +144,27 @@ def simulate_coverage(design: CoverageDesign) -> CoverageResult:
     return CoverageResult(design=design, replications=design.replications, covered=covered,
                           coverage=covered / design.replications,
                           mean_width=float(np.mean(widths)) if widths else math.nan, wrong_sign_decisions=wrong)
+
+
+def coverage_table(replications: int = 400, seed: int = 0) -> list[dict]:
+    """The table of docs/STATISTICS.md: both estimators, difference and slope designs."""
+    rows = []
+    for estimator in ("principled", "reference"):
+        for kind in ("difference", "slope"):
+            res = simulate_coverage(CoverageDesign(estimator=estimator, kind=kind, replications=replications,
+                                                   seed=seed))
+            rows.append({"estimator": estimator, "kind": kind, "replications": res.replications,
+                         "coverage": res.coverage, "mean_width": res.mean_width,
+                         "wrong_sign_decisions": res.wrong_sign_decisions})
+    return rows
+
+
+if __name__ == "__main__":  # python -m volbench.claims.coverage [replications]
+    import sys
+
+    reps = int(sys.argv[1]) if len(sys.argv) > 1 else 400
+    print("| design (n = 10, K = 24, S = 4) | replications | coverage | mean width | wrong-sign decisions |")
+    print("|---|---|---|---|---|")
+    for row in coverage_table(reps):
+        print(f"| {row['estimator']}, {row['kind']} | {row['replications']} | {row['coverage']:.3f} | "
+              f"{row['mean_width']:.3g} | {row['wrong_sign_decisions']} |")
