@@ -212,14 +212,15 @@ _CLAIMS = (
         "S3", "Markov: overestimating by log k has probability at most 1/k", "scherlis",
         "P(log vol-hat(S) - log vol(S) ≥ log k) ≤ 1/k: the log-estimate is a high-confidence approximate lower "
         "bound of the true log-volume.",
-        "eq. (14)",
+        "probability of overestimating by log k at most 1/k (1/2 at k = 2, 1/10 at k = 10); with k = 10^m: "
+        "m orders of magnitude at most once in 10^m",
         "Sec. 3.1, eq. (14)",
         "the observed frequency of overestimates by log k stays at or below 1/k for every k"),
     ClaimInfo(
         "S4", "A perfect preconditioner gives zero variance", "scherlis",
         'For a perfectly ellipsoidal neighbourhood a perfect preconditioner "would result in an estimator with '
         'zero variance, returning the exact volume every time"; for a quadratic cost P ∝ H^(-1/2) (eq. 16).',
-        "eq. (15)-(16)",
+        "zero variance: every direction's estimate is the exact volume",
         "Sec. 3.2, eq. (15)-(16)",
         "every direction's log-term equals the exact log V (spread at float precision)"),
     ClaimInfo(
@@ -259,7 +260,7 @@ _CLAIMS = (
         "S9", "Ellipsoid variance law", "scherlis",
         "For u uniform on the unit sphere, Var(uᵀAu) = 2/(n+2) Var(lambda), lambda the eigenvalues of A; the "
         "log-estimator's variance is then ≈ n³/(2(n+2)) · Var(lambda)/E[lambda]².",
-        "eq. (21)",
+        "factor 2/(n+2) between Var(uᵀAu) and Var(lambda)",
         "App. A, eq. (21)",
         "Monte Carlo variances of uᵀAu agree with 2/(n+2) Var(lambda) across spectra (|z| small)"),
     ClaimInfo(
@@ -267,7 +268,7 @@ _CLAIMS = (
         '"If there is any direction along which perturbations have precisely zero effect on the model\'s behavior '
         'on the validation set, that direction will have an infinite radius"; "several pixel locations are never '
         'used in the digits validation set"; the Gaussian initialisation measure keeps the measure finite.',
-        "eq. (19)",
+        "Lebesgue radius infinite along unused-pixel weights; Gaussian measure finite",
         "Sec. 3.3, eq. (19)",
         "the radius along the unused pixel's input weight is infinite, while the Gaussian-measure estimate is "
         "finite"),
@@ -304,7 +305,8 @@ _CLAIMS = (
     ClaimInfo(
         "Z5", "Sharpness ≈ Hessian spectral norm · eps² / (2 (1 + L)) · 100", "zhang",
         "In the limit of small eps, sharpness ≈ ‖∇²L(w)‖₂ eps² / (2(1 + L(w))) × 100 (after Dinh et al., 2017).",
-        "Definition 2.1 and the equation after it; Fig S1",
+        "slope eps² / (2 (1 + L)) x 100 of sharpness against ‖∇²L‖₂; box eps = 1e-4 for the Boolean and MNIST "
+        "FCNs, 1e-5 for CIFAR10 (Table 1 of the appendix)",
         "Sec. 2.2, Fig. S1",
         "measured sharpness against the power-iteration spectral norm lies on the line the formula predicts"),
     ClaimInfo(

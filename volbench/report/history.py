@@ -204,11 +204,20 @@ HEADER = ("claim", "case", "estimator", "statistic", "run", "machine", "commit",
           "computed s", "s/eval", "change")
 
 
+def _value_text(stat: Statistic | None) -> str:
+    """``-0.1835 [-0.2, -0.17] (95%)`` without the name (names can contain " = ")."""
+    if stat is None:
+        return "-"
+    text = stat.format(4)
+    prefix = f"{stat.name} = "
+    return text[len(prefix):] if text.startswith(prefix) else text
+
+
 def history_rows(series: Sequence[Series]) -> list[list[str]]:
     rows = []
     for s in series:
         for i, p in enumerate(s.points):
-            stat = p.statistic.format(4).split(" = ", 1)[1] if p.statistic is not None else "-"
+            stat = _value_text(p.statistic)
             rows.append([
                 s.claim if i == 0 else "", s.case_id + (" (quick)" if s.quick else "") if i == 0 else "",
                 s.estimator if i == 0 else "", s.label if i == 0 else "",
@@ -244,6 +253,7 @@ def history_plot(series: Sequence[Series], *, dpi: int = 110, limit: int = 8):
     labels = list(dict.fromkeys(s.label for s in drawable))[:limit]
     runs = sorted({(p.run.started, p.run.run_id) for s in drawable for p in s.points})
     x_of = {run_id: i for i, (_, run_id) in enumerate(runs)}
+    commit_of = {p.run.run_id: p.run.commit[:8] for s in drawable for p in s.points}
     with matplotlib.rc_context(_RC):
         fig = Figure(figsize=(7.6, 1.2 + 2.3 * len(labels)), layout="constrained")
         axes = fig.subplots(len(labels), 1, squeeze=False)[:, 0]
@@ -270,9 +280,9 @@ def history_plot(series: Sequence[Series], *, dpi: int = 110, limit: int = 8):
                 if paper is not None:
                     ax.axhline(paper, ls="--", color=color, lw=1.0, label=f"paper: {paper:g}")
             ax.set_ylabel(label if len(label) < 30 else label[:28] + "…")
-            ax.set_xticks(range(len(runs)), labels=[rid[:15] for _, rid in runs], fontsize=7, rotation=20)
+            ax.set_xticks(range(len(runs)), labels=[f"{rid[:15]}\n{commit_of[rid]}" for _, rid in runs], fontsize=7)
             ax.legend(fontsize=7, loc="best")
-        axes[-1].set_xlabel("run (oldest first)")
+        axes[-1].set_xlabel("run and commit (oldest first)")
         claims = ", ".join(dict.fromkeys(s.claim for s in drawable))
         fig.suptitle(f"History of {claims} across {len(runs)} runs", fontsize=10)
         png = _png(fig, dpi)
