@@ -504,7 +504,7 @@ def bench_chart(comparison: BenchComparison, *, dpi: int = 110):
                    for j, f in enumerate(comparison.files)]
         handles.append(Patch(facecolor="0.6", hatch="///", edgecolor="white",
                              label="not significant vs baseline (~) or not comparable (x)"))
-        ax.legend(handles=handles, loc="lower right", fontsize=7)
+        fig.legend(handles=handles, loc="outside lower center", ncols=2, fontsize=7)
         fig.suptitle("Benchmark throughput across machines", fontsize=10)
         png = _png(fig, dpi)
     base = comparison.files[comparison.baseline].label
