@@ -127,10 +127,20 @@ class BenchScale:
         return spec.ci_directions if self.n_directions is None else self.n_directions
 
 
+#: Rounds: 7 of each method at the CI scale, so ``volbench bench compare`` can decide a change across
+#: machines by a Mann-Whitney U test at p < 0.002 (asv's rule; 7 vs 7 rounds is the smallest equal
+#: count whose smallest two-sided p-value, 2 / C(14, 7) = 0.00058, is below it). CI itself runs each
+#: benchmark once (``--benchmark-disable``). At the paper scale the loop (50,000 forward passes per
+#: landscape) keeps one round; its comparisons across machines are then marked not significant.
 SCALES: Mapping[str, BenchScale] = MappingProxyType({
-    "ci": BenchScale("ci", n_directions=None, loop_rounds=1, rounds=3),
-    "paper": BenchScale("paper", n_directions=500, loop_rounds=1, rounds=3, stop_at_train_loss=None),
+    "ci": BenchScale("ci", n_directions=None, loop_rounds=7, rounds=7),
+    "paper": BenchScale("paper", n_directions=500, loop_rounds=1, rounds=7, stop_at_train_loss=None),
 })
+
+#: Version of what the benchmarks measure (landscapes, directions, methods, thresholds). Raise it
+#: when a change makes timings incomparable with earlier files; ``volbench bench compare`` refuses to
+#: compare files of different versions. Written into the JSON as ``volbench.benchmark_version``.
+BENCHMARK_VERSION = 1
 
 
 @dataclass(frozen=True)
@@ -173,6 +183,20 @@ def pytest_configure(config: pytest.Config) -> None:
     if path:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
     config.stash[_RECORDER] = BenchRecorder()
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_benchmark_update_json(config: pytest.Config, benchmarks: Any, output_json: dict) -> None:
+    # What `volbench bench compare` needs besides pytest-benchmark's own fields: the benchmark
+    # version, the scale, and the thread count the run used (machine_info's volbench_torch_threads
+    # is read after the session restored torch's default, so it is not the benchmarks' count).
+    settings = _settings(config)
+    output_json["volbench"] = {
+        "benchmark_version": BENCHMARK_VERSION,
+        "scale": settings.scale.name,
+        "device": str(settings.device),
+        "threads": settings.threads if settings.threads is not None else torch.get_num_threads(),
+    }
 
 
 def _is_ours(item: pytest.Item) -> bool:

@@ -87,28 +87,56 @@ def test_compare_tables_verdict_changes_timing_ratios_and_devices(saved_runs, ca
     assert lines[1].startswith("B = 20250102T000000Z-bbbbbb (complete, 10 results) on NVIDIA "
                                "H100 80GB HBM3; torch 2.13.0+cu128")
     row = next(line for line in lines if line.startswith("E1 "))
+    # computed seconds (measurements + training: 0.9 of 9.8 s in the example), not wall seconds;
+    # the ratio is of seconds per cost evaluation (B is 10x faster on the same evaluations)
     assert row.split() == ["E1", "E1-more-directions[mnist-mlp]", "principled", "pass", "fail",
-                           "pass→fail", "9.80", "0.98", "0.10x"], row
+                           "pass→fail", "8.82", "0.88", "0.10x"], row
     missing = next(line for line in lines if line.startswith("F12 "))
     assert missing.split() == ["F12", "F12-toy-scale-invariance", "principled", "pass", "-",
-                               "0.40", "-", "-"], missing
+                               "0.36", "-", "-"], missing
     assert "1 regression(s) against A:" in out
     assert "E1-more-directions[mnist-mlp] · principled: pass→fail" in out
     assert main(["compare", str(run_a), str(run_b), "--fail-on-regression"]) == 1
     capsys.readouterr()
     assert main(["compare", str(run_a), str(run_a), "--fail-on-regression", "--markdown"]) == 0
     md = capsys.readouterr().out
-    assert "| claim | case | estimator | A verdict | B verdict | change | A s | B s | B/A |" in md
+    assert ("| claim | case | estimator | A verdict | B verdict | change | A computed s | B computed s | "
+            "B/A s/eval |") in md
+
+
+def _scaled_timing(r, factor):
+    timing = dict(r.timing)
+    for key in ("measured_seconds", "trained_seconds", "wall_seconds"):
+        if key in timing:
+            timing[key] *= factor
+    return replace(r, seconds=r.seconds * factor, timing=timing)
 
 
 def test_compare_table_exact_rows():
     run = example_run()
-    slower = replace(run, results=tuple(replace(r, seconds=r.seconds * 2.5) for r in run.results))
+    slower = replace(run, results=tuple(_scaled_timing(r, 2.5) for r in run.results))
     header, rows, regressions = compare_table([run, slower])
-    assert header[-1] == "B/A" and regressions == []
+    assert header[-1] == "B/A s/eval" and regressions == []
     ratios = {row[1] + "/" + row[2]: row[-1] for row in rows}
     assert ratios["F5-power-law[mnist-mlp]/reference"] == "2.50x"
-    assert ratios["Z4-boolean-sampling/-"] == "-", "0 s baseline: no ratio"
+    assert ratios["Z4-boolean-sampling/-"] == "-", "no timing record: no ratio"
+
+
+def test_compare_uses_computed_figures_not_wall_seconds():
+    """A case served from caches in run B has small wall seconds but no computed measurement: its
+    ratio says 'cached', never a speed-up; a run whose computed work is slower shows > 1 even when its
+    wall seconds are smaller."""
+    run = example_run()
+    e1 = next(r for r in run.results if r.case_id.startswith("E1"))
+    served = replace(e1, seconds=0.01, timing={**e1.timing, "measured_seconds": 0.0, "measured_cost_evals": 0,
+                                                 "measurements_computed": 0, "trained_seconds": 0.0,
+                                                 "minima_trained": 0, "wall_seconds": 0.01})
+    slower = replace(e1, seconds=e1.seconds / 2,
+                     timing={**e1.timing, "measured_seconds": e1.timing["measured_seconds"] * 3})
+    for other, expected in ((served, "cached"), (slower, "3.00x")):
+        b = replace(run, results=(other,))
+        _, rows, _ = compare_table([replace(run, results=(e1,)), b])
+        assert rows[0][-1] == expected, rows[0]
     claims = [row[0] for row in rows]
     assert claims == sorted(claims, key=lambda c: (c[0], int(c[1:]))), "natural claim order"
 
@@ -122,7 +150,7 @@ def test_compare_needs_two_runs(saved_runs, capsys):
 def test_env_prints_the_environment_block(capsys):
     assert main(["env"]) == 0
     text = capsys.readouterr().out
-    assert f"torch                     {torch.__version__}" in text
+    assert any(line.split() == ["torch", torch.__version__] for line in text.splitlines()), text
     assert "float32_matmul_precision" in text and "git_commit" in text
     assert main(["env", "--json"]) == 0
     env = json.loads(capsys.readouterr().out)

@@ -483,7 +483,8 @@ def test_timing_plot_none_without_times_and_lists_slowest_first():
 ENV_KEYS = {
     "volbench", "python", "platform", "torch", "numpy", "cuda_available", "cuda", "cudnn",
     "cuda_driver", "devices", "tf32_matmul", "tf32_cudnn", "float32_matmul_precision",
-    "torch_threads", "cpu", "cpu_count", "hostname", "git_commit", "git_dirty", "command",
+    "bf16_reduced_precision_reduction", "fp16_reduced_precision_reduction", "torch_threads",
+    "cpu", "cpu_count", "hostname", "git_commit", "git_dirty", "command",
     "cuda_visible_devices", "tier", "seeds",
 }
 
@@ -550,7 +551,7 @@ def test_machine_info_keys():
     assert info["volbench_torch"] == torch.__version__
     assert info["volbench_gpu_count"] == (torch.cuda.device_count()
                                           if torch.cuda.is_available() else 0)
-    assert {"volbench_tf32_matmul", "volbench_tf32_cudnn",
+    assert {"volbench_tf32_matmul", "volbench_tf32_cudnn", "volbench_bf16_reduced_precision_reduction",
             "volbench_float32_matmul_precision", "volbench_cuda"} <= set(info)
 
 

@@ -3,7 +3,13 @@
 Commands::
 
     volbench report RUN            re-render report.md + index.html from RUN's results.json
-    volbench compare RUN_A RUN_B…  verdict changes and timing ratios across runs / hardware
+    volbench compare RUN_A RUN_B…  verdict changes and computed-time ratios across runs / hardware
+                                   (pytest-benchmark JSON files: as `volbench bench compare`)
+    volbench bench compare A.json B.json…
+                                   speed across machines from pytest-benchmark JSON: throughput,
+                                   time ratios with asv's significance marks, machine keys
+    volbench history [CLAIM…]      a claim's statistics and timing across the runs of a reports
+                                   folder, keyed by machine and commit; flags changes; --plot PNG
     volbench baseline update|check [RUN]
                                    write RUN's smoke verdicts into cases/baseline/smoke.json, or list
                                    those that moved against it
@@ -34,7 +40,7 @@ from pathlib import Path
 
 from ._writes import write_fix
 from .report.files import ReportFileError, default_report_root, load_run, resolve_run
-from .report.formatting import claim_sort_key, format_seconds
+from .report.formatting import claim_sort_key, computed_seconds, format_seconds, seconds_per_cost_eval
 from .report.schema import TIERS, CaseResult, RunReport, SchemaError
 
 __all__ = ["main", "build_parser", "compare_table"]
@@ -67,12 +73,40 @@ def build_parser() -> argparse.ArgumentParser:
                    help="write the report here instead of the run's directory")
     report_dir(p)
 
-    p = sub.add_parser("compare", help="verdict changes and timing ratios across runs")
+    p = sub.add_parser("compare", help="verdict changes and computed-time ratios across runs (or "
+                       "pytest-benchmark JSON files: see `bench compare`)")
     p.add_argument("runs", metavar="RUN", nargs="+", help="two or more runs; the first is the "
                    "baseline of the timing ratios")
     p.add_argument("--markdown", action="store_true", help="print a Markdown table")
     p.add_argument("--fail-on-regression", action="store_true",
                    help="exit 1 if a case that passed in the first run does not pass in a later one")
+    _bench_compare_options(p)
+    report_dir(p)
+
+    p = sub.add_parser("bench", help="speed benchmarks (pytest-benchmark JSON)")
+    bench_sub = p.add_subparsers(dest="bench_command", metavar="BENCH_COMMAND")
+    q = bench_sub.add_parser(
+        "compare", help="compare pytest-benchmark JSON files from several machines",
+        description="Throughput (cost evaluations/s, (example, vector) pairs/s, FLOP/s, fraction of peak), "
+                    "time ratio to the baseline with asv's significance mark (Mann-Whitney U at p < 0.002 "
+                    "where the rounds allow, else non-overlap of 99%% intervals; ~ = not significant) and "
+                    "the machine keys that differ. Bad input: one line per problem, exit 2.")
+    q.add_argument("files", metavar="FILE", nargs="+", help="pytest-benchmark JSON files (--benchmark-json)")
+    q.add_argument("--markdown", action="store_true", help="print Markdown tables")
+    _bench_compare_options(q)
+
+    p = sub.add_parser(
+        "history", help="a claim's statistics and timing across the runs of a reports folder",
+        description="Lists each result's statistic and its statements' statistics across the runs under "
+                    "the reports folder (oldest first), keyed by machine and commit, with computed seconds "
+                    "and seconds per cost evaluation, and flags changes (see the printed rule).")
+    p.add_argument("claims", metavar="CLAIM", nargs="*", help="claim ids (default: every claim)")
+    p.add_argument("--case", metavar="TEXT", default=None, help="only case ids containing TEXT")
+    p.add_argument("--estimator", metavar="NAME", default=None, help="only this estimator ('-' for none)")
+    p.add_argument("--statistic", metavar="TEXT", default=None, help="only statistics whose label contains TEXT")
+    p.add_argument("--plot", metavar="PNG", default=None, help="draw the statistics over runs into PNG")
+    p.add_argument("--markdown", action="store_true", help="print a Markdown table")
+    p.add_argument("--fail-on-change", action="store_true", help="exit 1 if any change is flagged")
     report_dir(p)
 
     p = sub.add_parser("baseline", help="the checked-in verdict baseline: update it from a run, or check a run",
@@ -102,6 +136,17 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _bench_compare_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--baseline", metavar="WHICH", default=None,
+                   help="benchmark JSON only: the baseline machine, as a label (A, B, …), a 1-based index or "
+                        "the file's path (default: the first file)")
+    p.add_argument("--env-diff", action="store_true",
+                   help="benchmark JSON only: also print every machine_info/commit_info entry that differs")
+    p.add_argument("--out", metavar="DIR", default=None,
+                   help="benchmark JSON only: write bench-compare.md, bench-compare.png and a self-contained "
+                        "bench-compare.html into DIR")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``volbench`` console script; returns the exit status."""
     parser = build_parser()
@@ -124,6 +169,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _cmd_report(args)
         if args.command == "compare":
             return _cmd_compare(args)
+        if args.command == "bench":
+            return _cmd_bench(args, parser)
+        if args.command == "history":
+            return _cmd_history(args)
         if args.command == "env":
             return _cmd_env(args)
         if args.command == "baseline":
@@ -188,14 +237,31 @@ def _label(i: int) -> str:
     return chr(ord("A") + i) if i < 26 else f"R{i + 1}"
 
 
+def _ratio_cell(later: CaseResult | None, base: CaseResult | None) -> str:
+    """Time per cost evaluation of ``later`` over ``base``'s, e.g. ``0.10x``; ``cached`` where one
+    side computed no measurement (its figures were served from caches); ``-`` where one is missing
+    or has no timing record."""
+    if later is None or base is None:
+        return "-"
+    a, b = seconds_per_cost_eval(base), seconds_per_cost_eval(later)
+    if a is not None and b is not None:
+        return f"{b / a:.2f}x"
+    if any(r.timing and not seconds_per_cost_eval(r) and r.timing.get("measurements_served") for r in (base, later)):
+        return "cached"
+    return "-"
+
+
 def compare_table(runs: Sequence[RunReport]) -> tuple[list[str], list[list[str]], list[str]]:
     """Compare runs by (case_id, estimator).
 
-    Returns (header, rows, regressions): per run a verdict and seconds column, a ``change``
-    column ("" when every run agrees, else e.g. "pass→fail"), and per later run its time ratio
-    to the first run (``later / first``: above 1 means slower). A result missing from a run
-    shows "-". ``regressions`` lists "case_id · estimator: pass→fail" for cases that passed in
-    the first run and did not pass in a later one (skips are not regressions).
+    Returns (header, rows, regressions): per run a verdict and a computed-seconds column (seconds
+    this run computed: measurements plus training; cache hits excluded, so wall seconds of cached
+    work never pass for speed), a ``change`` column ("" when every run agrees, else e.g.
+    "pass→fail"), and per later run its ratio to the first run of seconds per cost evaluation of
+    the measurements computed (``later / first``: above 1 means slower; ``cached`` where a side
+    computed none). A result missing from a run shows "-". ``regressions`` lists "case_id ·
+    estimator: pass→fail" for cases that passed in the first run and did not pass in a later one
+    (skips are not regressions).
     """
     if len(runs) < 2:
         raise _CliError("compare needs at least two runs", code=2)
@@ -209,7 +275,7 @@ def compare_table(runs: Sequence[RunReport]) -> tuple[list[str], list[list[str]]
         tables.append(table)
     labels = [_label(i) for i in range(len(runs))]
     header = (["claim", "case", "estimator"] + [f"{x} verdict" for x in labels] + ["change"]
-              + [f"{x} s" for x in labels] + [f"{x}/{labels[0]}" for x in labels[1:]])
+              + [f"{x} computed s" for x in labels] + [f"{x}/{labels[0]} s/eval" for x in labels[1:]])
     rows, regressions = [], []
     for key in sorted(order, key=lambda k: (claim_sort_key(order[k]), k)):
         found = [table.get(key) for table in tables]
@@ -220,13 +286,9 @@ def compare_table(runs: Sequence[RunReport]) -> tuple[list[str], list[list[str]]
             if (verdicts[0], later) in _REGRESSIONS:
                 regressions.append(f"{key[0]} · {key[1] or '-'}: {verdicts[0]}→{later}")
                 break
-        seconds = [r.seconds if r else None for r in found]
-        ratios = []
-        for s in seconds[1:]:
-            base = seconds[0]
-            ratios.append(f"{s / base:.2f}x" if s is not None and base else "-")
-        rows.append([order[key], key[0], key[1] or "-", *verdicts, change,
-                     *[format_seconds(s) for s in seconds], *ratios])
+        computed = [format_seconds(computed_seconds(r)) if r else "-" for r in found]
+        ratios = [_ratio_cell(r, found[0]) for r in found[1:]]
+        rows.append([order[key], key[0], key[1] or "-", *verdicts, change, *computed, *ratios])
     return header, rows, regressions
 
 
@@ -241,7 +303,19 @@ def _render_table(header: list[str], rows: list[list[str]], markdown: bool) -> s
 
 
 def _cmd_compare(args: argparse.Namespace) -> int:
+    from .report.benchcompare import is_benchmark_json
+
     root = _root(args)
+    bench = [is_benchmark_json(run) for run in args.runs]
+    if any(bench):
+        if not all(bench):
+            others = [run for run, b in zip(args.runs, bench) if not b]
+            raise _CliError(f"{', '.join(others)}: not pytest-benchmark JSON, while the other arguments are; "
+                            "compare benchmark files with benchmark files (`volbench bench compare`) and runs "
+                            "with runs", code=2)
+        return _bench_compare(args.runs, args)
+    if args.baseline or args.env_diff or args.out:
+        raise _CliError("--baseline, --env-diff and --out apply to pytest-benchmark JSON files only", code=2)
     if len(args.runs) < 2:
         raise _CliError("compare needs at least two runs (RUN_A RUN_B …)", code=2)
     loaded = [_load(run, root) for run in args.runs]
@@ -251,6 +325,9 @@ def _cmd_compare(args: argparse.Namespace) -> int:
               f"{_device_summary(run)}  [{path}]")
     print()
     header, rows, regressions = compare_table(runs)
+    print("computed s: seconds this run computed (measurements + training; cache hits excluded); "
+          f"ratios: seconds per cost evaluation of the computed measurements against {_label(0)} "
+          "(above 1 = slower; cached = a side computed none)\n")
     print(_render_table(header, rows, args.markdown))
     if regressions:
         print(f"\n{len(regressions)} regression(s) against {_label(0)}:")
@@ -283,6 +360,85 @@ def _cmd_baseline(args: argparse.Namespace) -> int:
     print(f"{len(lines)} verdict(s) of {run.run_id} moved against {path}" if lines else
           f"every verdict of {run.run_id} matches {path}")
     return 1 if lines else 0
+
+
+# --------------------------------------------------------------------------- bench, history
+
+
+def _cmd_bench(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    if args.bench_command != "compare":
+        print(f"{_PROG}: error: bench needs a command: `volbench bench compare A.json B.json …`", file=sys.stderr)
+        return 2
+    return _bench_compare(args.files, args)
+
+
+def _baseline_index(which: str | None, files: Sequence) -> int:
+    if which is None:
+        return 0
+    for i, f in enumerate(files):
+        if which == f.label or which == str(i + 1) or Path(which) == f.path:
+            return i
+    raise _CliError(f"--baseline {which!r} is none of the files (labels "
+                    f"{', '.join(f.label for f in files)}, indices 1-{len(files)}, or a path given)", code=2)
+
+
+def _bench_compare(paths: Sequence[str], args: argparse.Namespace) -> int:
+    from .report.benchcompare import (
+        BenchInputError,
+        compare_files,
+        environment_diff,
+        format_table,
+        load_bench_files,
+        write_bench_report,
+    )
+
+    try:
+        files = load_bench_files(paths)
+    except BenchInputError as exc:
+        for line in exc.problems:
+            print(f"{_PROG}: error: {line}", file=sys.stderr)
+        return 2
+    comparison = compare_files(files, _baseline_index(args.baseline, files))
+    print(format_table(comparison, markdown=args.markdown))
+    if args.env_diff:
+        print("\nEnvironment difference (machine_info, commit_info, volbench):")
+        print(environment_diff(comparison))
+    if args.out:
+        try:
+            written = write_bench_report(comparison, args.out)
+        except OSError as exc:
+            raise _CliError(f"cannot write the comparison into {args.out}: {exc}") from None
+        print("\n" + "\n".join(str(p) for p in written))
+    return 0
+
+
+def _cmd_history(args: argparse.Namespace) -> int:
+    from .report.files import atomic_write_bytes
+    from .report.history import build_history, format_history, history_plot, load_runs
+
+    root = _root(args)
+    runs, problems = load_runs(root)
+    for line in problems:
+        print(f"{_PROG}: warning: {line}", file=sys.stderr)
+    if not runs:
+        raise _CliError(f"no readable runs under {root} (looked for */results.json); run the cases first or "
+                        "pass --report-dir", code=2)
+    series = build_history(runs, claims=args.claims or None, case=args.case, estimator=args.estimator,
+                           statistic=args.statistic)
+    print(f"{len(runs)} runs under {root}\n")
+    print(format_history(series, markdown=args.markdown))
+    if args.plot:
+        image = history_plot(series)
+        if image is None:
+            print(f"{_PROG}: warning: nothing to plot (no statistic recorded)", file=sys.stderr)
+        else:
+            try:
+                atomic_write_bytes(args.plot, image.png)
+            except OSError as exc:
+                raise _CliError(f"cannot write the plot to {args.plot}: {exc}") from None
+            print(f"\n{args.plot}")
+    flagged = any(s.flagged for s in series)
+    return 1 if flagged and args.fail_on_change else 0
 
 
 # --------------------------------------------------------------------------- env

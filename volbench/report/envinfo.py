@@ -74,17 +74,27 @@ def cpu_model() -> str:
 
 
 def tf32_settings(torch: Any) -> dict[str, Any]:
-    """TF32 switches of ``torch`` (the module): they decide float32 matmul/conv precision on GPUs.
+    """TF32 and reduced-precision switches of ``torch`` (the module): they decide float32, bf16
+    and fp16 matmul/conv precision on GPUs.
 
     ``tf32_matmul`` = ``torch.backends.cuda.matmul.allow_tf32``, ``tf32_cudnn`` =
     ``torch.backends.cudnn.allow_tf32``, ``float32_matmul_precision`` =
-    ``torch.get_float32_matmul_precision()`` ("highest" = no TF32 for matmuls).
+    ``torch.get_float32_matmul_precision()`` ("highest" = no TF32 for matmuls),
+    ``bf16_reduced_precision_reduction`` / ``fp16_reduced_precision_reduction`` =
+    ``torch.backends.cuda.matmul.allow_{bf16,fp16}_reduced_precision_reduction``. A switch this
+    torch does not have is recorded as None (unknown).
     """
     out: dict[str, Any] = {}
     for key, getter in (
         ("tf32_matmul", lambda: bool(torch.backends.cuda.matmul.allow_tf32)),
         ("tf32_cudnn", lambda: bool(torch.backends.cudnn.allow_tf32)),
         ("float32_matmul_precision", lambda: str(torch.get_float32_matmul_precision())),
+        # reduced-precision accumulation inside bf16 / fp16 GEMMs (cuBLAS); changes bf16 speed
+        # and rounding the way TF32 does for float32
+        ("bf16_reduced_precision_reduction",
+         lambda: bool(torch.backends.cuda.matmul.allow_bf16_reduced_precision_reduction)),
+        ("fp16_reduced_precision_reduction",
+         lambda: bool(torch.backends.cuda.matmul.allow_fp16_reduced_precision_reduction)),
     ):
         try:
             out[key] = getter()

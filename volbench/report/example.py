@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 
-from .schema import CaseResult, RunReport, Statistic
+from .schema import CaseResult, RunReport, Statement, Statistic
 
 __all__ = ["example_run", "example_environment"]
 
@@ -63,6 +63,19 @@ def example_run(seed: int = 0, *, device: str = "cpu", time_scale: float = 1.0,
         kwargs.setdefault("device", device)
         kwargs.setdefault("seeds", seeds)
         kwargs.setdefault("outcome", "passed")
+        if kwargs.get("seconds"):
+            # where the seconds went (cases/_support.finish fills this from volbench.lab.LEDGER): 70%
+            # in measurements computed now, 20% training, 10% other; one measurement served from the
+            # cache. The cost evaluations do not depend on the hardware, the seconds do.
+            secs = kwargs["seconds"]
+            kwargs.setdefault("timing", {
+                "wall_seconds": round(secs * time_scale, 3),
+                "measured_seconds": round(0.7 * secs * time_scale, 3),
+                "measured_cost_evals": int(round(400 * secs)),
+                "measurements_computed": 3, "measurements_served": 1,
+                "served_seconds": round(0.25 * secs, 3),
+                "trained_seconds": round(0.2 * secs * time_scale, 3), "minima_trained": 1, "minima_served": 2,
+            })
         if kwargs.get("seconds") is not None:
             kwargs["seconds"] = round(kwargs["seconds"] * time_scale, 3)
         results.append(CaseResult(**kwargs))
@@ -81,10 +94,19 @@ def example_run(seed: int = 0, *, device: str = "cpu", time_scale: float = 1.0,
                                                                      - np.log(sizes).mean()) ** 2))
         low, high = slope - 4.30 * se, slope + 4.30 * se
         r2 = 1 - resid @ resid / np.sum((mean - mean.mean()) ** 2)
+        alpha_stat = Statistic("alpha", slope / _N_MNIST, low=low / _N_MNIST, high=high / _N_MNIST,
+                               level=0.95)
+        statements = [
+            Statement("a", "alpha < 0 and log V linear in log D", "pass", alpha_stat,
+                      rule="pass if the 95% interval of alpha lies below 0 and R^2 >= 0.9",
+                      paper="alpha = -0.1835 (Table 1, MNIST MLP)", numbers={"r2": float(r2)}),
+            Statement("b.tau", "tau 0.01 steeper than tau 0.1", "not-judged",
+                      reason="a second threshold doubles the measurements (~40 min on 2 cores); nightly tier",
+                      paper="alpha = -0.2647 at tau 0.01 (Table 2)"),
+        ]
         add(claim="F5", case_id="F5-power-law[mnist-mlp]", estimator=estimator,
             title="Power law between volume and dataset size", verdict="pass",
-            statistic=Statistic("alpha", slope / _N_MNIST, low=low / _N_MNIST,
-                                high=high / _N_MNIST, level=0.95),
+            statements=statements, statistic=alpha_stat,
             rule="pass if the 95% interval of alpha lies below 0 and R^2 >= 0.9",
             paper_value=-0.1835, seconds=secs,
             numbers={"n_params": _N_MNIST, "r2": float(r2), "dataset_sizes": sizes.tolist(),
@@ -174,9 +196,19 @@ def example_run(seed: int = 0, *, device: str = "cpu", time_scale: float = 1.0,
         statistic=Statistic("max relative error", 2.1e-4),
         rule="pass if the area matches the closed form within 1e-3 for every b and s",
         seconds=0.4, numbers={"b": [0.5, 1.0, 2.0, 4.0], "s": [0.1, 0.5]})
+    rho = Statistic("Spearman rho(poison, log V)", -0.4, low=-0.9, high=0.5, level=0.95)
     add(claim="F1", case_id="F1-poison-smaller[swiss-mlp]", estimator="reference",
         title="Poisoned minima are smaller", verdict="fail",
-        statistic=Statistic("Spearman rho(poison, log V)", -0.4, low=-0.9, high=0.5, level=0.95),
+        statements=[
+            Statement("a", "clean minimum larger than every poisoned one", "fail",
+                      Statistic("min log V difference (clean - poisoned)", -20.0, low=-60.0, high=-5.0,
+                                level=0.95, unit="nats"),
+                      rule="pass if the 95% interval lies above 0", paper="Fig 6"),
+            Statement("b", "log V decreases with the poison fraction", "inconclusive", rho,
+                      rule="pass if the 95% interval of rho lies below 0",
+                      reason="the interval [-0.9, 0.5] straddles 0 with 3 seeds"),
+        ],
+        statistic=rho,
         rule="pass if the 95% interval of rho lies below 0", seconds=6.2,
         series=[{"kind": "xy", "x": [0.0, 0.03, 0.1, 0.3], "y": [-2510.0, -2490.0, -2630.0,
                                                                  -2580.0],

@@ -27,6 +27,9 @@ __all__ = [
     "run_headline",
     "group_cases",
     "by_claim",
+    "computed_seconds",
+    "seconds_per_cost_eval",
+    "timing_text",
 ]
 
 _LIST_HEAD = 6  # list items shown before "…"
@@ -64,6 +67,80 @@ def format_seconds(seconds: float | None) -> str:
     if seconds < 3600:
         return f"{seconds:.1f}"
     return f"{seconds:.0f}"
+
+
+def _timing_number(result: CaseResult, key: str) -> float | None:
+    value = result.timing.get(key) if result.timing else None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        return None
+    return float(value)
+
+
+def computed_seconds(result: CaseResult) -> float | None:
+    """Seconds this run computed for ``result``: measurements computed plus minima trained
+    (``timing["measured_seconds"] + timing["trained_seconds"]``); None without a timing record.
+    Seconds served from caches are not in it, so it is the figure to compare across runs.
+
+    >>> r = CaseResult(claim="F1", case_id="F1-x", verdict="skip", reason="demo",
+    ...                timing={"measured_seconds": 3.0, "trained_seconds": 1.5, "wall_seconds": 9.0})
+    >>> computed_seconds(r)
+    4.5
+    """
+    measured = _timing_number(result, "measured_seconds")
+    trained = _timing_number(result, "trained_seconds")
+    if measured is None and trained is None:
+        return None
+    return (measured or 0.0) + (trained or 0.0)
+
+
+def seconds_per_cost_eval(result: CaseResult) -> float | None:
+    """Seconds per cost evaluation of the measurements this run computed (the speed of the
+    estimator on this hardware, free of caching): ``measured_seconds / measured_cost_evals``, or
+    None where nothing was computed."""
+    seconds = _timing_number(result, "measured_seconds")
+    evals = _timing_number(result, "measured_cost_evals")
+    if seconds is None or evals is None or not evals > 0 or not seconds > 0:
+        return None
+    return seconds / evals
+
+
+def _count(value: float | None, one: str, many: str) -> str:
+    n = int(value or 0)
+    return f"{n:,} {one if n == 1 else many}"
+
+
+def timing_text(result: CaseResult) -> str:
+    """Where the case's time went, e.g. ``computed 4.50 s (measurements 3.00 s, 1,200 cost
+    evaluations; training 1.50 s, 1 minimum) · served from caches: 2 measurements (had cost 20.0 s),
+    3 minima · wall 9.00 s``; the wall seconds alone for results without a timing record.
+
+    >>> r = CaseResult(claim="F1", case_id="F1-x", verdict="skip", reason="demo", seconds=2.0)
+    >>> timing_text(r)
+    'wall 2.00 s (no record of computed vs cached work)'
+    """
+    wall = _timing_number(result, "wall_seconds")
+    wall = result.seconds if wall is None else wall
+    computed = computed_seconds(result)
+    if computed is None:
+        return f"wall {format_seconds(wall)} s (no record of computed vs cached work)"
+    t = result.timing
+    measured = _timing_number(result, "measured_seconds") or 0.0
+    trained = _timing_number(result, "trained_seconds") or 0.0
+    parts = [f"computed {format_seconds(computed)} s (measurements {format_seconds(measured)} s, "
+             f"{_count(t.get('measured_cost_evals'), 'cost evaluation', 'cost evaluations')} in "
+             f"{_count(t.get('measurements_computed'), 'measurement', 'measurements')}; training "
+             f"{format_seconds(trained)} s, {_count(t.get('minima_trained'), 'minimum', 'minima')})"]
+    served_m = int(t.get("measurements_served") or 0)
+    served_t = int(t.get("minima_served") or 0)
+    if served_m or served_t:
+        had = _timing_number(result, "served_seconds")
+        parts.append(f"served from caches: {_count(served_m, 'measurement', 'measurements')}"
+                     + (f" (had cost {format_seconds(had)} s)" if had else "")
+                     + f", {_count(served_t, 'minimum', 'minima')}")
+    else:
+        parts.append("nothing served from caches")
+    parts.append(f"wall {format_seconds(wall)} s")
+    return " · ".join(parts)
 
 
 def claim_sort_key(claim: str) -> tuple:

@@ -38,7 +38,7 @@ from typing import Any
 
 from .schema import CaseResult
 
-__all__ = ["PlotImage", "case_plots", "timing_plot", "KIND_TITLES"]
+__all__ = ["PlotImage", "case_plots", "timing_plot", "KIND_TITLES", "KIND_CAPTIONS", "figure_caption"]
 
 #: Figure size in inches and resolution: 7.2 x 4.2 in at 110 dpi is about 790 x 460 px, legible
 #: at the report's 900 px column width without scaling artefacts.
@@ -70,12 +70,14 @@ KIND_TITLES = MappingProxyType({
 @dataclass(frozen=True)
 class PlotImage:
     """A rendered figure: ``key`` (a file-name stem unique within a run), ``title``, ``alt``
-    text describing it for screen readers, and the ``png`` bytes."""
+    text describing it for screen readers, the ``png`` bytes, and a ``caption`` saying what the
+    figure shows and what the claim predicts one would see in it."""
 
     key: str
     title: str
     alt: str
     png: bytes
+    caption: str = ""
 
     def data_uri(self) -> str:
         """``data:image/png;base64,...`` for inlining into HTML."""
@@ -387,6 +389,42 @@ _DRAW = MappingProxyType({
 })
 
 
+#: What a figure of each kind shows (the first half of its caption; the claim's prediction from
+#: :mod:`volbench.claims.registry` is the second).
+KIND_CAPTIONS = MappingProxyType({
+    "volume_vs_data": "Log-volume of the minimum found at each training-set size D (log axis; per "
+                      "parameter where n is known, so the slope reads as alpha), with single runs, the "
+                      "fitted power law, its slope interval as a band and the paper's alpha as a dashed "
+                      "line through the same centre.",
+    "radius_hist": "Distribution of the per-direction log radii (distance to the threshold along each "
+                   "direction) of each minimum: histograms left, empirical CDFs right; a curve further "
+                   "right is a wider basin.",
+    "volume_vs_landscape": "Log-volume of each minimum measured in landscapes of growing size (log axis); "
+                           "large triangles mark a minimum in its own training landscape, down triangles a "
+                           "volume of zero (the minimum left the threshold).",
+    "volume_vs_checkpoint": "Log-volume across training checkpoints, with train/test accuracy and the "
+                            "training loss below where recorded.",
+    "volume_vs_directions": "Log-volume estimate against the number of directions K (log axis), with "
+                            "intervals over replicates where recorded.",
+    "xy": "The case's measured series.",
+})
+
+
+def figure_caption(kind: str, result: CaseResult) -> str:
+    """What the figure shows, and what the claim predicts one sees in it if it holds."""
+    from ..claims.registry import claim_info
+
+    caption = KIND_CAPTIONS[kind]
+    info = claim_info(result.claim)
+    if info is not None:
+        caption += f" {info.id} predicts: {info.predicts}."
+    if result.statistic is not None:
+        caption += f" Verdict {result.verdict}: {result.statistic.format(3)}."
+    elif result.reason:
+        caption += f" Verdict {result.verdict}: {result.reason}"
+    return caption
+
+
 def _default_title(kind: str, entry: Mapping[str, Any]) -> str:
     if kind == "xy" and "x_label" in entry and "y_label" in entry:
         return f"{entry['y_label']} against {entry['x_label']}"
@@ -420,50 +458,72 @@ def case_plots(result: CaseResult, *, index: int = 0, dpi: int = _DPI) -> list[P
             title=f"{who}: {title}",
             alt=f"{title} for {who}. {described}".strip(),
             png=png,
+            caption=figure_caption(kind, result),
         ))
     return images
 
 
 def timing_plot(results: Sequence[CaseResult], *, dpi: int = _DPI,
                 limit: int = 40) -> PlotImage | None:
-    """Horizontal bars of wall-clock seconds per case and estimator, coloured by device (the
-    ``limit`` slowest); None when no result has a time."""
+    """Horizontal bars of wall-clock seconds per case and estimator (the ``limit`` slowest),
+    split into what the run computed (measurements, training) and the rest (data loading, fits,
+    overhead), with what caches served drawn as a hatched bar beside it (the seconds those
+    measurements had cost when computed); None when no result has a time."""
     import matplotlib
     import numpy as np
     from matplotlib.figure import Figure
-    from matplotlib.patches import Patch
 
     timed = [r for r in results if r.seconds is not None and r.seconds > 0]
     if not timed:
         return None
     timed.sort(key=lambda r: r.seconds, reverse=True)
     shown = timed[:limit]
-    devices = list(dict.fromkeys(r.device or "unknown" for r in shown))
     labels = [f"{r.case_id} · {r.estimator}" if r.estimator else r.case_id for r in shown]
-    seconds = np.array([r.seconds for r in shown])
+
+    def part(r: CaseResult, key: str) -> float:
+        value = r.timing.get(key) if r.timing else None
+        return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else 0.0
+
+    wall = np.array([r.seconds for r in shown])
+    measured = np.array([min(part(r, "measured_seconds"), r.seconds) for r in shown])
+    trained = np.array([min(part(r, "trained_seconds"), r.seconds - m) for r, m in zip(shown, measured)])
+    other = np.maximum(wall - measured - trained, 0.0)
+    served = np.array([part(r, "served_seconds") for r in shown])
+    y = np.arange(len(shown))
     with matplotlib.rc_context(_RC):
-        fig = Figure(figsize=(_SIZE[0], 1.3 + 0.27 * len(shown)), layout="constrained")
+        fig = Figure(figsize=(_SIZE[0], 1.5 + 0.3 * len(shown)), layout="constrained")
         ax = fig.add_subplot()
         ax.grid(axis="y", visible=False)
-        colors = [_color(devices.index(r.device or "unknown")) for r in shown]
-        ax.barh(np.arange(len(shown)), seconds, color=colors, height=0.7)
-        ax.set_yticks(np.arange(len(shown)), labels=labels, fontsize=8)
+        h = 0.62 if served.any() else 0.75
+        ax.barh(y, measured, height=h, color=_COLORS[0], label="computed: measurements")
+        ax.barh(y, trained, left=measured, height=h, color=_COLORS[2], label="computed: training minima")
+        ax.barh(y, other, left=measured + trained, height=h, color="0.78",
+                label="other wall time (data, fits, overhead; all of it without a timing record)")
+        if served.any():
+            ax.barh(y + 0.40, served, height=0.18, color="white", edgecolor=_COLORS[3], hatch="////",
+                    label="served from caches (what those measurements had cost)")
+        ax.set_yticks(y, labels=labels, fontsize=8)
         ax.invert_yaxis()
-        if seconds.max() / seconds.min() > 50:
-            _log_axis(ax)
-        for i, value in enumerate(seconds):
-            ax.text(value, i, f" {value:.3g} s", va="center", fontsize=7.5)
-        ax.set_xlabel("wall-clock seconds" + (" (log scale)" if ax.get_xscale() == "log" else ""))
-        ax.margins(x=0.12)
-        ax.legend(handles=[Patch(color=_color(i), label=d) for i, d in enumerate(devices)],
-                  title="device", loc="lower right")
+        # a linear axis: stacked parts on a log axis would misstate their shares; every bar is
+        # labelled with its seconds, so short ones stay readable
+        for i, (value, comp) in enumerate(zip(wall, measured + trained)):
+            ax.text(value, i, f" {value:.3g} s ({comp / value:.0%} computed)", va="center", fontsize=7.5)
+        ax.set_xlabel("seconds")
+        ax.margins(x=0.3)
+        handles, names = ax.get_legend_handles_labels()
+        fig.legend(handles, names, loc="outside lower center", ncols=2, fontsize=7.5)
         more = f" (the {limit} slowest of {len(timed)})" if len(timed) > limit else ""
         fig.suptitle(f"Time per case and estimator{more}", fontsize=10)
         png = _png(fig, dpi)
     total = float(sum(r.seconds for r in timed))
+    computed = float(measured.sum() + trained.sum())
     return PlotImage(
-        key="timing", title="Timing by case and device",
-        alt=f"Wall-clock seconds of {len(timed)} timed results, {total:.1f} s in all; slowest "
-            f"{labels[0]} at {seconds[0]:.3g} s on {shown[0].device or 'unknown'}.",
+        key="timing", title="Timing by case: computed in this run and served from caches",
+        alt=f"Wall-clock seconds of {len(timed)} timed results, {total:.1f} s in all, {computed:.1f} s of it "
+            f"computed in this run; slowest {labels[0]} at {wall[0]:.3g} s on {shown[0].device or 'unknown'}.",
         png=png,
+        caption="Wall-clock seconds of each case and estimator, split into the seconds this run computed "
+                "(measurements, training of minima) and the rest; hatched bars are what the measurements "
+                "served from caches had cost when they were computed. Compare hardware on computed seconds "
+                "(volbench compare does): cached work makes wall seconds small without being fast.",
     )

@@ -53,9 +53,9 @@ def render_run(run: RunReport, out_dir: str | os.PathLike) -> RenderedReport:
     for image in [p for images in plots.values() for p in images] + ([timing] if timing else []):
         files.append((figures_dir / f"{image.key}.png", image.png))
     written = [path for path, _ in files]
-    links = {index: [(p.title, f"{FIGURES_DIR}/{p.key}.png") for p in images]
+    links = {index: [(p.title, f"{FIGURES_DIR}/{p.key}.png", p.caption) for p in images]
              for index, images in plots.items()}
-    markdown = render_markdown(run, links, f"{FIGURES_DIR}/{timing.key}.png" if timing else None)
+    markdown = render_markdown(run, links, (f"{FIGURES_DIR}/{timing.key}.png", timing.caption) if timing else None)
     files.append((out_dir / "report.md", markdown.encode("utf-8")))
     files.append((out_dir / "index.html", render_html(run, plots, timing).encode("utf-8")))
     atomic_write_many(files)

@@ -14,17 +14,20 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
+from .claimtable import claim_rows, missing_claims
 from .envinfo import environment_rows
 from .formatting import (
     by_claim,
+    computed_seconds,
     format_seconds,
     format_value,
     group_cases,
     run_headline,
     seeds_text,
+    timing_text,
 )
 from .plots import PlotImage
-from .schema import VERDICTS, RunReport
+from .schema import VERDICTS, RunReport, Statement
 
 __all__ = ["render_html"]
 
@@ -77,6 +80,20 @@ _TEMPLATE = r"""<!DOCTYPE html>
   figcaption { color: var(--muted); font-size: 12px; }
   .env td:first-child { width: 220px; color: var(--muted); }
   .warn { color: var(--fail); font-weight: 600; }
+  table.claims td { font-size: 12.5px; }
+  table.claims { table-layout: fixed; }
+  table.claims th:nth-child(1) { width: 44px; } table.claims th:nth-child(2) { width: 34%; }
+  table.claims th:nth-child(3) { width: 20%; } table.claims th:nth-child(7) { width: 84px; }
+  table.claims td.number { color: var(--muted); }
+  table.claims td { overflow-wrap: anywhere; }
+  .agree-agree { color: var(--pass); font-weight: 600; } .agree-disagree { color: var(--fail); font-weight: 600; }
+  .agree-differ { color: var(--inconclusive); font-weight: 600; }
+  tr.details td { border-bottom: 2px solid var(--line); padding-top: 0; }
+  details summary { cursor: pointer; color: var(--muted); }
+  details ul { margin: 4px 0 8px; padding-left: 20px; }
+  .sv { font-weight: 600; } .sv-pass { color: var(--pass); } .sv-fail { color: var(--fail); }
+  .sv-inconclusive { color: var(--inconclusive); } .sv-not-judged { color: var(--skip); }
+  table.statements { margin: 6px 0 10px; }
 </style>
 </head>
 <body>
@@ -93,11 +110,72 @@ _TEMPLATE = r"""<!DOCTYPE html>
 {% for verdict, n in counts %}<span class="chip v-{{ verdict }}">{{ n }} {{ verdict }}</span>{% endfor %}
 </div>
 
-<h2>Verdicts</h2>
+{% if claims %}
+<h2 id="claims">Claims</h2>
+<p class="meta">One row per claim: what the paper says, what the reference estimator (the main paper's
+  fixed-grid procedure) and the principled estimator (volbench's) found, and whether they agree. A claim's
+  verdict per estimator is the conjunction of its cases'; expand a claim for its statements.</p>
+{% if any_quick %}<div class="banner"><b>Quick run</b>: these verdicts check that the code runs at tiny scale;
+  they are not evidence about the claims.</div>{% endif %}
+<table class="claims" id="claim-table">
+<thead><tr><th>claim</th><th>the paper says</th><th>paper's number</th><th>reference</th><th>principled</th>
+  <th>other estimators</th><th>estimators agree?</th></tr></thead>
+<tbody>
+{% for row in claims %}
+<tr class="claim-row" data-claim="{{ row.claim }}">
+  <td><a href="#claim-{{ row.claim }}">{{ row.claim }}</a></td>
+  <td class="paper">
+  {% if row.info %}<b>{{ row.info.title }}.</b> {{ row.info.statement }}
+  {% else %}{{ row.title or "(not in the claim registry)" }}{% endif %}
+  </td>
+  <td class="number">
+  {% if row.info %}{{ row.info.number }}{% if row.info.number %} · {% endif %}{{ row.info.source }}
+  {% else %}-{% endif %}
+  </td>
+  {% for name in ("reference", "principled") %}
+  {% set s = row.estimators.get(name) %}
+  <td>{% if s %}<span class="v v-{{ s.verdict }}">{{ s.verdict }}</span> {{ s.key }}{% else %}-{% endif %}</td>
+  {% endfor %}
+  <td>
+  {% for s in row.others %}
+  {{ s.estimator }}: <span class="v v-{{ s.verdict }}">{{ s.verdict }}</span> {{ s.key }}
+  {% if not loop.last %}<br>{% endif %}
+  {% else %}-{% endfor %}
+  </td>
+  <td class="agree-{{ row.agreement.split()[0] }}">{{ row.agreement }}</td>
+</tr>
+<tr class="details"><td colspan="7"><details>
+<summary>{{ row_summary[row.claim] }}</summary>
+<ul>
+{% for s in row.estimators.values() %}
+{% for index, r in s.cases %}
+<li><a href="#case-{{ index }}">{{ r.case_id }}</a> · {{ s.estimator }}:
+  <span class="v v-{{ r.verdict }}">{{ r.verdict }}</span>
+  {% if r.statistic is not none %}{{ r.statistic.format(3) }}{% elif r.reason %}{{ r.reason }}{% endif %}
+  {% if r.statements %}
+  <ul>
+  {% for st in r.statements %}
+  <li>({{ st.id }}) <span class="sv sv-{{ st.verdict }}">{{ st.verdict }}</span>: {{ statement_text(st) }}</li>
+  {% endfor %}
+  </ul>
+  {% endif %}
+</li>
+{% endfor %}
+{% endfor %}
+</ul></details></td></tr>
+{% endfor %}
+</tbody>
+</table>
+{% if missing %}
+<p class="meta">Claims of CLAIMS.md not run here ({{ missing | length }}): {{ missing | join(", ") }}.</p>
+{% endif %}
+{% endif %}
+
+<h2 id="verdicts">Verdicts</h2>
 {% if rows %}
 <table>
 <thead><tr><th>claim</th><th>case</th><th>estimator</th><th>verdict</th>
-  <th>statistic (or reason)</th><th>paper</th><th>seconds</th><th>device</th></tr></thead>
+  <th>statistic (or reason)</th><th>paper</th><th>computed s</th><th>wall s</th><th>device</th></tr></thead>
 <tbody>
 {% for row in rows %}
 <tr class="r-{{ row.r.verdict }}">
@@ -108,6 +186,7 @@ _TEMPLATE = r"""<!DOCTYPE html>
       {% if row.test_failed %}<span class="warn" title="pytest outcome">test {{ row.r.outcome }}</span>{% endif %}</td>
   <td class="stat">{{ row.stat }}</td>
   <td class="num">{{ row.paper }}</td>
+  <td class="num">{{ row.computed }}</td>
   <td class="num">{{ row.seconds }}</td>
   <td>{{ row.r.device or "-" }}</td>
 </tr>
@@ -133,15 +212,26 @@ _TEMPLATE = r"""<!DOCTYPE html>
 <dt>seeds</dt><dd>{{ seeds(r.seeds) }}</dd>
 <dt>test</dt><dd>{% if r.nodeid %}<code>{{ r.nodeid }}</code>{% else %}-{% endif %}
   ({{ r.outcome or "outcome unknown" }})</dd>
-<dt>time</dt><dd>{{ secs(r.seconds) }} s on {{ r.device or "-" }} · tier {{ r.tier }}</dd>
+<dt>run</dt><dd>on {{ r.device or "-" }} · tier {{ r.tier }}{% if r.quick %} · quick run{% endif %}</dd>
+<dt>time</dt><dd>{{ timing_text(r) }}</dd>
 </dl>
+{% if r.statements %}
+<table class="statements"><thead><tr><th>statement</th><th>verdict</th><th>what it says</th><th>statistic</th>
+  <th>rule or reason</th><th>paper</th></tr></thead><tbody>
+{% for st in r.statements %}<tr><td>{{ st.id }}</td>
+  <td><span class="sv sv-{{ st.verdict }}">{{ st.verdict }}</span></td>
+  <td>{{ st.text }}</td><td>{% if st.statistic is not none %}{{ st.statistic.format(3) }}{% else %}-{% endif %}</td>
+  <td>{{ st.reason or st.rule or "-" }}</td><td>{{ st.paper or "-" }}</td></tr>
+{% endfor %}</tbody></table>
+{% endif %}
 {% if r.numbers %}
 <table class="numbers"><tbody>
 {% for key, value in r.numbers.items() %}<tr><td>{{ key }}</td><td>{{ fmt(value) }}</td></tr>
 {% endfor %}</tbody></table>
 {% endif %}
 {% for plot in figures.get(index, ()) %}
-<figure><img src="{{ plot.data_uri() }}" alt="{{ plot.alt }}"><figcaption>{{ plot.title }}</figcaption></figure>
+<figure><img src="{{ plot.data_uri() }}" alt="{{ plot.alt }}">
+<figcaption><b>{{ plot.title }}.</b> {{ plot.caption }}</figcaption></figure>
 {% endfor %}
 </div>
 {% endfor %}
@@ -149,11 +239,12 @@ _TEMPLATE = r"""<!DOCTYPE html>
 {% endfor %}
 
 {% if timing %}
-<h2>Timing</h2>
-<figure><img src="{{ timing.data_uri() }}" alt="{{ timing.alt }}"><figcaption>{{ timing.title }}</figcaption></figure>
+<h2 id="timing">Timing</h2>
+<figure><img src="{{ timing.data_uri() }}" alt="{{ timing.alt }}">
+<figcaption><b>{{ timing.title }}.</b> {{ timing.caption }}</figcaption></figure>
 {% endif %}
 
-<h2>Environment</h2>
+<h2 id="environment">Environment</h2>
 <table class="env"><tbody>
 {% for key, value in env_rows %}<tr><td>{{ key }}</td><td>{{ value }}</td></tr>
 {% endfor %}</tbody></table>
@@ -161,6 +252,20 @@ _TEMPLATE = r"""<!DOCTYPE html>
 </body>
 </html>
 """
+
+
+def _statement_text(st: Statement) -> str:
+    """A statement's line after its id and verdict: text; statistic (rule); reason; paper."""
+    text = st.text
+    if st.statistic is not None:
+        text += f"; {st.statistic.format(3)}"
+    if st.rule and st.verdict in ("pass", "fail"):
+        text += f" ({st.rule})"
+    if st.reason:
+        text += f"; {st.reason}"
+    if st.paper:
+        text += f"; paper: {st.paper}"
+    return text
 
 
 def render_html(
@@ -188,6 +293,7 @@ def render_html(
             "stat": r.statistic.format() if r.statistic is not None else (r.reason or "-"),
             "paper": format_value(r.paper_value),
             "seconds": format_seconds(r.seconds),
+            "computed": format_seconds(computed_seconds(r)),
             "test_failed": r.verdict == "pass" and r.outcome in ("failed", "error"),
         }
         for index, r in by_claim(run.results)
@@ -196,8 +302,14 @@ def render_html(
     devices = env.get("devices") or ()
     device_line = (", ".join(str(d.get("name", "?")) for d in devices) if devices
                    else f"CPU: {env.get('cpu', '?')}")
+    claims = claim_rows(run)
     return template.render(
         run=run,
+        claims=claims,
+        row_summary={row.claim: row.summary() for row in claims},
+        statement_text=_statement_text,
+        any_quick=any(row.quick for row in claims),
+        missing=missing_claims(claims) if claims else [],
         env=env,
         headline=run_headline(run),
         device_line=device_line,
@@ -210,4 +322,5 @@ def render_html(
         fmt=format_value,
         secs=format_seconds,
         seeds=seeds_text,
+        timing_text=timing_text,
     )
