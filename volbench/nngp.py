@@ -566,17 +566,15 @@ def ep_log_marginal(
                 "duplicates, or use likelihood='probit' (Heaviside on K + I), which tolerates them"
             )
     run = _ep_parallel if schedule == "parallel" else _ep_sequential
-    tau, nu, mu, var, history, changes, converged, sweeps = run(K, y, likelihood, max_iter, tol, float(damping))
+    try:
+        tau, nu, mu, var, history, changes, converged, sweeps = run(K, y, likelihood, max_iter, tol, float(damping))
+    except ValueError as err:  # a failed factorisation: say so if K itself is the cause
+        _reject_indefinite(K, "EP's factorisation of I + S^1/2 K S^1/2 failed")
+        raise err
     if not math.isfinite(history[-1]):
         # Only an indefinite K is diagnosed here (a NaN marked "converged" used to come back);
         # a valid kernel keeps EP's own result.
-        eig = torch.linalg.eigvalsh(K)
-        eig_min, eig_max = float(eig.min()), float(eig.max())
-        if eig_min < -1e-8 * max(1.0, abs(eig_max)):
-            raise ValueError(
-                f"EP gave a non-finite log marginal ({history[-1]}): K is not a valid covariance (smallest "
-                f"eigenvalue {eig_min:.3g}); pass a positive semi-definite kernel (e.g. from nngp_kernel) in float64"
-            )
+        _reject_indefinite(K, f"EP gave a non-finite log marginal ({history[-1]})")
     cpu = lambda t: t.detach().to("cpu")  # noqa: E731 - results hold CPU tensors, like VolumeEstimate
     return EPResult(
         log_marginal=history[-1],
@@ -592,6 +590,17 @@ def ep_log_marginal(
                 "kernel_rtol": float(kernel_rtol), "m": m, "dtype": str(K.dtype)},
         site_change=tuple(changes),
     )
+
+
+def _reject_indefinite(K: torch.Tensor, what: str) -> None:
+    """Raise a ValueError naming K as the cause when K has a clearly negative eigenvalue."""
+    eig = torch.linalg.eigvalsh(K)
+    eig_min, eig_max = float(eig.min()), float(eig.max())
+    if eig_min < -1e-8 * max(1.0, abs(eig_max)):
+        raise ValueError(
+            f"{what}: K is not a valid covariance (smallest eigenvalue {eig_min:.3g}); pass a positive "
+            "semi-definite kernel (e.g. from nngp_kernel) in float64"
+        )
 
 
 def _identical_inputs_with_different_labels(X: torch.Tensor, y: torch.Tensor) -> tuple[int, int] | None:
@@ -645,7 +654,8 @@ def log_prior_probability_of_function(
     K = nngp_kernel(X, depth=depth, sigma_w=sigma_w, sigma_b=sigma_b, dtype=dtype, device=device)
     if not isinstance(y, torch.Tensor):
         raise TypeError(f"y must be a torch.Tensor of labels in {{-1, +1}}, got {type(y).__name__}")
-    if likelihood == "heaviside" and y.shape == (len(X),):
+    labels_ok = y.shape == (len(X),) and y.dtype != torch.bool and bool(((y == 1) | (y == -1)).all())
+    if likelihood == "heaviside" and labels_ok:  # bad labels get ep_log_marginal's error instead
         pair = _identical_inputs_with_different_labels(X.to(K.device), y.to(K.device))
         if pair is not None:
             i, j = pair
