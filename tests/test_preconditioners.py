@@ -260,6 +260,31 @@ def test_full_hessian_preconditioner_gives_the_exact_volume_of_a_rotated_ellipso
         f"diag(p) V^T must not make the ellipsoid round: per-direction log-terms spread {float(bad.std()):.3g} nats (> 1)"
 
 
+def test_paper_code_variant_is_the_diagonal_law_of_its_map():
+    """eigen_preconditioner_sweeps' paper-code entry is p (eigh order) used as a diagonal: for every
+    u, the paper code's ray diag(p) V^T u is the diagonal preconditioner's ray for u' = V^T u, with
+    the same importance weight, so the two estimators have one law (claim S5's labelled variant)."""
+    n, tau, K = 8, 0.3, 500
+    g = _gen(12)
+    Q = _random_rotation(n, g)
+    A = Q @ torch.diag(torch.logspace(-2, 2, n, dtype=F64)) @ Q.T
+    A = 0.5 * (A + A.T)
+    faithful, code = pre_mod.eigen_preconditioner_sweeps(A, [0.0, 0.1])
+    evals, V = torch.linalg.eigh(A)
+    for eps in (0.0, 0.1):
+        log_p = -torch.log(evals.abs() ** 0.5 + eps)
+        p = torch.exp(log_p - log_p.mean())
+        assert torch.allclose(code[eps], p, rtol=1e-12, atol=0), "the paper-code entry is p in eigh's order"
+        assert torch.allclose(faithful[eps], pre_mod.make_preconditioner(A, eps=eps, kind="matrix"), rtol=1e-10,
+                              atol=1e-12), "the faithful entry is V diag(p) V^T"
+        U = torch.randn(K, n, generator=g, dtype=F64)
+        paper_rows = U @ (torch.diag(p) @ V.T).T  # the public code: diag(p) V^T u
+        diag_rows = (U @ V) * code[eps]  # the diagonal preconditioner on u' = V^T u
+        assert torch.allclose(paper_rows, diag_rows, rtol=1e-12, atol=1e-12), "one ray, one weight, per u"
+    f, c = pre_mod.preconditioners_from_eigh(evals, V, 0.1)
+    assert torch.allclose(f, faithful[0.1], rtol=1e-10, atol=1e-12) and torch.allclose(c, code[0.1], rtol=1e-12)
+
+
 def test_buggy_map_is_unbiased_but_noisy_in_low_dimension():
     """Any |det| = 1 map keeps E[V_n (r/||Mu||)^n] = V: the bug costs variance, not bias."""
     n, K = 3, 200_000

@@ -69,6 +69,8 @@ __all__ = [
     "adam_state_vectors",
     "make_preconditioner",
     "matrix_preconditioner_sweep",
+    "eigen_preconditioner_sweeps",
+    "preconditioners_from_eigh",
     "filter_preconditioner",
 ]
 
@@ -688,13 +690,43 @@ def matrix_preconditioner_sweep(hessian_matrix: Tensor, eps_values: Sequence[flo
         >>> torch.allclose(Ps[0.0], make_preconditioner(H, eps=0.0, kind="matrix"))
         True
     """
+    faithful, _ = eigen_preconditioner_sweeps(hessian_matrix, eps_values, exponent=exponent)
+    return faithful
+
+
+def eigen_preconditioner_sweeps(hessian_matrix: Tensor, eps_values: Sequence[float], *, exponent: float = 0.5
+                                ) -> tuple[dict[float, Tensor], dict[float, Tensor]]:
+    """From one eigendecomposition H = V diag(h) V^T, for every eps: the faithful full-matrix
+    preconditioner V diag(p) V^T (Eq. 17, as ``matrix_preconditioner_sweep``) and what the second
+    paper's public code does with it.
+
+    That code applies the matrix to a Gaussian u as diag(p) V^T u. Since V is orthogonal, V^T u is
+    again a standard Gaussian vector, so its rays have the law of diag(p) u': a *diagonal*
+    preconditioner whose entries are the eigenvalue-based scales p (in eigh's ascending order of
+    eigenvalues) assigned to the parameter coordinates in their flat order, i.e. to arbitrary
+    coordinates. The importance weight ||diag(p) V^T u||^(-n) = ||diag(p) u'||^(-n) matches too,
+    so running the estimator with this [n] vector reproduces the paper code's estimator exactly in
+    distribution (with directions u' = V^T u). Claim S5 reports it beside the faithful one.
+
+    Returns:
+        (faithful {eps: [n, n]}, paper_code {eps: [n] unit-determinant diagonal}).
+
+    Example:
+        >>> import torch
+        >>> H = torch.tensor([[2.0, 1.0], [1.0, 2.0]], dtype=torch.float64)  # eigenvalues 1, 3
+        >>> faithful, code = eigen_preconditioner_sweeps(H, [0.0])
+        >>> [round(x, 6) for x in code[0.0].tolist()]  # 3^(1/4), 3^(-1/4): p of the eigenvalues, on coordinates 0, 1
+        [1.316074, 0.759836]
+        >>> bool(torch.allclose(faithful[0.0] @ faithful[0.0] @ H, torch.eye(2, dtype=torch.float64) * 3 ** 0.5))
+        True
+    """
     if not isinstance(hessian_matrix, Tensor) or hessian_matrix.ndim != 2 or \
             hessian_matrix.shape[0] != hessian_matrix.shape[1]:
         raise ValueError("hessian_matrix must be a square [n, n] tensor (use make_preconditioner for [n] curvature)")
     eps_values = list(eps_values)
     if not eps_values:
         raise ValueError("eps_values is empty: pass the epsilons to sweep, e.g. [1e-3, 1e-2, 1e-1]")
-    for eps in eps_values:  # validates every eps and the matrix (symmetry, finiteness) up front
+    for eps in eps_values:
         if not isinstance(eps, (int, float)) or not math.isfinite(eps) or eps < 0:
             raise ValueError(f"every eps must be a finite number >= 0, got {eps!r}")
     if not isinstance(exponent, (int, float)) or not math.isfinite(exponent) or exponent < 0:
@@ -704,8 +736,23 @@ def matrix_preconditioner_sweep(hessian_matrix: Tensor, eps_values: Sequence[flo
     if not torch.isfinite(h).all() or not torch.allclose(h, h.T, rtol=1e-6, atol=1e-9 * scale):
         raise ValueError("hessian_matrix must be finite and symmetric; symmetrise it with (H + H.T) / 2")
     evals, V = torch.linalg.eigh(0.5 * (h + h.T))
-    return {eps: _matrix_from_eigh(evals, V, float(exponent), float(eps)).to(hessian_matrix.dtype).to(
-        hessian_matrix.device) for eps in eps_values}
+    like = dict(dtype=hessian_matrix.dtype, device=hessian_matrix.device)
+    faithful, paper_code = {}, {}
+    for eps in eps_values:
+        f, c = preconditioners_from_eigh(evals, V, eps, exponent=exponent)
+        faithful[eps], paper_code[eps] = f.to(**like), c.to(**like)
+    return faithful, paper_code
+
+
+def preconditioners_from_eigh(evals: Tensor, V: Tensor, eps: float, *, exponent: float = 0.5
+                              ) -> tuple[Tensor, Tensor]:
+    """(V diag(p) V^T, p) for one eps from a kept eigendecomposition (``torch.linalg.eigh`` of the
+    Hessian, float64): the faithful full-matrix preconditioner and the diagonal law of the paper
+    code's diag(p) V^T map (see :func:`eigen_preconditioner_sweeps`), so a sweep over eps needs one
+    eigh however its values arrive."""
+    if not isinstance(eps, (int, float)) or not math.isfinite(eps) or eps < 0:
+        raise ValueError(f"eps must be a finite number >= 0, got {eps!r}")
+    return _matrix_from_eigh(evals, V, float(exponent), float(eps)), torch.exp(_log_p(evals, float(exponent), float(eps)))
 
 
 def filter_preconditioner(scale: Tensor) -> Tensor:
