@@ -540,3 +540,25 @@ def test_cuda_matches_cpu(model_kind):
     got = gpu(params.cuda(), stop_above=10.0)
     assert got.device.type == "cuda"
     assert_close(got.cpu(), cpu(params), "CUDA vs CPU in float64", rtol=1e-9, atol=1e-11)
+
+
+# ---------------------------------------------------------------------------- early-exit tie (Q3)
+def test_early_exit_never_stops_on_a_partial_mean_equal_to_the_threshold():
+    """Regression (issue Q3): a discrete cost whose partial mean lands exactly on tau must not
+    stop there: a bound equal to tau does not prove cost > tau (the paper's test). Logits (x, -x):
+    class 0 iff x > 0; inputs (1, -1, 1, 1) with labels (0, 0, 1, 1) err on examples 2, 3, 4, so
+    the full error rate is 0.75 and the first chunk of two gives exactly 1/4."""
+    lin = nn.Linear(1, 2).to(F64)
+    with torch.no_grad():
+        lin.weight.copy_(torch.tensor([[1.0], [-1.0]]))
+        lin.bias.zero_()
+    x = torch.tensor([[1.0], [-1.0], [1.0], [1.0]], dtype=F64)
+    y = torch.tensor([0, 0, 1, 1])
+    cost = ModelCost(lin, x, y, loss="zero_one", data_chunk=2)
+    p = cost.anchor.unsqueeze(0)
+    assert float(cost(p)[0]) == 0.75
+    got = float(cost(p, stop_above=0.25)[0])
+    assert got > 0.25, f"a partial mean equal to tau was returned as if it proved cost > tau: {got}"
+    assert got == 0.75, "with no chunk strictly above tau the full mean is computed"
+    # Strictly above after the first chunk: stops there with a bound that proves it.
+    assert 0.2 < float(cost(p, stop_above=0.2)[0]) <= 0.75

@@ -17,6 +17,8 @@ from hypothesis import strategies as st
 from scipy.stats import chi2
 
 from volbench import estimate_log_volume, log_unit_ball_volume
+from volbench.estimator.core import default_rtol
+from volbench.estimator.result import CensoredRaysWarning
 from volbench.estimator.measures import log_J, log_unit_sphere_area
 from volbench.toy import HyperbolicBand, QuadraticCost, gaussian_log_mass_of_ball, random_rotation
 
@@ -217,9 +219,11 @@ def test_gaussian_measure_is_finite_where_lebesgue_is_infinite():
     cost = lambda p: (p[:, :4] ** 2).sum(1)  # parameter 4 is ignored
     anchor = torch.zeros(n, dtype=F64)
     dirs = torch.eye(n, dtype=F64)
-    leb = estimate_log_volume(cost, anchor, threshold=1.0, directions=dirs, dtype=F64, max_radius=1e6)
-    gau = estimate_log_volume(cost, anchor, threshold=1.0, directions=dirs, dtype=F64, max_radius=1e6,
-                              measure="gaussian", prior_std=1.0)
+    with pytest.warns(CensoredRaysWarning, match="1 of 5 rays"):
+        leb = estimate_log_volume(cost, anchor, threshold=1.0, directions=dirs, dtype=F64, max_radius=1e6)
+    with pytest.warns(CensoredRaysWarning):
+        gau = estimate_log_volume(cost, anchor, threshold=1.0, directions=dirs, dtype=F64, max_radius=1e6,
+                                  measure="gaussian", prior_std=1.0)
     assert bool(leb.censored[4]) and leb.n_censored == 1
     assert math.isfinite(gau.log_volume) and gau.log_volume <= 0.0
 
@@ -284,11 +288,12 @@ def test_non_finite_costs_count_as_outside():
     assert torch.all(est.radii <= 0.5) and torch.all(est.radii >= 0.5 * (1 - 1e-6))
 
 
-def test_censored_rays_are_kept_and_counted():
+def test_censored_rays_are_kept_counted_warned_and_reported():
     cost = lambda p: torch.tanh((p * p).sum(1))  # never reaches 2
-    est = estimate_log_volume(cost, torch.zeros(3, dtype=F64), threshold=2.0, n_directions=5,
-                              max_radius=100.0, dtype=F64)
-    assert est.n_censored == 5
+    with pytest.warns(CensoredRaysWarning, match="5 of 5 rays"):
+        est = estimate_log_volume(cost, torch.zeros(3, dtype=F64), threshold=2.0, n_directions=5,
+                                  max_radius=100.0, dtype=F64)
+    assert est.n_censored == 5 and est.summary()["censored_fraction"] == 1.0
     assert torch.allclose(est.radii, torch.full((5,), 100.0, dtype=F64))
     assert est.log_volume == pytest.approx(log_unit_ball_volume(3) + 3 * math.log(100.0), abs=1e-9)
 
@@ -342,3 +347,76 @@ def test_devices_agree(device):
     ref = estimate_log_volume(cost, torch.zeros(30), threshold=0.4, n_directions=64, rtol=1e-4, seed=2)
     got = estimate_log_volume(cost, torch.zeros(30), threshold=0.4, n_directions=64, rtol=1e-4, seed=2, device=device)
     assert torch.allclose(got.log_radii, ref.log_radii, atol=2e-4), float((got.log_radii - ref.log_radii).abs().max())
+
+
+# ---------------------------------------------------------------- correctness gaps (issue Q3)
+
+def test_default_rtol_comes_from_a_resolution_in_nats_and_the_bracket_holds_the_truth():
+    """A fixed rtol allows n log(1 + rtol) nats of bias; the default is chosen so that the log V
+    bracket [inside radii, outside radii] is at most resolution_nats wide, and on a ball the
+    exact log-volume lies inside it."""
+    n, tau = 20_000, 0.5
+    cost = QuadraticCost(torch.ones(n, dtype=F64))
+    est = estimate_log_volume(cost, torch.zeros(n, dtype=F64), threshold=tau, n_directions=6, dtype=F64)
+    assert est.config["rtol"] == default_rtol(n, F64) == pytest.approx(math.expm1(1.0 / n))
+    low, high = est.log_volume_bracket
+    assert high - low <= 1.0 + 1e-9, f"bracket {high - low} nats wider than the 1-nat default resolution"
+    exact = cost.exact_log_volume(tau)
+    assert low <= exact <= high, f"exact {exact} outside the bracket [{low}, {high}]"
+    assert est.summary()["log_volume_bracket"] == [low, high]
+    coarse = estimate_log_volume(cost, torch.zeros(n, dtype=F64), threshold=tau, n_directions=6, dtype=F64,
+                                 resolution_nats=10.0)
+    assert coarse.config["rtol"] == pytest.approx(math.expm1(10.0 / n))
+    assert coarse.log_volume_bracket[1] - coarse.log_volume_bracket[0] <= 10.0 + 1e-9
+
+
+def test_threshold_is_compared_in_float64_on_the_returned_value():
+    """A float32 cost of float32(0.7) = 0.69999998... is below tau = 0.7 in float64 (the paper's
+    `loss.item()` rule), though equal to tau rounded to float32: the ray is inside up to radius 1."""
+    f32 = torch.tensor(0.7, dtype=torch.float32)
+    assert float(f32) < 0.7  # the premise: float32 rounds 0.7 down
+
+    def cost(p):
+        return torch.where(p.norm(dim=1) <= 1.0, f32, torch.ones((), dtype=torch.float32))
+
+    est = estimate_log_volume(cost, torch.zeros(3), threshold=0.7, n_directions=4, rtol=1e-4)
+    assert bool((est.radii > 1 - 1e-3).all()) and bool((est.radii <= 1.0 + 1e-6).all()), est.radii
+
+
+def test_filter_scale_comes_from_the_anchor_argument_or_the_call_raises():
+    from torch import nn
+
+    from volbench import reference_log_volume
+    from volbench.costs import ModelCost
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(3, 4), nn.Tanh(), nn.Linear(4, 2)).to(F64)
+    x, y = torch.randn(16, 3, dtype=F64), torch.randint(0, 2, (16,))
+    cost = ModelCost(model, x, y, loss="ce")
+    other = cost.anchor * 1.7  # different weight-row norms
+    kw = dict(threshold=50.0, n_directions=6, rtol=1e-6, dtype=F64, seed=1)
+    est = estimate_log_volume(cost, other, directions="filter", **kw)
+    want = estimate_log_volume(cost, other, preconditioner=cost.filter_scale(bias="row", anchor=other), **kw)
+    assert torch.equal(est.log_radii, want.log_radii), "filter scales must be those of the anchor argument"
+    own = estimate_log_volume(cost, cost.anchor, directions="filter", **kw)
+    assert not torch.equal(est.log_terms, own.log_terms)
+    ref = reference_log_volume(cost, other, threshold=50.0, n_directions=4, dtype=F64)
+    ref_want = reference_log_volume(cost, other, threshold=50.0, n_directions=4, dtype=F64,
+                                    scale=cost.filter_scale(anchor=other))
+    assert torch.equal(ref.crossing_index, ref_want.crossing_index)
+
+    class OwnAnchorOnly:  # a cost whose filter_scale cannot be asked about another point
+        anchor = cost.anchor
+
+        def __call__(self, p):
+            return cost(p)
+
+        def filter_scale(self, bias="unscaled"):
+            return cost.filter_scale(bias=bias)
+
+    with pytest.raises(ValueError, match="differs from the anchor"):
+        estimate_log_volume(OwnAnchorOnly(), other, directions="filter", **kw)
+    with pytest.raises(ValueError, match="differs from the anchor"):
+        reference_log_volume(OwnAnchorOnly(), other, threshold=50.0, n_directions=4, dtype=F64)
+    assert torch.isfinite(torch.tensor(estimate_log_volume(OwnAnchorOnly(), cost.anchor, directions="filter",
+                                                           **kw).log_volume))

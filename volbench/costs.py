@@ -184,8 +184,10 @@ class ModelCost:
 
     Early exit (``__call__(params, stop_above=tau)``): the data are processed in chunks and every
     per-example loss is >= 0, so after chunk ``j`` the partial sum ``S_j / M`` is a lower bound of
-    the full mean. A vector with ``S_j / M >= tau`` is proven to lie above ``tau``; it is dropped
-    from later chunks and ``S_j / M`` is returned. Every value ``< tau`` is the exact full mean.
+    the full mean. A vector whose ``S_j / M``, rounded to the returned dtype, is strictly above
+    ``tau`` is proven to lie above ``tau``; it is dropped from later chunks and that bound is
+    returned. Every value ``<= tau`` is the exact full mean (a bound equal to ``tau`` would not
+    prove ``cost > tau``, the main paper's test, so such a vector keeps running).
     This is the contract of ``cost.accepts_stop_above`` in ``docs/CONTRACTS.md``; the basin
     estimators only ask "is the cost below tau?", so the saved work is free.
 
@@ -405,8 +407,9 @@ class ModelCost:
             f"flat must be [{self.n_params}] or [B, {self.n_params}], got shape {tuple(flat.shape)}"
         )
 
-    def filter_scale(self, bias: str = "unscaled") -> Tensor:
-        """Per-parameter multiplier ``F`` for filter-normalised directions ``u ∘ F`` at the anchor.
+    def filter_scale(self, bias: str = "unscaled", anchor: Tensor | None = None) -> Tensor:
+        """Per-parameter multiplier ``F`` for filter-normalised directions ``u ∘ F`` at ``anchor``
+        (a flat ``[n]`` point; default: the cost's own anchor).
 
         Each weight entry ``W[j, ...]`` gets ``||W[j, ...]||_2``, the norm of its output row (Linear:
         ``W[j, :]``; Conv: the whole output filter ``W[j, :, :, :]``) — Fan et al., appendix A.2,
@@ -428,7 +431,9 @@ class ModelCost:
         """
         if bias not in ("unscaled", "row"):
             raise ValueError(f"bias must be 'unscaled' or 'row', got {bias!r}")
-        scale = torch.ones_like(self._anchor)
+        point = self._anchor if anchor is None else self._check_flat(anchor, "anchor").detach().to(
+            device=self.device, dtype=self.dtype)
+        scale = torch.ones_like(point)
         row_norms: dict[str, Tensor] = {}
         for p in self._layers:
             if p.kind != "weight":
@@ -438,7 +443,7 @@ class ModelCost:
                     f"filter_scale does not support transposed convolutions ({p.name}): their output "
                     "filters lie along dimension 1; use isotropic directions for this model"
                 )
-            w = self._anchor[p.slice].view(p.shape)
+            w = point[p.slice].view(p.shape)
             norms = w.reshape(p.shape[0], -1).norm(dim=1)
             scale[p.slice] = norms.repeat_interleave(p.numel // p.shape[0])
             row_norms[p.module] = norms
@@ -478,8 +483,9 @@ class ModelCost:
     def __call__(self, params: Tensor, stop_above: float | None = None) -> Tensor:
         """Mean loss at each row of ``params`` ``[B, n]``; returns ``[B]`` in ``params.dtype``.
 
-        With ``stop_above`` (and ``early_exit`` on), returned values ``>= stop_above`` are lower
-        bounds proven to be ``>= stop_above``; values below are exact. Non-finite costs (inf/nan)
+        With ``stop_above`` (and ``early_exit`` on), returned values ``> stop_above`` are lower
+        bounds whose full mean (in the returned dtype) is ``> stop_above`` too; values
+        ``<= stop_above`` are exact. Non-finite costs (inf/nan)
         are returned as they are.
         """
         out_dtype = self._check_params(params)
@@ -500,7 +506,7 @@ class ModelCost:
             start = 0
             while start < n_vec:
                 b = min(batch, n_vec - start)
-                part = self._try_vectors(params[start : start + b], chunk, stop)
+                part = self._try_vectors(params[start : start + b], chunk, stop, out_dtype)
                 if part is None:  # out of memory: halve and retry this vector chunk, keep the rest
                     batch = max(1, b // 2)
                     self._oom_max_batch = batch
@@ -510,7 +516,8 @@ class ModelCost:
                 start += b
         return (sums / self._normaliser).to(out_dtype)
 
-    def _try_vectors(self, params: Tensor, chunk: int, stop: float | None) -> Tensor | None:
+    def _try_vectors(self, params: Tensor, chunk: int, stop: float | None,
+                     out_dtype: torch.dtype = torch.float64) -> Tensor | None:
         """Summed losses (float64 ``[b]``) of the ``b`` rows of ``params`` over the data, chunk by
         chunk with early exit above ``stop`` (None: none); None after an out-of-memory error that
         halving the vector chunk may cure.
@@ -546,8 +553,14 @@ class ModelCost:
                 pairs += n_active * (hi - lo)
                 lo = hi
                 if stop is not None and lo < n:
-                    # Losses are >= 0, so the partial mean is a lower bound of the full mean.
-                    crossed = (sums if active is None else sums[active]) / self._normaliser >= stop
+                    # Losses are >= 0, so the partial mean is a lower bound of the full mean. A
+                    # vector stops only when that bound, rounded to the dtype it is returned in,
+                    # is strictly above stop: rounding is monotone, so the full mean rounds to a
+                    # value >= the bound > stop, and a caller testing "value > tau" (the paper)
+                    # or "value < tau" (the basin) decides as it would on the full mean. A bound
+                    # equal to stop proves nothing for "> tau" (issue Q3: zero-one tie).
+                    partial = (sums if active is None else sums[active]) / self._normaliser
+                    crossed = partial.to(out_dtype).to(torch.float64) > stop
                     if bool(crossed.any()):
                         keep = ~crossed
                         active = (torch.arange(b, device=self.device) if active is None else active)[keep]

@@ -39,7 +39,7 @@ import torch
 
 from . import __version__
 from .estimator.core import (as_batched_cost, check_anchor, check_batch_size, check_dtype, check_n_directions,
-                             check_seed, default_device)
+                             check_seed, default_device, filter_scale_at)
 from .estimator.directions import raw_gaussian
 from .estimator.result import ReferenceEstimate
 
@@ -51,13 +51,14 @@ def paper_coefficients(n_points: int = 100) -> torch.Tensor:
     return torch.linspace(0.0, 1.0, n_points, dtype=torch.float64) ** 2
 
 
-def reference_scale(cost, n: int) -> torch.Tensor:
+def reference_scale(cost, n: int, anchor: torch.Tensor | None = None) -> torch.Tensor:
     """The per-parameter multiplier of the paper's directions: the model cost's weight-row norms
-    (biases unscaled), or all ones for a plain callable."""
-    fn = getattr(cost, "filter_scale", None)
-    if fn is None:
+    at ``anchor`` (biases unscaled; see ``filter_scale_at``), or all ones for a plain callable."""
+    if getattr(cost, "filter_scale", None) is None:
         return torch.ones(n, dtype=torch.float32)
-    return fn(bias="unscaled").detach().cpu()
+    if anchor is None:
+        return cost.filter_scale(bias="unscaled").detach().cpu()
+    return filter_scale_at(cost, anchor, "unscaled").detach().cpu()
 
 
 def _prepare(cost, anchor, threshold, n_directions, directions, scale, coefficients, seed, device, dtype):
@@ -78,7 +79,7 @@ def _prepare(cost, anchor, threshold, n_directions, directions, scale, coefficie
         except (TypeError, ValueError, RuntimeError):
             raise TypeError(f"scale must be a finite [{n}] tensor (per-parameter multipliers), got "
                             f"{type(scale).__name__}") from None
-    scale = reference_scale(cost, n) if scale is None else scale
+    scale = reference_scale(cost, n, anchor) if scale is None else scale
     if scale.shape != (n,) or not torch.isfinite(scale).all():
         raise ValueError(f"scale must be a finite [{n}] tensor (per-parameter multipliers)")
     coef = paper_coefficients() if coefficients is None else torch.as_tensor(coefficients, dtype=torch.float64)
@@ -161,7 +162,9 @@ def reference_log_volume(
             params = torch.mul(c.unsqueeze(2), delta.unsqueeze(1)).add_(anchor).view(-1, n)
             if not bool(valid.all()):  # past the grid's end (directions that never cross)
                 params = params[valid.reshape(-1).to(device)]
-            crossed = (evaluate(params) > threshold).cpu()
+            # In float64, on the value the cost returned (the paper: `loss.item() > tau`). A
+            # float32 tensor compared with a Python float would round tau to float32 first.
+            crossed = (evaluate(params).to(torch.float64) > threshold).cpu()
             n_evals += int(valid.sum())
             hit = torch.zeros_like(pts, dtype=torch.bool)
             hit[valid] = crossed

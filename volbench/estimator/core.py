@@ -20,9 +20,11 @@ Example (a ball of radius 2 in 50 dimensions; every ray has radius 2):
 """
 from __future__ import annotations
 
+import inspect
 import math
 import numbers
 import time
+import warnings
 from typing import Any, Callable
 
 import numpy as np
@@ -31,13 +33,35 @@ import torch
 from .. import __version__
 from .directions import DirectionSampler
 from .measures import gaussian_log_ray_mass, log_unit_ball_volume, log_unit_sphere_area
-from .result import VolumeEstimate
+from .result import CensoredRaysWarning, VolumeEstimate
 from .search import SearchConfig, search_radii
 
-__all__ = ["estimate_log_volume", "check_anchor", "as_batched_cost", "default_device", "as_device", "check_seed",
+__all__ = ["estimate_log_volume", "default_rtol", "DEFAULT_RESOLUTION_NATS", "filter_scale_at", "check_anchor", "as_batched_cost", "default_device", "as_device", "check_seed",
            "check_dtype", "check_n_directions", "check_batch_size"]
 
 Cost = Callable[..., torch.Tensor]
+
+
+#: Default target width (nats) of the log V bracket from the radius search alone; see ``default_rtol``.
+DEFAULT_RESOLUTION_NATS = 1.0
+
+
+def default_rtol(n: int, dtype: torch.dtype = torch.float32, resolution_nats: float = DEFAULT_RESOLUTION_NATS) -> float:
+    """The radius tolerance whose log V bracket is ``resolution_nats`` wide in n dimensions.
+
+    Every term of log V is n log r, so radii known to a factor 1 + rtol bound log V within
+    n log(1 + rtol) nats: rtol = expm1(resolution_nats / n). Capped at 1e-3 (small n: each radius
+    still to 0.1%) and floored at 16 ulp of ``dtype`` (below it the evaluated points
+    anchor + r v stop changing with r), where the bracket is then wider than asked.
+
+    >>> round(default_rtol(235_146), 9), default_rtol(10)
+    (4.253e-06, 0.001)
+    """
+    if (isinstance(resolution_nats, bool) or not isinstance(resolution_nats, numbers.Real)
+            or not math.isfinite(resolution_nats) or resolution_nats <= 0):
+        raise ValueError(f"resolution_nats must be a finite positive number of nats, got {resolution_nats!r}")
+    floor = 16 * torch.finfo(dtype).eps
+    return float(min(1e-3, max(floor, math.expm1(resolution_nats / n))))
 
 
 def as_batched_cost(cost: Cost, threshold: float) -> Callable[[torch.Tensor], torch.Tensor]:
@@ -156,7 +180,33 @@ def check_anchor(cost: Cost, anchor: Any, threshold: float, *, device, dtype) ->
     return anchor, c0
 
 
-def _resolve_directions(cost, n, directions, preconditioner):
+def filter_scale_at(cost, anchor: torch.Tensor, bias: str) -> torch.Tensor | None:
+    """``cost.filter_scale(bias=...)`` at ``anchor`` (the point the rays start from), or None for a
+    cost without filter scales.
+
+    The weight-row norms must be those of ``anchor``, not of whatever point the cost was built
+    around: a cost whose ``filter_scale`` takes an ``anchor`` argument (``ModelCost``) is asked
+    at ``anchor``; any other raises when its own ``cost.anchor`` differs from ``anchor``.
+    """
+    fn = getattr(cost, "filter_scale", None)
+    if fn is None:
+        return None
+    try:
+        takes_anchor = "anchor" in inspect.signature(fn).parameters
+    except (TypeError, ValueError):  # builtins without a signature
+        takes_anchor = False
+    if takes_anchor:
+        return fn(bias=bias, anchor=anchor)
+    own = getattr(cost, "anchor", None)
+    if not isinstance(own, torch.Tensor) or own.shape != anchor.shape or not torch.equal(
+            own.detach().to("cpu", torch.float64), anchor.detach().to("cpu", torch.float64)):
+        raise ValueError(
+            "the cost's filter_scale() measures weight rows at its own anchor, which differs from the anchor "
+            "given to the estimator; pass the cost's anchor, or give filter_scale an `anchor` argument")
+    return fn(bias=bias)
+
+
+def _resolve_directions(cost, anchor, directions, preconditioner):
     """(explicit tensor or None, preconditioner or None, label) from the user's arguments."""
     if isinstance(directions, torch.Tensor):
         return directions, preconditioner, "explicit"
@@ -165,13 +215,13 @@ def _resolve_directions(cost, n, directions, preconditioner):
     if directions == "filter":
         if preconditioner is not None:
             raise ValueError("directions='filter' builds its own preconditioner; pass preconditioner=None")
-        scale_fn = getattr(cost, "filter_scale", None)
-        if scale_fn is None:
+        scale = filter_scale_at(cost, anchor, "row")
+        if scale is None:
             raise ValueError(
                 "directions='filter' needs a model cost (volbench.costs.ModelCost) that knows the "
                 "layer structure; a plain callable has no weight rows to normalise by"
             )
-        scale = scale_fn(bias="row").detach().to(torch.float64).cpu()
+        scale = scale.detach().to(torch.float64).cpu()
         if (scale <= 0).any():
             raise ValueError("filter normalisation found a weight row of norm zero; cannot scale by it")
         return None, scale, "filter"
@@ -188,7 +238,7 @@ def estimate_log_volume(
     preconditioner: torch.Tensor | None = None,
     measure: str = "lebesgue",
     prior_std: float | torch.Tensor | None = None,
-    rtol: float = 1e-3,
+    rtol: float | None = None,
     max_radius: float | None = None,
     seed: int = 0,
     device: torch.device | str | None = None,
@@ -198,6 +248,7 @@ def estimate_log_volume(
     growth: float = 2.0,
     fine_scan: int = 0,
     progress: bool = False,
+    resolution_nats: float = DEFAULT_RESOLUTION_NATS,
 ) -> VolumeEstimate:
     """Estimate the log-volume of the basin {theta: cost(theta) < threshold} star-shaped around
     ``anchor``.
@@ -214,7 +265,11 @@ def estimate_log_volume(
             determinant and applied as v = P u with importance weight ||P u||^(-n).
         measure: "lebesgue" (volume) or "gaussian" (mass under N(0, diag(prior_std^2))).
         prior_std: the Gaussian prior's std, a float or an [n] tensor (required for "gaussian").
-        rtol: relative precision of every radius.
+        rtol: relative precision of every radius: the search stops when the outside radius is
+            within a factor 1 + rtol of the inside one. Default (None): ``default_rtol(n, dtype,
+            resolution_nats)``, so that the log V bracket [from inside radii, from outside radii]
+            is at most ``resolution_nats`` wide (n log(1 + rtol) nats: a fixed rtol of 1e-3 allows
+            235 nats at n = 235,146).
         max_radius: rays still inside at this radius are censored (default 1e3 * max(1, ||anchor||)).
         seed: direction k is drawn from seed (seed, k); recorded in the result.
         device, dtype: where and in which precision the cost is evaluated (default: the cost's
@@ -223,6 +278,10 @@ def estimate_log_volume(
         initial_radius: first radius tried (default 1e-2 * max(1, ||anchor||)).
         growth, fine_scan: bracketing knobs of ``SearchConfig``.
         progress: show a tqdm bar over direction batches.
+        resolution_nats: target width of the log V bracket that sets the default rtol.
+
+    Warns (``CensoredRaysWarning``) when some rays are still inside at ``max_radius``: their
+    radii are lower bounds, and at large n one of them can dominate log V.
     """
     start = time.perf_counter()
     device = default_device(cost, anchor, device)
@@ -232,7 +291,7 @@ def estimate_log_volume(
     dtype = check_dtype(dtype)
     anchor, anchor_cost = check_anchor(cost, anchor, threshold, device=device, dtype=dtype)
     n = anchor.numel()
-    explicit, precond, label = _resolve_directions(cost, n, directions, preconditioner)
+    explicit, precond, label = _resolve_directions(cost, anchor, directions, preconditioner)
     if explicit is None:
         K = check_n_directions(n_directions)
     else:
@@ -254,6 +313,8 @@ def estimate_log_volume(
     elif prior_std is not None:
         raise ValueError("prior_std is only used with measure='gaussian'")
 
+    if rtol is None:
+        rtol = default_rtol(n, dtype, resolution_nats)
     scale = max(1.0, float(anchor.double().norm()))
     cfg = SearchConfig(
         rtol=rtol,
@@ -283,6 +344,7 @@ def estimate_log_volume(
             rows_d = rows.to(device)
             params = anchor + radii.to(device=device, dtype=dtype).unsqueeze(1) * v[rows_d]
             c = evaluate(params)
+            c = c.to(torch.float64)  # compare in float64, not with tau rounded to c's dtype
             return (torch.isfinite(c) & (c < threshold)).cpu()
 
         res = search_radii(inside, len(idx), cfg)
@@ -306,6 +368,14 @@ def estimate_log_volume(
         log_terms_upper = torch.cat(terms_upper)
     log_volume = float(torch.logsumexp(log_terms, dim=0) - math.log(K))
     censored = torch.isinf(hi)
+    if bool(censored.any()):
+        n_cens = int(censored.sum())
+        warnings.warn(
+            f"{n_cens} of {K} rays ({n_cens / K:.1%}) are still inside the basin at max_radius={cfg.max_radius:.4g}: "
+            "their radii and terms are lower bounds, so the estimate is a lower bound, and under the Lebesgue "
+            "measure at large n such rays can dominate it; raise max_radius, or use measure='gaussian' where "
+            "some directions are unbounded", CensoredRaysWarning,
+            stacklevel=2)
     config = {
         "estimator": "volbench.estimate_log_volume",
         "threshold": float(threshold),
@@ -316,6 +386,7 @@ def estimate_log_volume(
         "measure": measure,
         "prior_std": None if std is None else (float(std[0]) if bool((std == std[0]).all()) else "per-parameter"),
         "rtol": rtol,
+        "resolution_nats": resolution_nats,
         "initial_radius": cfg.initial_radius,
         "growth": growth,
         "max_radius": cfg.max_radius,

@@ -11,7 +11,11 @@ from typing import Any
 
 import torch
 
-__all__ = ["VolumeEstimate", "ReferenceEstimate"]
+__all__ = ["VolumeEstimate", "ReferenceEstimate", "CensoredRaysWarning"]
+
+
+class CensoredRaysWarning(UserWarning):
+    """Some rays never left the basin before ``max_radius``: their radii are lower bounds."""
 
 _LOG10_E = 1.0 / math.log(10.0)
 
@@ -96,6 +100,8 @@ class VolumeEstimate:
             "n_params": self.n_params,
             "n_directions": self.n_directions,
             "n_censored": self.n_censored,
+            "censored_fraction": self.n_censored / self.n_directions if self.n_directions else 0.0,
+            "log_volume_bracket": list(self.log_volume_bracket),
             "n_cost_evals": self.n_cost_evals,
             "seconds": self.seconds,
             "log_radius_min": float(r.min()) if r.numel() else float("-inf"),
