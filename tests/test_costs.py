@@ -562,3 +562,104 @@ def test_early_exit_never_stops_on_a_partial_mean_equal_to_the_threshold():
     assert got == 0.75, "with no chunk strictly above tau the full mean is computed"
     # Strictly above after the first chunk: stops there with a bound that proves it.
     assert 0.2 < float(cost(p, stop_above=0.2)[0]) <= 0.75
+
+
+# ---------------------------------------------------------------------------- ray interface (Q3)
+def _rays_setup(model_kind, dtype, n=37, seed=60, **kw):
+    model = MODELS[model_kind](seed=seed).to(dtype)
+    x, y = make_data(model_kind, "ce", 3, n=n, seed=seed + 1)
+    cost = ModelCost(model, x.to(dtype), y, dtype=dtype, **kw)
+    g = torch.Generator().manual_seed(seed + 2)
+    d = torch.randn(5, cost.n_params, generator=g, dtype=F64).to(dtype)
+    return cost, d
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, F64], ids=["float32", "float64"])
+@pytest.mark.parametrize("model_kind", ["mlp", "image_mlp", "cnn"])
+def test_ray_costs_equal_the_plain_path_to_rounding(model_kind, dtype):
+    """cost along origin + t d through the ray interface (first layer as A + t B on the matmul
+    path, each point formed on the vmap path) equals cost(t d + origin) to float rounding, and
+    within the margin that the paper mode relies on."""
+    cost, d = _rays_setup(model_kind, dtype, data_chunk=None)
+    rays = cost.open_rays(cost.anchor, d)
+    assert rays.linear == (model_kind != "cnn")
+    eps = torch.finfo(dtype).eps
+    for scale in (0.0, 0.05, 0.3, 1.0):
+        rows = torch.tensor([0, 1, 2, 3, 4, 2])
+        t = torch.full((6,), scale, dtype=dtype) * torch.linspace(0.5, 1.5, 6, dtype=dtype)
+        got = rays(rows, t).double()
+        plain = cost(torch.mul(t[:, None], d[rows]).add_(cost.anchor)).double()
+        # Rounding: both sum O(100) products of O(1) terms; 1e3 ulp of the cost's scale.
+        assert torch.allclose(got, plain, rtol=1e3 * eps, atol=1e3 * eps), (scale, got, plain)
+        assert bool(((got - plain).abs() <= rays.rounding_margin(got)).all())
+
+
+def test_ray_prefix_costs_are_the_nested_landscapes_costs():
+    """sizes=(s1, s2, N): the mean over the first s examples equals a cost built on those
+    examples alone, exactly in what they compute (float64 here, to rounding)."""
+    cost, d = _rays_setup("mlp", F64, n=50)
+    sizes = (7, 23, 50)
+    rays = cost.open_rays(cost.anchor, d, sizes=sizes)
+    rows, t = torch.arange(5), torch.linspace(0.1, 0.6, 5, dtype=F64)
+    values, exact, done = rays.costs(rows, t, torch.full((5, 3), math.inf, dtype=F64))
+    assert bool(exact.all()) and done.tolist() == [50] * 5
+    for i, s in enumerate(sizes):
+        sub = ModelCost(MODELS["mlp"](seed=60), cost._inputs[:s], cost._targets[:s], anchor=cost.anchor)
+        assert_close(values[:, i], sub(torch.mul(t[:, None], d).add_(cost.anchor)), f"prefix {s}")
+    # Only the first size asked: the points stop at 7 examples, the larger sizes unknown.
+    stop = torch.full((5, 3), -math.inf, dtype=F64)
+    stop[:, 0] = math.inf
+    v2, e2, done2 = rays.costs(rows, t, stop)
+    assert done2.tolist() == [7] * 5 and bool(e2[:, 0].all()) and not bool(e2[:, 1:].any())
+    assert torch.equal(v2[:, 0], values[:, 0]), "a prefix's value must not depend on what else is asked"
+
+
+def test_ray_early_exit_bounds_and_exact_values():
+    cost, d = _rays_setup("mlp", F64, n=600, seed=61)
+    rays = cost.open_rays(cost.anchor, d)
+    rows = torch.arange(5).repeat(4)
+    t = torch.linspace(0.0, 3.0, 20, dtype=F64)
+    exact = rays(rows, t)
+    tau = float(exact.median())
+    got = rays(rows, t, stop_above=tau)
+    above = exact > tau
+    assert above.any() and (~above).any()
+    assert torch.equal(got[~above], exact[~above]), "values <= tau must be the exact means"
+    assert bool((got[above] > tau).all()) and bool((got[above] <= exact[above] + 1e-12).all())
+    assert cost.n_examples_evaluated < 3 * 20 * 600
+
+
+def test_ray_costs_do_not_depend_on_batch_or_cache_size():
+    """Fixed blocks: a point's cost is bit-identical whether evaluated alone or with others, and
+    whether its first-layer block was cached or computed on the fly (tiny budget)."""
+    cost, d = _rays_setup("mlp", torch.float32, n=1100, seed=62,
+                          chunking=ChunkingDefaults(ray_block=128))
+    full = cost.open_rays(cost.anchor, d)
+    assert full.n_cached == 1100
+    rows, t = torch.tensor([3, 0, 4, 1, 2]), torch.linspace(0.1, 1.0, 5)
+    together = full(rows, t)
+    alone = torch.cat([full(rows[i:i + 1], t[i:i + 1]) for i in range(5)])
+    assert torch.equal(together, alone)
+    small = ModelCost(MODELS["mlp"](seed=62).float(), cost._inputs, cost._targets, dtype=torch.float32,
+                      memory_budget_bytes=cost._first_layer_bytes() * 3, chunking=ChunkingDefaults(ray_block=128))
+    partial = small.open_rays(small.anchor, d)
+    assert 0 < partial.n_cached < 1100, partial.n_cached  # blocks past it are computed on the fly
+    assert torch.equal(partial(rows, t), together), "a partial cache must not change a bit"
+    plain_rays = ModelCost(MODELS["mlp"](seed=62).float(), cost._inputs, cost._targets, dtype=torch.float32,
+                           first_layer_cache=False).open_rays(cost.anchor, d)
+    assert not plain_rays.linear
+    assert torch.allclose(plain_rays(rows, t), together, rtol=1e-4, atol=1e-5)
+
+
+def test_ray_interface_rejects_bad_input():
+    cost, d = _rays_setup("mlp", F64)
+    with pytest.raises(ValueError, match="increasing"):
+        cost.open_rays(cost.anchor, d, sizes=(20, 10))
+    with pytest.raises(ValueError, match=r"1\.\.37"):
+        cost.open_rays(cost.anchor, d, sizes=(40,))
+    with pytest.raises(ValueError, match="one direction per row"):
+        cost.open_rays(cost.anchor, d[0])
+    off = ModelCost(MODELS["mlp"](seed=60), *make_data("mlp", "ce", 3, n=5, seed=1), ray_interface=False)
+    assert not off.accepts_rays
+    with pytest.raises(ValueError, match="ray_interface=True"):
+        off.open_rays(off.anchor, torch.zeros(1, off.n_params, dtype=F64))
