@@ -22,7 +22,9 @@ Within a tolerance only, and documented here:
 * the batched-matmul and the vmap paths of ``ModelCost`` run different kernels: float32 costs
   differ in the last bits (measured up to 1.9e-6 absolute on costs ~0.6-20, torch 2.13 CPU);
   tolerance 1e-5 * max(1, |cost|) in float32 and 1e-12 relative in float64; radii as above
-  (identical required in float64, within 2 log(1 + rtol) / one grid point in float32).
+  (float64: grid crossings identical and principled radii within 1e-12 in log, since the
+  value-based search steers by costs that differ by ~1e-15; float32: within 2 log(1 + rtol) / one
+  grid point).
 * GPU vs CPU (float64, rtol 1e-4): per-ray |diff log r| <= 2 log(1 + rtol) ~= 2e-4, hence
   |diff log V| <= n * 2 log(1 + rtol) (the volume is dominated by the largest ray's n-th power);
   reference crossing index |diff| <= 1. Skipped without CUDA.
@@ -257,7 +259,12 @@ def test_matmul_and_vmap_paths_agree_within_the_documented_tolerance(minimum_and
     est_m, ref_m = both_estimators(matmul, tau, dtype=dtype)
     est_v, ref_v = both_estimators(vmap, tau, dtype=dtype)
     if dtype == torch.float64:
-        assert_identical(est_v, ref_v, est_m, ref_m, "vmap vs matmul (float64)")
+        # The grid decides on "cost > tau" only, which flips only for a cost within ~1e-15 of
+        # tau: identical. The value-based search steers by the costs themselves, which differ by
+        # ~1e-15 between the two kernels, so its radii agree to that rounding, not bit for bit.
+        assert torch.equal(ref_v.crossing_index, ref_m.crossing_index), "grid crossings differ (float64)"
+        assert float((est_v.log_radii - est_m.log_radii).abs().max()) <= 1e-12
+        assert abs(est_v.log_volume - est_m.log_volume) <= est_m.n_params * 1e-12
     else:
         assert float((est_v.log_radii - est_m.log_radii).abs().max()) <= 2 * math.log1p(RTOL)
         assert int((ref_v.crossing_index - ref_m.crossing_index).abs().max()) <= 1

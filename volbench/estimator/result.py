@@ -40,6 +40,8 @@ class VolumeEstimate:
             (``log_radii_upper``; inf if censored): the true term of a ray whose cost is monotone
             between the two lies in [log_terms, log_terms_upper], so ``log_volume_bracket`` bounds
             what the search's resolution (rtol) allows.
+        evals_per_ray: [K] cost evaluations spent on each ray (None for the bit-only search);
+            in a shared walk, all questions' together.
         max_log_term: largest entry of ``log_terms``; for large n the estimate sits close to it.
         ess: effective sample size (sum w)^2 / sum w^2 of the weights exp(log_terms).
         n_params, n_directions, n_cost_evals (parameter vectors evaluated, anchor included),
@@ -57,6 +59,7 @@ class VolumeEstimate:
     seconds: float
     config: dict[str, Any] = field(default_factory=dict)
     log_terms_upper: torch.Tensor | None = None
+    evals_per_ray: torch.Tensor | None = None
 
     @property
     def log10_volume(self) -> float:
@@ -103,6 +106,10 @@ class VolumeEstimate:
             "censored_fraction": self.n_censored / self.n_directions if self.n_directions else 0.0,
             "log_volume_bracket": list(self.log_volume_bracket),
             "n_cost_evals": self.n_cost_evals,
+            "evals_per_ray_mean": float(self.evals_per_ray.double().mean()) if self.evals_per_ray is not None
+            and self.evals_per_ray.numel() else None,
+            "evals_per_ray_max": int(self.evals_per_ray.max()) if self.evals_per_ray is not None
+            and self.evals_per_ray.numel() else None,
             "seconds": self.seconds,
             "log_radius_min": float(r.min()) if r.numel() else float("-inf"),
             "log_radius_mean": float(r.mean()) if r.numel() else float("-inf"),
