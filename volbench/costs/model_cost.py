@@ -160,6 +160,11 @@ class ModelCost:
         self.early_exit = bool(early_exit)
         self.first_layer_cache = bool(first_layer_cache)
         self.accepts_rays = bool(ray_interface)
+        # What prefix() needs to rebuild this cost on fewer examples.
+        self._rebuild = dict(loss=loss, data_chunk=data_chunk, max_batch=max_batch,
+                             memory_budget_bytes=memory_budget_bytes, early_exit=early_exit, path=path,
+                             chunking=chunking, first_layer_cache=first_layer_cache, ray_interface=ray_interface)
+        self._given_targets = targets
 
         params = list(model.parameters())
         if not params:
@@ -365,6 +370,15 @@ class ModelCost:
         elem = torch.empty((), dtype=self.dtype).element_size()
         room = int(self.memory_budget_bytes * self._chunking.ray_cache_fraction) - self._first_layer_bytes()
         return int(max(1, min(self._chunking.max_vectors, room // max(1, units * self.n_examples * elem))))
+
+    def prefix(self, size: int) -> "ModelCost":
+        """This cost on its first ``size`` examples (same model, anchor, loss, device, dtype and
+        settings): landscape ``size`` when the data are in a nested order. It computes what a
+        cost built on those examples computes, bit for bit."""
+        size = int(self._check_sizes([size])[0])
+        targets = None if self._given_targets is None else self._given_targets[:size]
+        return ModelCost(self._model, self._inputs[:size], targets, anchor=self._anchor, device=self.device,
+                         dtype=self.dtype, **self._rebuild)
 
     def _check_sizes(self, sizes: Sequence[int] | None) -> tuple[int, ...]:
         if sizes is None:

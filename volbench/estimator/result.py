@@ -135,6 +135,7 @@ class ReferenceEstimate:
             found inside; -inf when that is the anchor), NaN for dropped directions.
         dropped: [K] True where the direction never crossed (excluded from the mean).
         n_params, n_directions, n_cost_evals, seconds, config: as in ``VolumeEstimate``.
+        evals_per_ray: [K] grid points evaluated per direction (ray-interface walk; None otherwise).
     """
 
     log_volume: float
@@ -147,6 +148,7 @@ class ReferenceEstimate:
     seconds: float
     config: dict[str, Any] = field(default_factory=dict)
     log_radii_lower: torch.Tensor | None = None
+    evals_per_ray: torch.Tensor | None = None
 
     @property
     def log_volume_bracket(self) -> tuple[float, float]:
