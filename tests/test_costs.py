@@ -456,7 +456,7 @@ def test_layers_unflatten_anchor_and_counters():
     cost(params)
     cost(params[:2])
     assert cost.counters() == {"n_calls": 2, "n_vectors_evaluated": 8, "n_examples_evaluated": 8 * 9,
-                               "n_oom_retries": 0}
+                               "n_oom_retries": 0, "n_linear_examples": 0, "n_first_layer_examples": 0}
     cost.reset_counters()
     assert cost.counters() == dict.fromkeys(cost.counters(), 0)
     assert cost(params[:0]).shape == (0,), "an empty batch gives an empty result"
@@ -663,3 +663,17 @@ def test_ray_interface_rejects_bad_input():
     assert not off.accepts_rays
     with pytest.raises(ValueError, match="ray_interface=True"):
         off.open_rays(off.anchor, torch.zeros(1, off.n_params, dtype=F64))
+
+
+def test_ray_counters_and_executed_flops():
+    """The first-layer cache's work is counted: B once per (ray, example), then per evaluation
+    the later layers plus the axpy; executed_flops adds it up and is below the plain path's."""
+    cost, d = _rays_setup("mlp", F64, n=40)
+    rays = cost.open_rays(cost.anchor, d)  # 5 rays x 40 examples of B
+    assert cost.n_first_layer_examples == 5 * 40
+    rays(torch.arange(5).repeat(3), torch.linspace(0.1, 0.5, 15, dtype=F64))
+    assert cost.n_linear_examples == cost.n_examples_evaluated == 15 * 40
+    full, first = cost.flops_per_example(), cost.first_layer_flops_per_example()
+    assert first == 2 * 6 * 10 and full == 2 * (6 * 10 + 10 * 8 + 8 * 3)
+    want = 15 * 40 * (full - first + 2 * 10) + 5 * 40 * first
+    assert cost.executed_flops() == want < cost.n_examples_evaluated * full + 5 * 40 * first

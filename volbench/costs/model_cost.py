@@ -242,11 +242,13 @@ class ModelCost:
         return self._plan(n_vectors=None, early=self.early_exit)[1]
 
     def reset_counters(self) -> None:
-        """Zero ``n_calls``, ``n_vectors_evaluated``, ``n_examples_evaluated``, ``n_oom_retries``."""
+        """Zero the work counters (see :meth:`counters`)."""
         self.n_calls = 0
         self.n_vectors_evaluated = 0
         self.n_examples_evaluated = 0  # (vector, example) pairs actually run through the model
         self.n_oom_retries = 0
+        self.n_linear_examples = 0  # of those, pairs whose first layer was the axpy A + t B
+        self.n_first_layer_examples = 0  # (ray, example) first-layer products B computed (cache or on the fly)
 
     def counters(self) -> dict[str, int]:
         """Snapshot of the work counters, for benchmark reports (early-exit savings =
@@ -256,7 +258,29 @@ class ModelCost:
             "n_vectors_evaluated": self.n_vectors_evaluated,
             "n_examples_evaluated": self.n_examples_evaluated,
             "n_oom_retries": self.n_oom_retries,
+            "n_linear_examples": self.n_linear_examples,
+            "n_first_layer_examples": self.n_first_layer_examples,
         }
+
+    def first_layer_flops_per_example(self) -> float:
+        """FLOPs of the first Linear layer per example and vector on the matmul path (2 x
+        in x out), 0 on the vmap path: what the ray interface's first-layer cache saves per
+        evaluation (it spends 2 x out on the axpy instead, and this once per ray for the cache)."""
+        if self.path != "matmul":
+            return 0.0
+        op0 = next(op for op in self._ops if hasattr(op, "n_in"))
+        return 2.0 * op0.n_in * op0.n_out
+
+    def executed_flops(self) -> float:
+        """Matmul FLOPs actually executed by the calls so far (:meth:`flops_per_example` per plain
+        pair; later layers plus the axpy per first-layer-cached pair; the first layer per cached
+        (ray, example)). Compare with ``n_examples_evaluated * flops_per_example()``, the work the
+        plain path would have done."""
+        full = self.flops_per_example()
+        first = self.first_layer_flops_per_example()
+        units = first / (2.0 * next(op.n_in for op in self._ops if hasattr(op, "n_in"))) if first else 0.0
+        plain = self.n_examples_evaluated - self.n_linear_examples
+        return plain * full + self.n_linear_examples * (full - first + 2.0 * units) + self.n_first_layer_examples * first
 
     # ------------------------------------------------------------------ public helpers
     def unflatten(self, flat: Tensor) -> dict[str, Tensor]:
@@ -379,6 +403,28 @@ class ModelCost:
         targets = None if self._given_targets is None else self._given_targets[:size]
         return ModelCost(self._model, self._inputs[:size], targets, anchor=self._anchor, device=self.device,
                          dtype=self.dtype, **self._rebuild)
+
+    def prefix_costs(self, point: Tensor, sizes: Sequence[int] | None = None) -> Tensor:
+        """Exact mean costs (float64 ``[S]``, rounded to the cost's dtype) at the flat ``point``
+        over each data prefix in ``sizes`` (default: all N), in one pass on the ray interface's
+        block grid: what ``open_rays(...).costs`` gives at t = 0, without building a ray."""
+        sizes_t = self._check_sizes(sizes)
+        point = self._check_flat(point, "point").detach().to(device=self.device, dtype=self.dtype)
+        block = self._chunking.ray_block
+        edges = sorted(set(range(0, sizes_t[-1], block)) | set(sizes_t) | {0})
+        batch = self._prepare_batch(point.unsqueeze(0))
+        total = 0.0
+        out = []
+        with torch.no_grad():
+            for lo, hi in zip(edges[:-1], edges[1:]):
+                total += float(self._loss(self._forward(batch, self._x[lo:hi]), lo, hi).sum(dtype=torch.float64))
+                if hi in sizes_t:
+                    value = torch.tensor(total / self._loss.normaliser(hi), dtype=torch.float64)
+                    out.append(float(value.to(self.dtype)))
+        self.n_calls += 1
+        self.n_vectors_evaluated += 1
+        self.n_examples_evaluated += sizes_t[-1]
+        return torch.tensor(out, dtype=torch.float64)
 
     def _check_sizes(self, sizes: Sequence[int] | None) -> tuple[int, ...]:
         if sizes is None:

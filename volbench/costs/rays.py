@@ -111,6 +111,7 @@ class RayBatch:
             for lo in range(0, self.n_cached, block):
                 hi = min(cost.n_examples, lo + block)
                 self._B[:, :, lo:hi] = self._first_block(self._V0, self._c0, lo, hi, b)
+        cost.n_first_layer_examples += b * self.n_cached
 
     def _first_block(self, v0: Tensor, c0: Tensor | None, lo: int, hi: int, b: int) -> Tensor:
         """``V0 X[lo:hi]^T + c0`` for ``b`` stacked directions, ``[b, units, hi - lo]``, computed on
@@ -226,8 +227,7 @@ class RayBatch:
         weights = self._layout(rows[active], t[active])
         act_rows, act_t = rows[active], t[active]
         for lo, hi in self._blocks:
-            out = self._forward_block(act_rows, act_t, weights, lo, hi)
-            sums[active] += cost._loss(out, lo, hi).sum(dim=1, dtype=torch.float64)
+            sums[active] += self._block_losses(act_rows, act_t, weights, lo, hi)
             done[active] = hi
             ends = [i for i, s in enumerate(self.sizes) if s == hi]
             for i in ends:
@@ -277,9 +277,34 @@ class RayBatch:
                                  self._cost._layers)
         return [None if w is None else (w[0][keep], None if w[1] is None else w[1][keep]) for w in weights]
 
-    def _all_rows(self, rows: Tensor) -> bool:
-        """True when ``rows`` is 0..b-1 in order (then the cache is read as a view, not gathered)."""
-        return len(rows) == self.n_rays and bool((rows == self._arange).all())
+    def _block_losses(self, rows: Tensor, t: Tensor, weights: Any, lo: int, hi: int) -> Tensor:
+        """Summed losses (float64 ``[m]``) of ``m`` points on examples ``lo:hi``. On the linear
+        path the points go through in groups whose first-layer activations fit ~2 MiB (a core's
+        cache): the axpy and the activation are memory-bound passes, 2-4x slower on a working set
+        that spills to main memory (one CPU core, torch 2.13). Grouping changes no value: every
+        point's arithmetic is its own."""
+        cost = self._cost
+        if not self.linear:
+            return cost._loss(self._forward_block(rows, t, weights, lo, hi), lo, hi).sum(dim=1, dtype=torch.float64)
+        elem = torch.empty((), dtype=self.dtype).element_size()
+        group = max(1, (2 << 20) // max(1, self._op0.n_out * (hi - lo) * elem))
+        m = len(rows)
+        if group >= m:
+            return cost._loss(self._forward_block(rows, t, weights, lo, hi), lo, hi).sum(dim=1, dtype=torch.float64)
+        parts = []
+        for i in range(0, m, group):
+            j = min(m, i + group)
+            sub = [None if w is None else (w[0][i:j], None if w[1] is None else w[1][i:j]) for w in weights]
+            out = self._forward_block(rows[i:j], t[i:j], sub, lo, hi)
+            parts.append(cost._loss(out, lo, hi).sum(dim=1, dtype=torch.float64))
+        return torch.cat(parts)
+
+    def _run(self, rows: Tensor) -> int | None:
+        """r0 when ``rows`` is r0, r0 + 1, ... (then the cache is read as a view, not gathered)."""
+        r0 = int(rows[0])
+        if r0 + len(rows) > self.n_rays:
+            return None
+        return r0 if bool((rows == self._arange[r0:r0 + len(rows)]).all()) else None
 
     def _forward_block(self, rows: Tensor, t: Tensor, weights: Any, lo: int, hi: int) -> Tensor:
         cost = self._cost
@@ -287,12 +312,15 @@ class RayBatch:
             return cost._forward(weights, cost._x[lo:hi])
         block = cost._chunking.ray_block
         if hi <= self.n_cached:
-            b_blk = self._B[:, :, lo:hi] if self._all_rows(rows) else self._B[rows, :, lo:hi]
+            r0 = self._run(rows)
+            b_blk = self._B[r0:r0 + len(rows), :, lo:hi] if r0 is not None else self._B[rows, :, lo:hi]
         else:  # not cached: the cache grid's block, computed as the cache would have been
             g_lo = lo // block * block
             g_hi = min(cost.n_examples, g_lo + block)
             v0 = self._V0.view(self.n_rays, -1, self._op0.n_in)[rows].reshape(-1, self._op0.n_in)
             c0 = None if self._c0 is None else self._c0.view(self.n_rays, -1, 1)[rows].reshape(-1, 1)
             b_blk = self._first_block(v0, c0, g_lo, g_hi, len(rows))[:, :, lo - g_lo:hi - g_lo]
+            cost.n_first_layer_examples += len(rows) * (g_hi - g_lo)
+        cost.n_linear_examples += len(rows) * (hi - lo)
         h = torch.addcmul(self._A[:, lo:hi], b_blk, t.view(-1, 1, 1))  # A + t B, [m, units, c]
         return forward_later_layers(self._later_ops, weights, h)

@@ -340,10 +340,7 @@ def _anchor_costs(cost, anchor: torch.Tensor, sizes, thresholds, strict: bool, d
     if getattr(cost, "accepts_rays", False):
         def opener(origin, dirs):
             return cost.open_rays(origin, dirs, sizes=sizes)
-        probe = opener(anchor, torch.zeros(1, anchor.numel(), dtype=dtype, device=anchor.device))
-        stop = torch.full((1, len(probe.sizes)), math.inf, dtype=torch.float64)
-        values, _, _ = probe.costs(torch.zeros(1, dtype=torch.long), torch.zeros(1, dtype=torch.float64), stop)
-        c0 = values[0]
+        c0 = cost.prefix_costs(anchor, sizes)
     else:
         if sizes is not None:
             raise ValueError("sizes (nested data prefixes) need a cost with the ray interface (volbench.costs.ModelCost)")

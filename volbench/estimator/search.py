@@ -50,6 +50,10 @@ class SearchConfig:
         the first exit, look for a hidden exit at that local maximum (see ``walk.search_walk``).
     robust_evals: at most this many such points per ray and question (8 locate a smooth
         maximum by successive parabolic interpolation well below rtol 1e-2).
+    flat_steps: (value-based search only) while the cost along a ray has risen by less than 1%
+        of tau - c0, a growth step may multiply the radius by growth**flat_steps (default 8x
+        instead of 2x): nothing measurable has happened yet, and the default initial radius
+        (1% of ||anchor||) is often two decades below the exit.
     """
 
     rtol: float = 1e-3
@@ -60,6 +64,7 @@ class SearchConfig:
     fine_scan: int = 0
     robust: bool = True
     robust_evals: int = 8
+    flat_steps: int = 3
 
     def __post_init__(self):
         for name in ("rtol", "initial_radius", "growth", "max_radius", "min_radius"):
@@ -79,9 +84,10 @@ class SearchConfig:
             )
         if self.fine_scan < 0:
             raise ValueError(f"fine_scan must be >= 0, got {self.fine_scan}")
-        if isinstance(self.robust_evals, bool) or not isinstance(self.robust_evals, numbers.Integral) \
-                or self.robust_evals < 0:
-            raise ValueError(f"robust_evals must be an int >= 0, got {self.robust_evals!r}")
+        for name in ("robust_evals", "flat_steps"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 0:
+                raise ValueError(f"{name} must be an int >= 0, got {value!r}")
 
 
 @dataclass(frozen=True)

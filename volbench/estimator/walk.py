@@ -250,13 +250,18 @@ def search_walk(rays: Any, questions: Sequence[Question], cfg: Any, *, dtype: to
         # Growth predictions that came back inside count as misses (then plain growth).
         misses = torch.where(st["was_up"] & growing, misses + 1, misses)
 
-        # 1. Bracketing up: to the crossing predicted by c(t) - c0 ~ a t^p, at most x growth.
+        # 1. Bracketing up: to the crossing predicted by c(t) - c0 ~ a t^2, at most x growth; x
+        #    growth^flat_steps while the cost has risen by less than 1% of tau - c0 (nothing
+        #    measurable to hide an exit behind: one step instead of several doublings).
         up = growing & (lo < cfg.max_radius)
         rise = b["v_lo"] - c0
         ratio = torch.where(rise > 1e-6 * depth, depth / rise.clamp_min(1e-300), torch.full_like(rise, math.inf))
-        factor = (ratio ** 0.5) * 1.05  # quadratic model, aim 5% past the predicted crossing
-        factor = torch.where(misses >= 2, torch.full_like(factor, cfg.growth), factor)
-        factor = factor.clamp(min=1.0 + 4.0 * cfg.rtol, max=cfg.growth)
+        flat = rise < 1e-2 * depth
+        # Aim 5% past the predicted crossing; on a flat stretch at 70% of it (stay inside).
+        factor = (ratio ** 0.5) * torch.where(flat, torch.full_like(ratio, 0.7), torch.full_like(ratio, 1.05))
+        cap = torch.where(flat, torch.full_like(ratio, cfg.growth ** cfg.flat_steps), torch.full_like(ratio, cfg.growth))
+        factor = torch.where(misses >= 2, cap, factor)
+        factor = torch.minimum(factor.clamp(min=1.0 + 4.0 * cfg.rtol), cap)
         step_up = torch.where(lo > 0, lo * factor, torch.full_like(lo, cfg.initial_radius))
         prop = torch.where(up, step_up.clamp(max=cfg.max_radius), prop)
 
@@ -285,9 +290,19 @@ def search_walk(rays: Any, questions: Sequence[Question], cfg: Any, *, dtype: to
         itp_b = torch.where(fresh, b_, itp_b)
         itp_n = torch.where(fresh, n_half + 1.0, itp_n)  # n0 = 1
         itp_j = torch.where(fresh, torch.zeros_like(itp_j), itp_j)
-        kappa1 = 0.2 / (itp_b - itp_a).clamp_min(1e-300)
+        # kappa1 = 0.05 / (initial width): the truncation step moves the interpolated point 5% of
+        # the bracket toward its middle at first (0.2, the paper's example, cost ~1 evaluation
+        # per ray more on MNIST rays; 0.01 let regula falsi stall on one side).
+        kappa1 = 0.05 / (itp_b - itp_a).clamp_min(1e-300)
+        # Interpolate log(c - c0) - log(tau - c0) where both ends rose above the anchor's cost: a
+        # power law c - c0 ~ a t^p is then linear in log t (regula falsi exact); else c - tau.
         fa = b["v_lo"] - tau.view(1, -1)
         fb = b["v_hi"] - tau.view(1, -1)
+        rise_lo, rise_hi = b["v_lo"] - c0, b["v_hi"] - c0
+        powerlaw = (rise_lo > 1e-6 * depth) & torch.isfinite(rise_hi) & (rise_hi > 0) & (depth > 0)
+        log_depth = torch.log(depth.clamp_min(1e-300))
+        fa = torch.where(powerlaw, torch.log(rise_lo.clamp_min(1e-300)) - log_depth, fa)
+        fb = torch.where(powerlaw, torch.log(rise_hi.clamp_min(1e-300)) - log_depth, fb)
         mid = 0.5 * (a_ + b_)
         usable = torch.isfinite(fb) & (fb > fa)
         xf = torch.where(usable, (fb * a_ - fa * b_) / torch.where(usable, fb - fa, torch.ones_like(fb)), mid)
@@ -296,6 +311,11 @@ def search_walk(rays: Any, questions: Sequence[Question], cfg: Any, *, dtype: to
         xt = torch.where(delta <= (mid - xf).abs(), xf + sigma * delta, mid)
         r = (0.5 * log_tol * torch.pow(2.0, itp_n - itp_j) - 0.5 * (b_ - a_)).clamp_min(0.0)
         x_itp = torch.where((xt - mid).abs() <= r, xt, mid - sigma * r)
+        # Never closer than half the target width to an end: if the root lies there, the next
+        # point either closes the bracket or moves the end by that much (Brent's safeguard),
+        # instead of creeping by single ulps where the cost is flat at the float's resolution.
+        half = 0.5 * log_tol
+        x_itp = torch.minimum(torch.maximum(x_itp, a_ + half), b_ - half)
         t_itp = torch.exp(x_itp)
         prop = torch.where(active, t_itp, prop)
 
@@ -351,7 +371,7 @@ def search_walk(rays: Any, questions: Sequence[Question], cfg: Any, *, dtype: to
         from_itp = active & want & (prop == t_itp)
         itp_j = torch.where(from_itp, itp_j + 1.0, itp_j)
         st.update(itp_a=itp_a, itp_b=itp_b, itp_n=itp_n, itp_j=itp_j, misses=misses, robust_used=robust_used,
-                  scan_top=scan_top, scan_j=scan_j, was_up=up & want)
+                  scan_top=scan_top, scan_j=scan_j, was_up=up & want & ~flat)  # flat steps aim inside
         if everyone:
             full = st
         else:
