@@ -271,6 +271,11 @@ class ModelCost:
         op0 = next(op for op in self._ops if hasattr(op, "n_in"))
         return 2.0 * op0.n_in * op0.n_out
 
+    def _matmul_flops(self) -> float:
+        """2 x in x out summed over the Linear layers of the matmul path (what flops_per_example
+        counts for such a model, without loading torch's flop counter)."""
+        return float(sum(2 * op.n_in * op.n_out for op in self._ops if hasattr(op, "n_in"))) if self._ops else 0.0
+
     def executed_flops(self) -> float:
         """Matmul FLOPs actually executed by the calls so far (:meth:`flops_per_example` per plain
         pair; later layers plus the axpy per first-layer-cached pair; the first layer per cached

@@ -36,7 +36,7 @@ from torch import Tensor
 from .chunking import CostOutOfMemoryError, is_oom, round_down, round_up
 from .engines import LinearOp, forward_later_layers, prepare_batch
 
-__all__ = ["RayBatch", "LINEAR_MARGIN"]
+__all__ = ["RayBatch", "LINEAR_MARGIN", "LINEAR_MIN_SHARE"]
 
 #: Relative rounding margin of the first-layer-linear path against the plain path, per dtype:
 #: |ray cost - plain cost| <= margin * (|cost| + 1e-3). Measured on two trained MNIST MLPs
@@ -44,6 +44,9 @@ __all__ = ["RayBatch", "LINEAR_MARGIN"]
 #: radii, CE from 6e-4 to 340; torch 2.13, CPU): the largest relative difference was 3.6e-6 in
 #: float32 and 8.4e-15 in float64; the margins are over 100x that. A larger margin only
 #: re-evaluates more near-threshold points through the plain path (the paper mode does).
+#: The first-layer cache is used when the first layer is at least this share of a forward pass.
+LINEAR_MIN_SHARE = 0.25
+
 LINEAR_MARGIN = {torch.float32: 4e-4, torch.float64: 1e-12, torch.float16: 3e-2, torch.bfloat16: 1e-1}
 
 
@@ -81,7 +84,11 @@ class RayBatch:
         # Evaluation blocks: the fixed grid, cut at every requested size.
         edges = sorted(set(range(0, top, block)) | set(self.sizes) | {0})
         self._blocks = list(zip(edges[:-1], edges[1:]))
-        self.linear = cost.path == "matmul" and cost.first_layer_cache and self.n_rays > 0
+        # The cache pays where the first layer is most of the work (MNIST MLP 784-256-128-10:
+        # 85% of the multiply-adds); on a thin first layer (two-spirals MLP 2-32x5-1: 1.5%) it
+        # would only add passes, so such a model's points are formed and run in full.
+        self.linear = (cost.path == "matmul" and cost.first_layer_cache and self.n_rays > 0
+                       and cost.first_layer_flops_per_example() >= LINEAR_MIN_SHARE * cost._matmul_flops())
         self._arange = torch.arange(self.n_rays, device=cost.device)
         self.n_cached = 0
         if self.linear:
