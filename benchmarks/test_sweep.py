@@ -23,19 +23,16 @@ benchmark device in the compute dtype (``volbench.estimator.directions``).
 """
 from __future__ import annotations
 
-import math
 import statistics
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 import pytest
 import torch
 
-from volbench.flops import peak_memory, tf32_enabled, tf32_mode
-from volbench.report.bench import synced_perf_counter
+from volbench.flops import tf32_enabled, tf32_mode
 
-from test_speed import _run_benchmark  # noqa: E402  (benchmarks/ is on sys.path under pytest)
+from test_speed import _run_benchmark  # benchmarks/ is on sys.path under pytest (rootdir-less import)
 
 pytestmark = pytest.mark.benchmark_case
 

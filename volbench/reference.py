@@ -308,7 +308,6 @@ def _reference_rays(cost, anchor, *, thresholds, sizes, exact_costs, strict, n_d
         batch_size = int(getattr(cost, "max_rays", None) or getattr(cost, "max_batch", None) or 256)
     batch_size = check_batch_size(batch_size)
     size_list = cost._check_sizes(sizes)
-    N = size_list[-1] if sizes is None else None
     # The anchor's exact costs per size, through the plain path as the loop sees them.
     plain_cost: dict[int, Any] = {}
 
