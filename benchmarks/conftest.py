@@ -104,6 +104,10 @@ class BenchScale:
             (CI: 0.05, half the threshold, so the anchor sits well inside its basin and training
             a 6,000-example MLP on a CPU takes about a minute instead of 500 full epochs); None
             trains the paper's full 500 epochs.
+        loop_directions: the sequential loop runs on this many of the K directions only (None:
+            all); its time is scaled to K per direction and its radii are compared with the
+            others' first ``loop_directions`` (the loop's cost is linear in K).
+        landscapes: case ids run at this scale (None: all of :data:`LANDSCAPES`).
     """
 
     name: str
@@ -113,6 +117,8 @@ class BenchScale:
     threshold: float = 0.1
     principled_rtol: float = 1e-2
     stop_at_train_loss: float | None = 0.05
+    loop_directions: int | None = None
+    landscapes: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
         if self.n_directions is not None and self.n_directions < 1:
@@ -135,6 +141,10 @@ class BenchScale:
 SCALES: Mapping[str, BenchScale] = MappingProxyType({
     "ci": BenchScale("ci", n_directions=None, loop_rounds=7, rounds=7),
     "paper": BenchScale("paper", n_directions=500, loop_rounds=1, rounds=7, stop_at_train_loss=None),
+    # Issue Q3's targets on a CPU: MNIST MLP on 6,000 examples, K = 64, the principled estimator
+    # at rtol 1e-3 (the estimator's old default) for both the baseline and the new search.
+    "target": BenchScale("target", n_directions=64, loop_rounds=1, rounds=2, principled_rtol=1e-3,
+                         loop_directions=8, landscapes=("mnist-6000",)),
 })
 
 #: Version of what the benchmarks measure (landscapes, directions, methods, thresholds). Raise it
@@ -306,13 +316,14 @@ class Landscape:
     store_key: str
     trained: bool
 
-    def cost(self, *, early_exit: bool = True, dtype: torch.dtype = torch.float32):
+    def cost(self, *, early_exit: bool = True, dtype: torch.dtype = torch.float32, **kw: Any):
         """A fresh ``ModelCost`` of this landscape (fresh counters). ``early_exit=False`` makes
-        every evaluation one pass over all examples, as the paper's loop does."""
+        every evaluation one pass over all examples, as the paper's loop does;
+        ``ray_interface=False`` gives the estimators today's flat-vector path (the baseline)."""
         from volbench.costs import ModelCost
 
         return ModelCost(self.model, self.inputs, self.targets, loss=self.spec.loss,
-                         anchor=self.anchor, dtype=dtype, early_exit=early_exit)
+                         anchor=self.anchor, dtype=dtype, early_exit=early_exit, **kw)
 
     def describe(self) -> dict[str, Any]:
         """JSON-ready facts for ``benchmark.extra_info``."""
@@ -404,6 +415,8 @@ def build_landscape(spec: LandscapeSpec, settings: BenchSettings) -> Landscape:
 def landscape(request: pytest.FixtureRequest, bench: BenchSettings) -> Landscape:
     """A trained :class:`Landscape` per :data:`LANDSCAPES` entry (session-scoped: each is built once
     and the tests of one landscape run together)."""
+    if bench.scale.landscapes is not None and request.param.case_id not in bench.scale.landscapes:
+        pytest.skip(f"the {bench.scale.name} scale runs only {', '.join(bench.scale.landscapes)}")
     return build_landscape(request.param, bench)
 
 
@@ -428,6 +441,14 @@ class BenchRecorder:
     def __init__(self) -> None:
         self._loops: dict[tuple[Any, ...], LoopRun] = {}
         self._rows: list[dict[str, Any]] = []
+        self._results: dict[tuple[Any, ...], Any] = {}
+
+    def put_result(self, key: tuple[Any, ...], result: Any) -> None:
+        """Keep a method's estimate, so a later method compares its answer with it."""
+        self._results[key] = result
+
+    def result(self, key: tuple[Any, ...]) -> Any:
+        return self._results.get(key)
 
     def loop(self, key: tuple[Any, ...]) -> LoopRun | None:
         """The loop run recorded under ``key``, or None."""
@@ -444,6 +465,33 @@ class BenchRecorder:
         """Add a summary row (keys: landscape, tf32, method, n_directions, seconds, speedup,
         evals_per_s, flops_per_s)."""
         self._rows.append(dict(row))
+
+    def versus_table(self) -> list[str]:
+        """Issue Q3's comparisons, one line per landscape and TF32 setting: each new path against
+        the baseline it replaces (today's path), measured side by side in this run."""
+        groups: dict[tuple[str, bool], dict[str, dict[str, Any]]] = {}
+        for row in self._rows:
+            groups.setdefault((row["landscape"], row["tf32"]), {})[row["method"]] = row
+        pairs = [("paper_batched_baseline", "paper_batched", "paper"), ("principled_baseline", "principled", "princ"),
+                 ("principled_baseline", "principled_default", "princ-1nat")]
+        fmt = "{:<12} {:>5} {:>4} {:<10} {:>9} {:>9} {:>7} {:>10} {:>10} {:>9} {:>9} {:>8}"
+        lines = [fmt.format("landscape", "tf32", "K", "what", "base s", "new s", "x", "base ev/s", "new ev/s",
+                            "base GF/s", "new GF/s", "new MiB")]
+        for (name, tf32), group in groups.items():
+            for base, new, label in pairs:
+                if base not in group or new not in group:
+                    continue
+                b, n = group[base], group[new]
+                lines.append(fmt.format(name, "on" if tf32 else "off", n["n_directions"], label,
+                                        f"{b['seconds']:.2f}", f"{n['seconds']:.2f}", f"{b['seconds'] / n['seconds']:.1f}",
+                                        f"{b['evals_per_s']:.1f}", f"{n['evals_per_s']:.1f}",
+                                        f"{b['gflops_per_s']:.1f}", f"{n['gflops_per_s']:.1f}",
+                                        "-" if n.get("peak_mib") is None else f"{n['peak_mib']:.0f}"))
+        for row in self._rows:
+            if row["method"].startswith("sweep:") or row["method"].startswith("directions:"):
+                lines.append(f"{row['landscape']:<12} {'on' if row['tf32'] else 'off':>5} {row['n_directions']:>4} "
+                             f"{row['method']:<24} {row['seconds']:9.2f} s  {row.get('note', '')}")
+        return lines if len(lines) > 1 else []
 
     def table(self) -> list[str]:
         """The summary as text lines: one line per landscape and TF32 setting."""
@@ -486,6 +534,11 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
     if lines:
         terminalreporter.section("volbench speed benchmarks (fastest round; x = speed-up vs the loop)")
         for line in lines:
+            terminalreporter.write_line(line)
+    versus = config.stash[_RECORDER].versus_table() if _RECORDER in config.stash else []
+    if versus:
+        terminalreporter.section("issue Q3: new paths vs today's (fastest round, same run, same directions)")
+        for line in versus:
             terminalreporter.write_line(line)
 
 

@@ -42,7 +42,11 @@ from volbench.report.bench import synced_perf_counter
 
 pytestmark = pytest.mark.benchmark_case
 
-METHODS: tuple[str, ...] = ("loop", "paper_batched", "principled")
+#: ``*_baseline``: today's path kept selectable (issue Q3): the flat-vector cost without the ray
+#: interface (no first-layer cache), and for the principled estimator the bit-only bisection.
+#: ``principled_default``: the new search at its default rtol (1-nat log V resolution).
+METHODS: tuple[str, ...] = ("loop", "paper_batched_baseline", "paper_batched", "principled_baseline", "principled",
+                            "principled_default")
 
 
 # --------------------------------------------------------------------------- timing helpers
@@ -79,14 +83,25 @@ def _run_benchmark(benchmark, fn: Callable[[], Any], *, rounds: int, warmup: int
 
 
 def _throughput(cost, seconds: float, peak) -> dict[str, Any]:
-    """Work counters of ``cost`` (a ModelCost after one call of the method) turned into rates."""
+    """Work counters of ``cost`` (a ModelCost after one call of the method) turned into rates.
+
+    ``achieved_flops_per_s``: the plain path's FLOPs for the pairs evaluated, per second (what
+    the work is worth); ``executed_flops_per_s``: the FLOPs actually run (the first-layer cache
+    replaces the first layer by an axpy, and adds its own GEMM once per ray), against the
+    measured GEMM peak in ``executed_fraction_of_peak``."""
     counters = cost.counters()
     pairs = counters["n_examples_evaluated"]
     vectors = counters["n_vectors_evaluated"]
     per_example = cost.flops_per_example()
     flop_count = pairs * per_example
     achieved = flop_count / seconds
+    executed = cost.executed_flops()
     return {
+        "executed_flop_count": executed,
+        "executed_flops_per_s": executed / seconds,
+        "executed_fraction_of_peak": executed / seconds / peak.flops if peak.flops else None,
+        "linear_examples": counters["n_linear_examples"],
+        "first_layer_examples": counters["n_first_layer_examples"],
         "cost_calls": counters["n_calls"],
         "cost_evals": vectors,
         "cost_evals_per_s": vectors / seconds,
@@ -108,6 +123,27 @@ def _throughput(cost, seconds: float, peak) -> dict[str, Any]:
                              "(no hardware peak is tabulated for it)",
         }.get(peak.kind, "no peak known"),
     }
+
+
+def _check_against_baseline(recorder, key: tuple, method: str, est, info: dict[str, Any]) -> None:
+    """The new path's answer against the baseline measured earlier in this run (same directions):
+    the paper's crossings identical, the principled brackets overlapping ray by ray (both hold
+    the ray's first exit; slack: float32 rounding of the costs, 1e-4 in log-radius)."""
+    if method in ("paper_batched", "principled", "principled_default"):
+        base = recorder.result((*key, "paper_batched_baseline" if method == "paper_batched" else "principled_baseline"))
+        if base is None:
+            return
+        if method == "paper_batched":
+            assert torch.equal(est.crossing_index, base.crossing_index), "new paper path's crossings differ from today's"
+            info["crossings_match_baseline"] = True
+        else:
+            slack = 1e-4
+            ok = bool((est.log_radii <= base.log_radii_upper + slack).all()
+                      and (base.log_radii <= est.log_radii_upper + slack).all())
+            assert ok, f"{method}: radius brackets disagree with the baseline's"
+            info["brackets_overlap_baseline"] = True
+            info["log_volume_bracket"] = list(est.log_volume_bracket)
+            info["baseline_log_volume_bracket"] = list(base.log_volume_bracket)
 
 
 def _check_same_radii(batched: torch.Tensor, loop: torch.Tensor, name: str) -> None:
@@ -137,15 +173,18 @@ def test_volume_speed(benchmark, method: str, landscape, tf32: bool, bench, reco
     loop_key = (spec.case_id, str(device), tf32, k)
     benchmark.group = f"{spec.case_id} tf32-{'on' if tf32 else 'off'}"
 
+    k_loop = min(k, bench.scale.loop_directions or k)
+
     def run_loop(cost) -> torch.Tensor:
-        return paper_loop_radii(cost, anchor, threshold=tau, n_directions=k, seed=seed, device=device, dtype=dtype)
+        return paper_loop_radii(cost, anchor, threshold=tau, n_directions=k_loop, seed=seed, device=device,
+                                dtype=dtype)
 
     def run_batched(cost):
         return reference_log_volume(cost, anchor, threshold=tau, n_directions=k, seed=seed, device=device, dtype=dtype)
 
-    def run_principled(cost):
+    def run_principled(cost, rtol=bench.scale.principled_rtol, search="itp"):
         return estimate_log_volume(cost, anchor, threshold=tau, n_directions=k, directions="filter",
-                                   rtol=bench.scale.principled_rtol, seed=seed, device=device, dtype=dtype)
+                                   rtol=rtol, seed=seed, device=device, dtype=dtype, search=search)
 
     with tf32_mode(tf32):
         peak = peak_cache(tf32)
@@ -160,11 +199,14 @@ def test_volume_speed(benchmark, method: str, landscape, tf32: bool, bench, reco
                 loop_cost = landscape.cost(early_exit=False, dtype=dtype)
                 t0 = synced_perf_counter()
                 radii = run_loop(loop_cost)
-                baseline = recorder.put_loop(loop_key, seconds=synced_perf_counter() - t0, radii=radii,
+                baseline = recorder.put_loop(loop_key, seconds=(synced_perf_counter() - t0) * k / k_loop, radii=radii,
                                              source="inline")
-            cost = landscape.cost(dtype=dtype)
+            cost = landscape.cost(dtype=dtype, ray_interface=not method.endswith("_baseline"))
             rounds = bench.scale.rounds
-        method_fn = {"loop": run_loop, "paper_batched": run_batched, "principled": run_principled}[method]
+        method_fn = {"loop": run_loop, "paper_batched": run_batched, "paper_batched_baseline": run_batched,
+                     "principled": run_principled,
+                     "principled_baseline": functools.partial(run_principled, search="bisect"),
+                     "principled_default": functools.partial(run_principled, rtol=None)}[method]
         fn = functools.partial(method_fn, cost)
         timed, measured, memory = _run_benchmark(benchmark, fn, rounds=rounds, warmup=bench.warmup_rounds,
                                                  reset=cost.reset_counters, device=device)
@@ -195,22 +237,28 @@ def test_volume_speed(benchmark, method: str, landscape, tf32: bool, bench, reco
     }
     if method == "loop":
         radii = timed.result
-        baseline = recorder.put_loop(loop_key, seconds=best, radii=radii, source="benchmark")
-        info.update(speedup_vs_loop=1.0, loop_seconds=best, n_dropped=int(torch.isnan(radii).sum()))
+        # Scaled to K directions when the loop ran on fewer (its cost is linear in K).
+        baseline = recorder.put_loop(loop_key, seconds=best * k / k_loop, radii=radii, source="benchmark")
+        info.update(speedup_vs_loop=1.0, loop_seconds=baseline.seconds, loop_directions=k_loop,
+                    n_dropped=int(torch.isnan(radii).sum()))
     else:
         est = timed.result
         info.update(speedup_vs_loop=baseline.seconds / best, loop_seconds=baseline.seconds,
                     loop_source=baseline.source, log_volume=est.log_volume, n_cost_evals=est.n_cost_evals,
                     estimate=est.summary())
-        if method == "paper_batched":
-            _check_same_radii(est.radii, baseline.radii, spec.case_id)
+        if method.startswith("paper_batched"):
+            _check_same_radii(est.radii[:baseline.n_directions], baseline.radii, spec.case_id)
             info["radii_match_loop"] = True
+            info["radii_compared_with_loop"] = baseline.n_directions
             info["mean_crossing_index"] = est.summary()["mean_crossing_index"]
+        recorder.put_result((spec.case_id, str(device), tf32, k, method), est)
+        _check_against_baseline(recorder, (spec.case_id, str(device), tf32, k), method, est, info)
     benchmark.extra_info.update(info)
     recorder.add_row({"landscape": spec.case_id, "tf32": tf32, "method": method, "n_directions": k,
                       "seconds": best, "speedup": info["speedup_vs_loop"] if method != "loop" else None,
                       "evals_per_s": info["cost_evals_per_s"],
-                      "gflops_per_s": info["achieved_flops_per_s"] / 1e9})
+                      "gflops_per_s": info["executed_flops_per_s"] / 1e9,
+                      "peak_mib": memory.bytes / 2**20 if memory.bytes else None})
     assert math.isfinite(best) and best > 0, f"{method}: no valid timing was measured ({measured})"
 
 

@@ -456,7 +456,7 @@ def test_layers_unflatten_anchor_and_counters():
     cost(params)
     cost(params[:2])
     assert cost.counters() == {"n_calls": 2, "n_vectors_evaluated": 8, "n_examples_evaluated": 8 * 9,
-                               "n_oom_retries": 0}
+                               "n_oom_retries": 0, "n_linear_examples": 0, "n_first_layer_examples": 0}
     cost.reset_counters()
     assert cost.counters() == dict.fromkeys(cost.counters(), 0)
     assert cost(params[:0]).shape == (0,), "an empty batch gives an empty result"
@@ -540,3 +540,140 @@ def test_cuda_matches_cpu(model_kind):
     got = gpu(params.cuda(), stop_above=10.0)
     assert got.device.type == "cuda"
     assert_close(got.cpu(), cpu(params), "CUDA vs CPU in float64", rtol=1e-9, atol=1e-11)
+
+
+# ---------------------------------------------------------------------------- early-exit tie (Q3)
+def test_early_exit_never_stops_on_a_partial_mean_equal_to_the_threshold():
+    """Regression (issue Q3): a discrete cost whose partial mean lands exactly on tau must not
+    stop there: a bound equal to tau does not prove cost > tau (the paper's test). Logits (x, -x):
+    class 0 iff x > 0; inputs (1, -1, 1, 1) with labels (0, 0, 1, 1) err on examples 2, 3, 4, so
+    the full error rate is 0.75 and the first chunk of two gives exactly 1/4."""
+    lin = nn.Linear(1, 2).to(F64)
+    with torch.no_grad():
+        lin.weight.copy_(torch.tensor([[1.0], [-1.0]]))
+        lin.bias.zero_()
+    x = torch.tensor([[1.0], [-1.0], [1.0], [1.0]], dtype=F64)
+    y = torch.tensor([0, 0, 1, 1])
+    cost = ModelCost(lin, x, y, loss="zero_one", data_chunk=2)
+    p = cost.anchor.unsqueeze(0)
+    assert float(cost(p)[0]) == 0.75
+    got = float(cost(p, stop_above=0.25)[0])
+    assert got > 0.25, f"a partial mean equal to tau was returned as if it proved cost > tau: {got}"
+    assert got == 0.75, "with no chunk strictly above tau the full mean is computed"
+    # Strictly above after the first chunk: stops there with a bound that proves it.
+    assert 0.2 < float(cost(p, stop_above=0.2)[0]) <= 0.75
+
+
+# ---------------------------------------------------------------------------- ray interface (Q3)
+def _rays_setup(model_kind, dtype, n=37, seed=60, **kw):
+    model = MODELS[model_kind](seed=seed).to(dtype)
+    x, y = make_data(model_kind, "ce", 3, n=n, seed=seed + 1)
+    cost = ModelCost(model, x.to(dtype), y, dtype=dtype, **kw)
+    g = torch.Generator().manual_seed(seed + 2)
+    d = torch.randn(5, cost.n_params, generator=g, dtype=F64).to(dtype)
+    return cost, d
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, F64], ids=["float32", "float64"])
+@pytest.mark.parametrize("model_kind", ["mlp", "image_mlp", "cnn"])
+def test_ray_costs_equal_the_plain_path_to_rounding(model_kind, dtype):
+    """cost along origin + t d through the ray interface (first layer as A + t B on the matmul
+    path, each point formed on the vmap path) equals cost(t d + origin) to float rounding, and
+    within the margin that the paper mode relies on."""
+    cost, d = _rays_setup(model_kind, dtype, data_chunk=None)
+    rays = cost.open_rays(cost.anchor, d)
+    assert rays.linear == (model_kind != "cnn")
+    eps = torch.finfo(dtype).eps
+    for scale in (0.0, 0.05, 0.3, 1.0):
+        rows = torch.tensor([0, 1, 2, 3, 4, 2])
+        t = torch.full((6,), scale, dtype=dtype) * torch.linspace(0.5, 1.5, 6, dtype=dtype)
+        got = rays(rows, t).double()
+        plain = cost(torch.mul(t[:, None], d[rows]).add_(cost.anchor)).double()
+        # Rounding: both sum O(100) products of O(1) terms; 1e3 ulp of the cost's scale.
+        assert torch.allclose(got, plain, rtol=1e3 * eps, atol=1e3 * eps), (scale, got, plain)
+        assert bool(((got - plain).abs() <= rays.rounding_margin(got)).all())
+
+
+def test_ray_prefix_costs_are_the_nested_landscapes_costs():
+    """sizes=(s1, s2, N): the mean over the first s examples equals a cost built on those
+    examples alone, exactly in what they compute (float64 here, to rounding)."""
+    cost, d = _rays_setup("mlp", F64, n=50)
+    sizes = (7, 23, 50)
+    rays = cost.open_rays(cost.anchor, d, sizes=sizes)
+    rows, t = torch.arange(5), torch.linspace(0.1, 0.6, 5, dtype=F64)
+    values, exact, done = rays.costs(rows, t, torch.full((5, 3), math.inf, dtype=F64))
+    assert bool(exact.all()) and done.tolist() == [50] * 5
+    for i, s in enumerate(sizes):
+        sub = ModelCost(MODELS["mlp"](seed=60), cost._inputs[:s], cost._targets[:s], anchor=cost.anchor)
+        assert_close(values[:, i], sub(torch.mul(t[:, None], d).add_(cost.anchor)), f"prefix {s}")
+    # Only the first size asked: the points stop at 7 examples, the larger sizes unknown.
+    stop = torch.full((5, 3), -math.inf, dtype=F64)
+    stop[:, 0] = math.inf
+    v2, e2, done2 = rays.costs(rows, t, stop)
+    assert done2.tolist() == [7] * 5 and bool(e2[:, 0].all()) and not bool(e2[:, 1:].any())
+    assert torch.equal(v2[:, 0], values[:, 0]), "a prefix's value must not depend on what else is asked"
+
+
+def test_ray_early_exit_bounds_and_exact_values():
+    cost, d = _rays_setup("mlp", F64, n=600, seed=61)
+    rays = cost.open_rays(cost.anchor, d)
+    rows = torch.arange(5).repeat(4)
+    t = torch.linspace(0.0, 3.0, 20, dtype=F64)
+    exact = rays(rows, t)
+    tau = float(exact.median())
+    got = rays(rows, t, stop_above=tau)
+    above = exact > tau
+    assert above.any() and (~above).any()
+    assert torch.equal(got[~above], exact[~above]), "values <= tau must be the exact means"
+    assert bool((got[above] > tau).all()) and bool((got[above] <= exact[above] + 1e-12).all())
+    assert cost.n_examples_evaluated < 3 * 20 * 600
+
+
+def test_ray_costs_do_not_depend_on_batch_or_cache_size():
+    """Fixed blocks: a point's cost is bit-identical whether evaluated alone or with others, and
+    whether its first-layer block was cached or computed on the fly (tiny budget)."""
+    cost, d = _rays_setup("mlp", torch.float32, n=1100, seed=62,
+                          chunking=ChunkingDefaults(ray_block=128))
+    full = cost.open_rays(cost.anchor, d)
+    assert full.n_cached == 1100
+    rows, t = torch.tensor([3, 0, 4, 1, 2]), torch.linspace(0.1, 1.0, 5)
+    together = full(rows, t)
+    alone = torch.cat([full(rows[i:i + 1], t[i:i + 1]) for i in range(5)])
+    assert torch.equal(together, alone)
+    small = ModelCost(MODELS["mlp"](seed=62).float(), cost._inputs, cost._targets, dtype=torch.float32,
+                      memory_budget_bytes=cost._first_layer_bytes() * 3, chunking=ChunkingDefaults(ray_block=128))
+    partial = small.open_rays(small.anchor, d)
+    assert 0 < partial.n_cached < 1100, partial.n_cached  # blocks past it are computed on the fly
+    assert torch.equal(partial(rows, t), together), "a partial cache must not change a bit"
+    plain_rays = ModelCost(MODELS["mlp"](seed=62).float(), cost._inputs, cost._targets, dtype=torch.float32,
+                           first_layer_cache=False).open_rays(cost.anchor, d)
+    assert not plain_rays.linear
+    assert torch.allclose(plain_rays(rows, t), together, rtol=1e-4, atol=1e-5)
+
+
+def test_ray_interface_rejects_bad_input():
+    cost, d = _rays_setup("mlp", F64)
+    with pytest.raises(ValueError, match="increasing"):
+        cost.open_rays(cost.anchor, d, sizes=(20, 10))
+    with pytest.raises(ValueError, match=r"1\.\.37"):
+        cost.open_rays(cost.anchor, d, sizes=(40,))
+    with pytest.raises(ValueError, match="one direction per row"):
+        cost.open_rays(cost.anchor, d[0])
+    off = ModelCost(MODELS["mlp"](seed=60), *make_data("mlp", "ce", 3, n=5, seed=1), ray_interface=False)
+    assert not off.accepts_rays
+    with pytest.raises(ValueError, match="ray_interface=True"):
+        off.open_rays(off.anchor, torch.zeros(1, off.n_params, dtype=F64))
+
+
+def test_ray_counters_and_executed_flops():
+    """The first-layer cache's work is counted: B once per (ray, example), then per evaluation
+    the later layers plus the axpy; executed_flops adds it up and is below the plain path's."""
+    cost, d = _rays_setup("mlp", F64, n=40)
+    rays = cost.open_rays(cost.anchor, d)  # 5 rays x 40 examples of B
+    assert cost.n_first_layer_examples == 5 * 40
+    rays(torch.arange(5).repeat(3), torch.linspace(0.1, 0.5, 15, dtype=F64))
+    assert cost.n_linear_examples == cost.n_examples_evaluated == 15 * 40
+    full, first = cost.flops_per_example(), cost.first_layer_flops_per_example()
+    assert first == 2 * 6 * 10 and full == 2 * (6 * 10 + 10 * 8 + 8 * 3)
+    want = 15 * 40 * (full - first + 2 * 10) + 5 * 40 * first
+    assert cost.executed_flops() == want < cost.n_examples_evaluated * full + 5 * 40 * first

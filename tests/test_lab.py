@@ -48,3 +48,52 @@ def test_batched_reference_equals_paper_loop_through_model_cost(tmp_path, spec, 
     assert torch.equal(torch.isnan(loop), est.dropped)
     assert torch.allclose(loop[~est.dropped].log(), est.log_radii[~est.dropped], rtol=0, atol=1e-12), (
         "batched grid radii must equal the sequential loop's")
+
+
+def test_measure_many_is_one_walk_cached_per_entry_and_equals_separate_runs(tmp_path):
+    """measure_many answers every (landscape, threshold) from one walk: the paper's answers equal
+    separate measurements exactly, the principled ones lie in their resolution bracket; each
+    entry is cached on its own (a later single measure() is served from the cache)."""
+    from volbench.lab import LEDGER, measure_many
+
+    spec = MinimumSpec("swiss_roll", "swiss_mlp", train_size=40, seed=0, base=20,
+                       train=TrainConfig(epochs=300, loss="bce", history_every=100))
+    store = MinimaStore(tmp_path)
+    m = train_minimum(spec, store)
+    sizes, taus = [20, 30, 40], [0.1, 0.3]
+    kw = dict(n_directions=6, direction_seed=1)
+    ref = measure_many(m, sizes, taus, estimator="reference", store=store, **kw)
+    princ = measure_many(m, sizes, taus, estimator="principled", store=None, rtol=1e-3, **kw)
+    assert list(ref) == [(s, t) for s in sizes for t in taus]
+    walks = {r.config.get("walk", {}).get("questions") for r in ref.values() if not r.outside}
+    assert walks <= {sum(not r.outside for r in ref.values()), None}
+    for (size, tau), r in ref.items():
+        alone = measure(m, size, estimator="reference", threshold=tau, store=None, **kw)
+        assert r.outside == alone.outside
+        if r.outside:
+            continue
+        assert r.log_terms == alone.log_terms or all(
+            (math.isnan(a) and math.isnan(b)) or a == b for a, b in zip(r.log_terms, alone.log_terms)), (size, tau)
+        p = princ[(size, tau)]
+        p_alone = measure(m, size, estimator="principled", threshold=tau, store=None, rtol=1e-3, **kw)
+        slack = 1e-4  # float32 costs: radii agree to their rounding, on top of the brackets
+        n = p.n_params
+        assert all(lo <= hi + n * slack for lo, hi in zip(p.log_terms_low, p_alone.log_terms_high))
+        assert all(lo <= hi + n * slack for lo, hi in zip(p_alone.log_terms_low, p.log_terms_high))
+    before = LEDGER.snapshot()
+    again = measure(m, 30, estimator="reference", threshold=0.3, store=store, **kw)
+    assert LEDGER.since(before)["measurements_served"] == 1 and again == ref[(30, 0.3)]
+
+
+def test_measure_many_with_landscape_extras_walks_each_size(tmp_path):
+    spec = MinimumSpec("swiss_roll", "swiss_mlp", train_size=40, seed=0, base=20, n_poison=6,
+                       train=TrainConfig(epochs=300, loss="bce", history_every=100))
+    from volbench.lab import measure_many
+
+    m = train_minimum(spec, MinimaStore(tmp_path))
+    got = measure_many(m, [30, 40], [0.5, 2.0], estimator="reference", n_directions=4, landscape_extras=6)
+    assert not any(r.outside for r in got.values())
+    for (size, tau), r in got.items():
+        alone = measure(m, size, estimator="reference", threshold=tau, n_directions=4, landscape_extras=6)
+        assert r.outside == alone.outside and r.log_volume == alone.log_volume or (
+            math.isnan(r.log_volume) and math.isnan(alone.log_volume)), (size, tau)

@@ -103,3 +103,24 @@ def test_reference_rejects_bad_grid_and_anchor():
         reference_log_volume(cost, torch.ones(3), threshold=1.0)
     with pytest.raises(ValueError, match="raw Gaussian directions"):
         reference_log_volume(cost, torch.zeros(3), threshold=1.0, directions=torch.zeros(4, 2))
+
+
+def test_paper_mode_compares_the_returned_value_in_float64_like_loss_item():
+    """The paper's code tests ``loss.item() > tau``: the float32 loss promoted to float64. A
+    float32 tensor compared with a Python float would round tau to float32 instead: at
+    tau = 0.1 a cost of float32(0.1) = 0.10000000149... is above tau in float64 but equal in
+    float32. Batched, loop and the paper's rule must all count it as a crossing."""
+    tau = 0.1
+    f32_tau = torch.tensor(tau, dtype=torch.float32)
+    assert float(f32_tau) > tau  # the premise: float32 rounds 0.1 up
+
+    def cost(p):  # float32 0.1 from radius 0.5 on, 0 before
+        return torch.where(p[:, 0] >= 0.5, f32_tau, torch.zeros((), dtype=torch.float32))
+
+    anchor, raw = torch.zeros(1), torch.ones(1, 1)
+    est = reference_log_volume(cost, anchor, threshold=tau, directions=raw, scale=torch.ones(1))
+    loop = paper_loop_radii(cost, anchor, threshold=tau, directions=raw, scale=torch.ones(1))
+    coef = paper_coefficients()
+    first = int((coef >= 0.5).nonzero()[0])
+    assert not bool(est.dropped[0]) and int(est.crossing_index[0]) == first
+    assert math.exp(float(est.log_radii[0])) == pytest.approx(float(loop[0]), rel=1e-12)

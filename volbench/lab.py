@@ -50,9 +50,9 @@ from . import data as vdata
 from ._writes import explain_write_error
 from . import models as vmodels
 from .costs import ModelCost
-from .estimator import estimate_log_volume
-from .estimator.core import check_n_directions
-from .reference import reference_log_volume
+from .estimator.core import check_n_directions, estimate_log_volume_many
+from .estimator.directions import DIRECTION_GENERATOR
+from .reference import reference_log_volume_many
 from .store import MinimaStore
 from .train import TrainConfig, train
 
@@ -279,7 +279,7 @@ def measure(
     store: MinimaStore | None = None,
     direction_seed: int = 0,
     directions: str = "filter",
-    rtol: float = 1e-2,
+    rtol: float | None = None,
     loss: str | None = None,
     landscape_extras: int = 0,
     device=None,
@@ -292,6 +292,10 @@ def measure(
             "plain" for unscaled raw Gaussians) or "principled" (``estimate_log_volume`` with
             ``directions`` "filter" or "isotropic").
         direction_seed: the same for every minimum and landscape of an experiment (as the paper).
+        rtol: the principled estimator's radius tolerance; None (default) derives it from a 1-nat
+            log V resolution (``volbench.estimator.core.default_rtol``; 4.3e-6 for the MNIST
+            MLP, about two more cost evaluations per ray than rtol 1e-2 with the value-based
+            search, for a bracket of 1 nat instead of ~2,300).
         loss: the landscape's loss (default: the training loss of the recipe).
         store: where measurements are cached (``<store root>/measurements``); None = no cache.
         landscape_extras: append the first k of the minimum's own extras (poisoned or imbalanced
@@ -313,7 +317,7 @@ def measure_many(
     store: MinimaStore | None = None,
     direction_seed: int = 0,
     directions: str = "filter",
-    rtol: float = 1e-2,
+    rtol: float | None = None,
     loss: str | None = None,
     landscape_extras: int = 0,
     device=None,
@@ -325,6 +329,14 @@ def measure_many(
     individually, exactly as :func:`measure` would cache it, and every entry uses the same
     directions (``direction_seed``, ``n_directions``), so any two of them, and any two minima
     measured with the same arguments, are paired direction by direction.
+
+    The entries not in the cache come from one walk: the clean landscapes are prefixes of one
+    nested order, so a single cost on the largest answers every size and threshold at once
+    (per-example losses summed over the prefixes; a walk goes on until every answer is settled).
+    The paper's answers equal separate runs of its sequential loop; the principled ones lie in
+    the resolution bracket of separate runs. ``n_cost_evals`` / ``seconds`` of each entry are its
+    share of the walk (``config["walk"]`` holds the totals). With ``landscape_extras`` the
+    landscapes are not nested: one walk per size, every threshold at once.
     """
     if estimator not in ("reference", "principled"):
         raise ValueError(f"estimator must be 'reference' or 'principled', got {estimator!r}")
@@ -345,27 +357,41 @@ def measure_many(
     spec = minimum.spec
     loss = loss or spec.train.loss
     out: dict[tuple[int, float], Measurement] = {}
+    pending: dict[tuple[int, float], tuple[dict[str, Any], Path | None]] = {}
     for size in landscape_sizes:
         for threshold in thresholds:
             config = _measurement_config(minimum, size, estimator=estimator, n_directions=n_directions,
                                          threshold=threshold, direction_seed=direction_seed, directions=directions,
                                          rtol=rtol, loss=loss, landscape_extras=landscape_extras, dtype=dtype)
+            # The walk that computes it: directions from a counter-based generator (a new stream
+            # for the same seed), the value-based search. Part of the key so older caches are
+            # not served for what this code computes.
+            config["engine"] = dict(ENGINE)
             key = hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()
             path = None if store is None else Path(store.root) / "measurements" / f"{key}.json"
             cached = _read_cached(path) if path is not None and path.exists() else None
             if cached is not None:
                 LEDGER.served(cached)
                 out[(size, threshold)] = cached
-                continue
-            result = _compute_measurement(minimum, size, config, estimator=estimator, n_directions=n_directions,
-                                          threshold=threshold, direction_seed=direction_seed, directions=directions,
-                                          rtol=rtol, loss=loss, landscape_extras=landscape_extras, device=device,
-                                          dtype=dtype)
+            else:
+                pending[(size, threshold)] = (config, path)
+    if pending:
+        computed = _compute_measurements(minimum, {k: c for k, (c, _) in pending.items()}, estimator=estimator,
+                                         n_directions=n_directions, direction_seed=direction_seed,
+                                         directions=directions, rtol=rtol, loss=loss,
+                                         landscape_extras=landscape_extras, device=device, dtype=dtype)
+        for pair, (_, path) in pending.items():
+            result = computed[pair]
             LEDGER.computed(result)
             if path is not None:
                 _cache_measurement(path, result)
-            out[(size, threshold)] = result
-    return out
+            out[pair] = result
+    return {(size, threshold): out[(size, threshold)] for size in landscape_sizes for threshold in thresholds}
+
+
+#: What computes a measurement (in its cache key; see ``measure_many``).
+ENGINE = {"direction_generator": DIRECTION_GENERATOR, "search": "itp+first-exit-guard/v1",
+          "paper_grid": "ray-walk, plain-path ties/v1"}
 
 
 def _measurement_config(minimum: Minimum, landscape_size: int, *, estimator, n_directions, threshold,
@@ -408,31 +434,60 @@ def _landscape_cost(minimum: Minimum, landscape_size: int, *, loss, landscape_ex
     return ModelCost(model, batch.inputs, batch.targets, loss=loss, device=device, dtype=dtype)
 
 
-def _compute_measurement(minimum: Minimum, landscape_size: int, config: dict[str, Any], *, estimator, n_directions,
-                         threshold, direction_seed, directions, rtol, loss, landscape_extras, device,
-                         dtype) -> Measurement:
-    cost = _landscape_cost(minimum, landscape_size, loss=loss, landscape_extras=landscape_extras, device=device,
-                           dtype=dtype)
-    anchor = cost.anchor
-    anchor_cost = float(cost(anchor.unsqueeze(0))[0])
-    n = anchor.numel()
-    start = time.perf_counter()
-    if not (anchor_cost < threshold):
-        # Left the basin: volume zero (Fan et al. Fig. 10 right), not an error.
-        fields = dict(log_volume=-math.inf, log_terms=[], log_radii=[], outside=True, n_cost_evals=1,
-                      seconds=time.perf_counter() - start, config=config,
-                      summary={"reason": f"anchor cost {anchor_cost:.4g} >= threshold {threshold:g}"})
-    else:
+def _compute_measurements(minimum: Minimum, configs: dict[tuple[int, float], dict[str, Any]], *, estimator,
+                          n_directions, direction_seed, directions, rtol, loss, landscape_extras, device,
+                          dtype) -> dict[tuple[int, float], Measurement]:
+    """Every (landscape size, threshold) of ``configs`` from as few walks as possible: clean
+    landscapes are nested prefixes of one data order, so one cost on the largest of them answers
+    every size and threshold in one walk per ray batch (``*_many`` estimators); landscapes with
+    extras appended (F7) are not prefixes of each other, so each size gets its own walk (still
+    every threshold at once)."""
+    pairs = list(configs)
+    sizes = sorted({size for size, _ in pairs})
+    taus = sorted({tau for _, tau in pairs})
+    groups = [(sizes, None)] if not landscape_extras else [([size], size) for size in sizes]
+    out: dict[tuple[int, float], Measurement] = {}
+    for group_sizes, alone in groups:
+        top = group_sizes[-1]
+        cost = _landscape_cost(minimum, top, loss=loss, landscape_extras=landscape_extras, device=device, dtype=dtype)
+        anchor = cost.anchor
+        n = anchor.numel()
+        prefix_sizes = None if alone is not None else group_sizes
+        wanted = [tau for tau in taus if any((size, tau) in configs for size in group_sizes)]
         if estimator == "reference":
             scale = None if directions == "filter" else torch.ones(n)
-            est = reference_log_volume(cost, anchor, threshold=threshold, n_directions=n_directions,
-                                       scale=scale, seed=direction_seed, device=device, dtype=dtype)
+            results = reference_log_volume_many(cost, anchor, thresholds=wanted, sizes=prefix_sizes,
+                                                n_directions=n_directions, scale=scale, seed=direction_seed,
+                                                device=device, dtype=dtype)
+        else:
+            results = estimate_log_volume_many(cost, anchor, thresholds=wanted, sizes=prefix_sizes,
+                                               n_directions=n_directions, directions=directions, rtol=rtol,
+                                               seed=direction_seed, device=device, dtype=dtype)
+        for size in group_sizes:
+            plain = cost if size == top else cost.prefix(size)
+            for tau in wanted:
+                if (size, tau) not in configs:
+                    continue
+                est = results[(None if prefix_sizes is None else size, tau)]
+                anchor_cost = float(est.config["anchor_cost"]) if est is not None else float(plain(anchor[None])[0])
+                out[(size, tau)] = _measurement(minimum, size, configs[(size, tau)], est, anchor_cost, tau,
+                                                estimator=estimator, n_directions=n_directions,
+                                                direction_seed=direction_seed, directions=directions, n=n)
+    return out
+
+
+def _measurement(minimum: Minimum, landscape_size: int, config: dict[str, Any], est, anchor_cost: float,
+                 threshold: float, *, estimator, n_directions, direction_seed, directions, n) -> Measurement:
+    """The one place a Measurement is built: from an estimate, or as "outside" (est None)."""
+    if est is None:
+        # Left the basin: volume zero (Fan et al. Fig. 10 right), not an error.
+        fields = dict(log_volume=-math.inf, log_terms=[], log_radii=[], outside=True, n_cost_evals=1, seconds=0.0,
+                      config=config, summary={"reason": f"anchor cost {anchor_cost:.4g} >= threshold {threshold:g}"})
+    else:
+        if estimator == "reference":
             terms = n * est.log_radii  # NaN for dropped directions, as the paper drops them
             low, high = n * est.log_radii_lower, terms
         else:
-            est = estimate_log_volume(cost, anchor, threshold=threshold, n_directions=n_directions,
-                                      directions=directions, rtol=rtol, seed=direction_seed, device=device,
-                                      dtype=dtype)
             terms = est.log_terms
             low, high = est.log_terms, est.log_terms_upper
         fields = dict(log_volume=est.log_volume, log_terms=_finite_list(terms), log_radii=_finite_list(est.log_radii),

@@ -32,18 +32,21 @@ from __future__ import annotations
 
 import math
 import time
-from typing import Callable
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 import torch
 
 from . import __version__
-from .estimator.core import (as_batched_cost, check_anchor, check_batch_size, check_dtype, check_n_directions,
-                             check_seed, default_device)
-from .estimator.directions import raw_gaussian
+from .estimator.core import (_check_anchor_tensor, _check_threshold, as_batched_cost, check_anchor,
+                             check_batch_size, check_dtype, check_n_directions, check_seed, default_device,
+                             filter_scale_at)
+from .estimator.directions import DIRECTION_GENERATOR, raw_gaussian, row_norms
+from .estimator.walk import Question, grid_walk
 from .estimator.result import ReferenceEstimate
 
-__all__ = ["paper_coefficients", "reference_log_volume", "paper_loop_radii", "reference_scale"]
+__all__ = ["paper_coefficients", "reference_log_volume", "reference_log_volume_many", "paper_loop_radii",
+           "reference_scale"]
 
 
 def paper_coefficients(n_points: int = 100) -> torch.Tensor:
@@ -51,20 +54,25 @@ def paper_coefficients(n_points: int = 100) -> torch.Tensor:
     return torch.linspace(0.0, 1.0, n_points, dtype=torch.float64) ** 2
 
 
-def reference_scale(cost, n: int) -> torch.Tensor:
+def reference_scale(cost, n: int, anchor: torch.Tensor | None = None) -> torch.Tensor:
     """The per-parameter multiplier of the paper's directions: the model cost's weight-row norms
-    (biases unscaled), or all ones for a plain callable."""
-    fn = getattr(cost, "filter_scale", None)
-    if fn is None:
+    at ``anchor`` (biases unscaled; see ``filter_scale_at``), or all ones for a plain callable."""
+    if getattr(cost, "filter_scale", None) is None:
         return torch.ones(n, dtype=torch.float32)
-    return fn(bias="unscaled").detach().cpu()
+    if anchor is None:
+        return cost.filter_scale(bias="unscaled").detach().cpu()
+    return filter_scale_at(cost, anchor, "unscaled").detach().cpu()
 
 
-def _prepare(cost, anchor, threshold, n_directions, directions, scale, coefficients, seed, device, dtype):
+def _prepare(cost, anchor, threshold, n_directions, directions, scale, coefficients, seed, device, dtype,
+             check=True):
     device = default_device(cost, anchor, device)
     seed = check_seed(seed)
     dtype = check_dtype(dtype)
-    anchor, anchor_cost = check_anchor(cost, anchor, threshold, device=device, dtype=dtype)
+    if check:
+        anchor, anchor_cost = check_anchor(cost, anchor, threshold, device=device, dtype=dtype)
+    else:  # the caller computes the anchor's costs itself (every data size at once)
+        anchor, anchor_cost = _check_anchor_tensor(anchor).detach().to(device=device, dtype=dtype), math.nan
     n = anchor.numel()
     if directions is not None:
         if not isinstance(directions, torch.Tensor) or directions.ndim != 2 or directions.shape[1] != n:
@@ -78,7 +86,7 @@ def _prepare(cost, anchor, threshold, n_directions, directions, scale, coefficie
         except (TypeError, ValueError, RuntimeError):
             raise TypeError(f"scale must be a finite [{n}] tensor (per-parameter multipliers), got "
                             f"{type(scale).__name__}") from None
-    scale = reference_scale(cost, n) if scale is None else scale
+    scale = reference_scale(cost, n, anchor) if scale is None else scale
     if scale.shape != (n,) or not torch.isfinite(scale).all():
         raise ValueError(f"scale must be a finite [{n}] tensor (per-parameter multipliers)")
     coef = paper_coefficients() if coefficients is None else torch.as_tensor(coefficients, dtype=torch.float64)
@@ -86,11 +94,11 @@ def _prepare(cost, anchor, threshold, n_directions, directions, scale, coefficie
         raise ValueError("coefficients must be a finite, non-decreasing 1-D grid starting at >= 0")
 
     def raw(idx: torch.Tensor) -> torch.Tensor:
-        # Float32 like the paper's draws; explicit directions stay on their own device (a GPU
-        # tensor is not copied to the CPU and back for every batch).
+        # Float32 like the paper's draws, drawn on the evaluation device; explicit directions
+        # stay on their own device (a GPU tensor is not copied to the CPU and back).
         if directions is not None:
             return directions[idx.to(directions.device)].detach().to(torch.float32)
-        return raw_gaussian(idx, n, seed)
+        return raw_gaussian(idx, n, seed, device=device)
 
     return device, anchor, anchor_cost, n, K, scale, coef, raw
 
@@ -124,6 +132,12 @@ def reference_log_volume(
         batch_size: directions per batch (default: the cost's ``max_batch`` or 256).
         lookahead: grid points evaluated per direction per step (>= 1).
     """
+    if getattr(cost, "accepts_rays", False):
+        out = _reference_rays(cost, anchor, thresholds=[threshold], sizes=None, exact_costs=None, strict=True,
+                              n_directions=n_directions, directions=directions, scale=scale,
+                              coefficients=coefficients, seed=seed, device=device, dtype=dtype,
+                              batch_size=batch_size, lookahead=lookahead)
+        return next(iter(out.values()))
     start = time.perf_counter()
     device, anchor, anchor_cost, n, K, scale, coef, raw = _prepare(
         cost, anchor, threshold, n_directions, directions, scale, coefficients, seed, device, dtype)
@@ -143,7 +157,7 @@ def reference_log_volume(
     for s in range(0, K, batch_size):
         idx = torch.arange(s, min(K, s + batch_size))
         g = raw(idx)
-        raw_norm[idx] = g.to(torch.float64).norm(dim=1).cpu()
+        raw_norm[idx] = row_norms(g).cpu()
         # The running directions' perturbations, compacted whenever some finish, so a step reads
         # them directly instead of gathering delta[rows] every time.
         delta = g.to(device=device, dtype=dtype) * scale_d
@@ -161,7 +175,9 @@ def reference_log_volume(
             params = torch.mul(c.unsqueeze(2), delta.unsqueeze(1)).add_(anchor).view(-1, n)
             if not bool(valid.all()):  # past the grid's end (directions that never cross)
                 params = params[valid.reshape(-1).to(device)]
-            crossed = (evaluate(params) > threshold).cpu()
+            # In float64, on the value the cost returned (the paper: `loss.item() > tau`). A
+            # float32 tensor compared with a Python float would round tau to float32 first.
+            crossed = (evaluate(params).to(torch.float64) > threshold).cpu()
             n_evals += int(valid.sum())
             hit = torch.zeros_like(pts, dtype=torch.bool)
             hit[valid] = crossed
@@ -244,7 +260,155 @@ def paper_loop_radii(
         delta = g.to(device=device, dtype=dtype)[0] * scale_d
         losses = [float(evaluate((anchor + coef_d[j] * delta).unsqueeze(0))[0]) for j in range(len(coef))]
         for j, loss in enumerate(losses):
-            if loss > threshold:
-                radii[k] = float(coef[j]) * float(g.to(torch.float64).norm())
+            if loss > threshold:  # the paper's `loss.item() > tau`, in float64
+                radii[k] = float(coef[j]) * float(row_norms(g)[0])
                 break
     return radii
+
+
+def reference_log_volume_many(
+    cost: Callable[..., torch.Tensor],
+    anchor: torch.Tensor,
+    *,
+    thresholds: Sequence[float],
+    sizes: Sequence[int] | None = None,
+    exact_costs: Mapping[int, Callable[..., torch.Tensor]] | None = None,
+    **kwargs: Any,
+) -> dict[tuple[int | None, float], ReferenceEstimate | None]:
+    """The main paper's procedure for every (data size, threshold) pair from one grid walk.
+
+    ``cost`` must offer the ray interface (``volbench.costs.ModelCost``); ``sizes`` are nested
+    landscapes as prefixes of its data (None: the whole data set, key size None). Every ray walks
+    the grid until each question has crossed (or the grid ends), so a smaller landscape's later
+    crossing keeps it going. Decisions within the first-layer path's rounding margin of tau are
+    re-made on the plain path of that landscape's own cost: ``exact_costs[size]`` if given, else
+    ``cost.prefix(size)``, evaluated as the sequential loop evaluates it (no early exit), so every
+    crossing equals ``paper_loop_radii`` on that landscape. Returns ``{(size, threshold):
+    ReferenceEstimate}``, None where the anchor's cost is not below the threshold. Other keyword
+    arguments: as ``reference_log_volume``.
+    """
+    if not getattr(cost, "accepts_rays", False):
+        raise ValueError("reference_log_volume_many needs a cost with the ray interface (volbench.costs.ModelCost)")
+    return _reference_rays(cost, anchor, thresholds=list(thresholds), sizes=sizes, exact_costs=exact_costs,
+                           strict=False, **kwargs)
+
+
+def _reference_rays(cost, anchor, *, thresholds, sizes, exact_costs, strict, n_directions=500, directions=None,
+                    scale=None, coefficients=None, seed=0, device=None, dtype=torch.float32, batch_size=None,
+                    lookahead=1):
+    start = time.perf_counter()
+    if not thresholds:
+        raise ValueError("at least one threshold is needed")
+    thresholds = [_check_threshold(t) for t in thresholds]
+    device, anchor, _, n, K, scale_t, coef, raw = _prepare(
+        cost, anchor, thresholds[0], n_directions, directions, scale, coefficients, seed, device, dtype, check=False)
+    if isinstance(lookahead, bool) or not isinstance(lookahead, int) or lookahead < 1:
+        raise ValueError(f"lookahead must be an int >= 1, got {lookahead!r}")
+    if batch_size is None:
+        batch_size = int(getattr(cost, "max_rays", None) or getattr(cost, "max_batch", None) or 256)
+    batch_size = check_batch_size(batch_size)
+    size_list = cost._check_sizes(sizes)
+    # The anchor's exact costs per size, through the plain path as the loop sees them.
+    plain_cost: dict[int, Any] = {}
+
+    def plain_of(si: int):
+        if si not in plain_cost:
+            size = size_list[si]
+            if exact_costs is not None and size in exact_costs:
+                chosen = exact_costs[size]
+            elif sizes is None:
+                chosen = cost
+            else:
+                chosen = cost.prefix(size)
+            plain_cost[si] = as_batched_cost(chosen, math.inf)  # no early exit: the loop's arithmetic
+        return plain_cost[si]
+
+    c0 = torch.tensor([float(plain_of(si)(anchor.unsqueeze(0))[0]) for si in range(len(size_list))],
+                      dtype=torch.float64)
+    if not bool(torch.isfinite(c0).all()):
+        bad = c0.tolist()
+        raise ValueError(f"the cost at the anchor is {bad[0] if len(bad) == 1 else bad}: the cost function or the "
+                         "minimum is broken")
+    if strict and not float(c0[-1]) < thresholds[0]:
+        raise ValueError(
+            f"the anchor's cost {float(c0[-1]):.6g} is not below the threshold {thresholds[0]:.6g}: the anchor is not "
+            "inside its own basin; train it further or raise the threshold")
+    keys, questions = [], []
+    for si, size in enumerate([None] if sizes is None else size_list):
+        for tau in thresholds:
+            keys.append((size, tau))
+            questions.append(Question(si, tau) if float(c0[si]) < tau else None)
+    asked = [q for q in questions if q is not None]
+    A = len(asked)
+    scale_d = scale_t.to(device=device, dtype=dtype)
+    crossing = torch.full((K, max(A, 1)), -1, dtype=torch.long)
+    raw_norm = torch.empty(K, dtype=torch.float64)
+    n_evals, n_verified = 1, 0
+    evals_per_ray = torch.zeros(K, dtype=torch.long)
+    for s0 in range(0, K, batch_size) if A else ():
+        idx = torch.arange(s0, min(K, s0 + batch_size))
+        g = raw(idx)
+        raw_norm[idx] = row_norms(g).cpu()
+        delta = g.to(device=device, dtype=dtype) * scale_d
+        rays = cost.open_rays(anchor, delta, sizes=size_list)
+
+        def plain(rows, radii, si, delta=delta):
+            # anchor + c * delta, rounded as the loop rounds it (a product, then a sum).
+            params = torch.mul(radii.to(device=device, dtype=dtype).unsqueeze(1), delta[rows.to(device)]).add_(anchor)
+            return plain_of(si)(params).detach().to(torch.float64).cpu()
+
+        out = grid_walk(rays, asked, coef, dtype=dtype, lookahead=lookahead, plain=plain)
+        crossing[idx] = out.crossing
+        n_evals += out.n_evals + out.n_verified
+        n_verified += out.n_verified
+        evals_per_ray[idx] = out.evals_per_ray
+    seconds = time.perf_counter() - start
+    results: dict[tuple[int | None, float], ReferenceEstimate | None] = {}
+    base_config = {
+        "estimator": "volbench.reference_log_volume",
+        "n_directions": K,
+        "directions": "explicit" if directions is not None else "gaussian",
+        "direction_generator": None if directions is not None else DIRECTION_GENERATOR,
+        "scale": "given" if scale is not None else "cost.filter_scale" if hasattr(cost, "filter_scale") else "ones",
+        "grid_points": len(coef),
+        "seed": seed,
+        "device": str(device),
+        "dtype": str(dtype).replace("torch.", ""),
+        "batch_size": batch_size,
+        "lookahead": lookahead,
+        "engine": "rays (first-layer cache)" if getattr(cost, "path", None) == "matmul"
+        and getattr(cost, "first_layer_cache", False) else "rays",
+        "n_verified": n_verified,
+        "torch": torch.__version__,
+        "numpy": np.__version__,  # direction seeds come from numpy's SeedSequence
+        "volbench": __version__,
+    }
+    if A > 1:
+        base_config["walk"] = {"questions": A, "cost_evals": n_evals, "seconds": seconds}
+    shares = [n_evals // A + (1 if i < n_evals % A else 0) for i in range(A)] if A else []
+    a = 0
+    for key, q in zip(keys, questions):
+        if q is None:
+            results[key] = None
+            continue
+        cross = crossing[:, a]
+        dropped = cross < 0
+        kept = ~dropped
+        log_radii = torch.full((K,), math.nan, dtype=torch.float64)
+        log_radii[kept] = torch.log(coef[cross[kept]]) + torch.log(raw_norm[kept])
+        log_lower = torch.full((K,), math.nan, dtype=torch.float64)
+        log_lower[kept] = torch.log(coef[(cross[kept] - 1).clamp(min=0)]) + torch.log(raw_norm[kept])
+        if kept.any():
+            log_volume = float(torch.logsumexp(n * log_radii[kept], dim=0) - math.log(int(kept.sum())))
+        else:
+            log_volume = math.nan
+        config = {**base_config, "threshold": key[1], "anchor_cost": float(c0[q.size_index])}
+        if key[0] is not None:
+            config["landscape_size"] = key[0]
+        results[key] = ReferenceEstimate(
+            log_volume=log_volume, log_radii=log_radii, crossing_index=cross.clone(), dropped=dropped,
+            log_radii_lower=log_lower, n_params=n, n_directions=K,
+            n_cost_evals=shares[a] if A > 1 else n_evals, seconds=seconds / A, config=config,
+            evals_per_ray=evals_per_ray)
+        a += 1
+    return results

@@ -312,7 +312,12 @@ def test_matmul_and_vmap_paths_agree_within_the_documented_tolerance(minimum_and
     est_m, ref_m = both_estimators(matmul, tau, dtype=dtype)
     est_v, ref_v = both_estimators(vmap, tau, dtype=dtype)
     if dtype == torch.float64:
-        assert_identical(est_v, ref_v, est_m, ref_m, "vmap vs matmul (float64)")
+        # The grid decides on "cost > tau" only, which flips only for a cost within ~1e-15 of
+        # tau: identical. The value-based search steers by the costs themselves, which differ by
+        # ~1e-15 between the two kernels, so its radii agree to that rounding, not bit for bit.
+        assert torch.equal(ref_v.crossing_index, ref_m.crossing_index), "grid crossings differ (float64)"
+        assert float((est_v.log_radii - est_m.log_radii).abs().max()) <= 1e-12
+        assert abs(est_v.log_volume - est_m.log_volume) <= est_m.n_params * 1e-12
     else:
         assert float((est_v.log_radii - est_m.log_radii).abs().max()) <= 2 * math.log1p(RTOL)
         assert int((ref_v.crossing_index - ref_m.crossing_index).abs().max()) <= 1

@@ -20,25 +20,50 @@ Example (a ball of radius 2 in 50 dimensions; every ray has radius 2):
 """
 from __future__ import annotations
 
+import inspect
 import math
 import numbers
 import time
-from typing import Any, Callable
+import warnings
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
 
 from .. import __version__
-from .directions import DirectionSampler
-from .measures import (check_prior_mean, describe_prior_mean, gaussian_log_ray_mass, log_unit_ball_volume,
-                       log_unit_sphere_area)
-from .result import VolumeEstimate
+from .directions import DIRECTION_GENERATOR, DirectionSampler, row_norms
+from .measures import (check_prior_mean, describe_prior_mean, gaussian_log_ray_mass_at, gaussian_ray_coefficients,
+                       log_unit_ball_volume, log_unit_sphere_area)
+from .result import CensoredRaysWarning, VolumeEstimate
 from .search import SearchConfig, search_radii
+from .walk import FlatRays, Question, search_walk
 
-__all__ = ["estimate_log_volume", "check_anchor", "as_batched_cost", "default_device", "as_device", "check_seed",
+__all__ = ["estimate_log_volume", "estimate_log_volume_many", "default_rtol", "DEFAULT_RESOLUTION_NATS", "filter_scale_at", "check_anchor", "as_batched_cost", "default_device", "as_device", "check_seed",
            "check_dtype", "check_n_directions", "check_batch_size"]
 
 Cost = Callable[..., torch.Tensor]
+
+
+#: Default target width (nats) of the log V bracket from the radius search alone; see ``default_rtol``.
+DEFAULT_RESOLUTION_NATS = 1.0
+
+
+def default_rtol(n: int, dtype: torch.dtype = torch.float32, resolution_nats: float = DEFAULT_RESOLUTION_NATS) -> float:
+    """The radius tolerance whose log V bracket is ``resolution_nats`` wide in n dimensions.
+
+    Every term of log V is n log r, so radii known to a factor 1 + rtol bound log V within
+    n log(1 + rtol) nats: rtol = expm1(resolution_nats / n). Capped at 1e-3 (small n: each radius
+    still to 0.1%) and floored at 16 ulp of ``dtype`` (below it the evaluated points
+    anchor + r v stop changing with r), where the bracket is then wider than asked.
+
+    >>> round(default_rtol(235_146), 9), default_rtol(10)
+    (4.253e-06, 0.001)
+    """
+    if (isinstance(resolution_nats, bool) or not isinstance(resolution_nats, numbers.Real)
+            or not math.isfinite(resolution_nats) or resolution_nats <= 0):
+        raise ValueError(f"resolution_nats must be a finite positive number of nats, got {resolution_nats!r}")
+    floor = 16 * torch.finfo(dtype).eps
+    return float(min(1e-3, max(floor, math.expm1(resolution_nats / n))))
 
 
 def as_batched_cost(cost: Cost, threshold: float) -> Callable[[torch.Tensor], torch.Tensor]:
@@ -127,8 +152,7 @@ def default_device(cost, anchor, device) -> torch.device:
     return anchor.device if isinstance(anchor, torch.Tensor) else torch.device("cpu")
 
 
-def check_anchor(cost: Cost, anchor: Any, threshold: float, *, device, dtype) -> tuple[torch.Tensor, float]:
-    """Validate anchor and threshold; return the anchor on device/dtype and its cost."""
+def _check_anchor_tensor(anchor: Any) -> torch.Tensor:
     if not isinstance(anchor, torch.Tensor):
         raise TypeError(f"anchor must be a flat torch.Tensor of parameters, got {type(anchor).__name__}")
     if anchor.ndim != 1 or anchor.numel() == 0:
@@ -141,9 +165,13 @@ def check_anchor(cost: Cost, anchor: Any, threshold: float, *, device, dtype) ->
     if not torch.isfinite(anchor).all():
         bad = int((~torch.isfinite(anchor)).sum())
         raise ValueError(f"anchor has {bad} non-finite parameters (NaN/Inf); the minimum is corrupt or diverged")
-    if (isinstance(threshold, bool) or not isinstance(threshold, numbers.Real)
-            or not math.isfinite(threshold) or threshold <= 0):
-        raise ValueError(f"threshold must be a finite positive number (a loss level), got {threshold!r}")
+    return anchor
+
+
+def check_anchor(cost: Cost, anchor: Any, threshold: float, *, device, dtype) -> tuple[torch.Tensor, float]:
+    """Validate anchor and threshold; return the anchor on device/dtype and its cost."""
+    anchor = _check_anchor_tensor(anchor)
+    _check_threshold(threshold)
     anchor = anchor.detach().to(device=device, dtype=dtype)
     c0 = as_batched_cost(cost, threshold)(anchor.unsqueeze(0))
     c0 = float(c0[0])
@@ -157,7 +185,33 @@ def check_anchor(cost: Cost, anchor: Any, threshold: float, *, device, dtype) ->
     return anchor, c0
 
 
-def _resolve_directions(cost, n, directions, preconditioner):
+def filter_scale_at(cost, anchor: torch.Tensor, bias: str) -> torch.Tensor | None:
+    """``cost.filter_scale(bias=...)`` at ``anchor`` (the point the rays start from), or None for a
+    cost without filter scales.
+
+    The weight-row norms must be those of ``anchor``, not of whatever point the cost was built
+    around: a cost whose ``filter_scale`` takes an ``anchor`` argument (``ModelCost``) is asked
+    at ``anchor``; any other raises when its own ``cost.anchor`` differs from ``anchor``.
+    """
+    fn = getattr(cost, "filter_scale", None)
+    if fn is None:
+        return None
+    try:
+        takes_anchor = "anchor" in inspect.signature(fn).parameters
+    except (TypeError, ValueError):  # builtins without a signature
+        takes_anchor = False
+    if takes_anchor:
+        return fn(bias=bias, anchor=anchor)
+    own = getattr(cost, "anchor", None)
+    if not isinstance(own, torch.Tensor) or own.shape != anchor.shape or not torch.equal(
+            own.detach().to("cpu", torch.float64), anchor.detach().to("cpu", torch.float64)):
+        raise ValueError(
+            "the cost's filter_scale() measures weight rows at its own anchor, which differs from the anchor "
+            "given to the estimator; pass the cost's anchor, or give filter_scale an `anchor` argument")
+    return fn(bias=bias)
+
+
+def _resolve_directions(cost, anchor, directions, preconditioner):
     """(explicit tensor or None, preconditioner or None, label) from the user's arguments."""
     if isinstance(directions, torch.Tensor):
         return directions, preconditioner, "explicit"
@@ -166,13 +220,13 @@ def _resolve_directions(cost, n, directions, preconditioner):
     if directions == "filter":
         if preconditioner is not None:
             raise ValueError("directions='filter' builds its own preconditioner; pass preconditioner=None")
-        scale_fn = getattr(cost, "filter_scale", None)
-        if scale_fn is None:
+        scale = filter_scale_at(cost, anchor, "row")
+        if scale is None:
             raise ValueError(
                 "directions='filter' needs a model cost (volbench.costs.ModelCost) that knows the "
                 "layer structure; a plain callable has no weight rows to normalise by"
             )
-        scale = scale_fn(bias="row").detach().to(torch.float64).cpu()
+        scale = scale.detach().to(torch.float64).cpu()
         if (scale <= 0).any():
             raise ValueError("filter normalisation found a weight row of norm zero; cannot scale by it")
         return None, scale, "filter"
@@ -190,7 +244,7 @@ def estimate_log_volume(
     measure: str = "lebesgue",
     prior_std: float | torch.Tensor | None = None,
     prior_mean: float | torch.Tensor | None = None,
-    rtol: float = 1e-3,
+    rtol: float | None = None,
     max_radius: float | None = None,
     seed: int = 0,
     device: torch.device | str | None = None,
@@ -200,35 +254,55 @@ def estimate_log_volume(
     growth: float = 2.0,
     fine_scan: int = 0,
     progress: bool = False,
+    resolution_nats: float = DEFAULT_RESOLUTION_NATS,
+    search: str = "itp",
+    robust: bool = True,
 ) -> VolumeEstimate:
     """Estimate the log-volume of the basin {theta: cost(theta) < threshold} star-shaped around
     ``anchor``.
 
     Args:
-        cost: callable [B, n] -> [B] (see docs/CONTRACTS.md); a ``ModelCost`` adds early exit and
-            filter normalisation.
+        cost: callable [B, n] -> [B] (see docs/CONTRACTS.md); a ``ModelCost`` adds early exit,
+            filter normalisation and the ray interface (first-layer cache).
         anchor: flat [n] parameters of the minimum; its cost must be finite and below threshold.
-        threshold: the basin's cost level tau (> 0).
+        threshold: the basin's cost level tau (> 0). The cost's value (in the dtype it returns)
+            is compared with tau in float64: inside iff ``value < tau``.
         n_directions: K, the number of rays (ignored when ``directions`` is a tensor).
-        directions: "isotropic", "filter" (diagonal preconditioner of weight-row norms, biases
-            scaled with their row, unit determinant), "prior" (Gaussian measure only: rays towards
-            points drawn from the prior, each term the fraction of its ray's prior mass inside the
-            basin; see ``volbench.estimator.prior_rays``) or an explicit [K, n] tensor.
+        directions: "isotropic", "filter" (diagonal preconditioner of weight-row norms at
+            ``anchor``, biases scaled with their row, unit determinant), "prior" (Gaussian measure
+            only: rays towards points drawn from the prior, each term the fraction of its ray's
+            prior mass inside the basin; see ``volbench.estimator.prior_rays``) or an explicit
+            [K, n] tensor.
         preconditioner: None, a positive [n] diagonal or an SPD [n, n] matrix; normalised to unit
             determinant and applied as v = P u with importance weight ||P u||^(-n).
         measure: "lebesgue" (volume) or "gaussian" (mass under N(0, diag(prior_std^2))).
         prior_std: the Gaussian prior's std, a float or an [n] tensor (required for "gaussian").
         prior_mean: the Gaussian's centre, None (the origin, the initialisation prior), a float or
             an [n] tensor (e.g. the anchor itself: a local measure).
-        rtol: relative precision of every radius.
+        rtol: relative precision of every radius: the search stops when the outside radius is
+            within a factor 1 + rtol of the inside one. Default (None): ``default_rtol(n, dtype,
+            resolution_nats)``, so that the log V bracket [from inside radii, from outside radii]
+            is at most ``resolution_nats`` wide (n log(1 + rtol) nats: a fixed rtol of 1e-3 allows
+            235 nats at n = 235,146).
         max_radius: rays still inside at this radius are censored (default 1e3 * max(1, ||anchor||)).
         seed: direction k is drawn from seed (seed, k); recorded in the result.
         device, dtype: where and in which precision the cost is evaluated (default: the cost's
-            device when it has one, e.g. a ModelCost, else the anchor's; float32).
-        batch_size: rays searched together (default: the cost's ``max_batch`` or 256).
+            device when it has one, e.g. a ModelCost, else the anchor's; float32). Directions
+            are drawn there, in ``dtype``.
+        batch_size: rays searched together (default: the cost's ``max_rays`` (ray interface) or
+            ``max_batch``, else 256).
         initial_radius: first radius tried (default 1e-2 * max(1, ||anchor||)).
         growth, fine_scan: bracketing knobs of ``SearchConfig``.
         progress: show a tqdm bar over direction batches.
+        resolution_nats: target width of the log V bracket that sets the default rtol.
+        search: "itp" (default: brackets guided by the cost values, then ITP root-finding on
+            cost - tau; ``walk.search_walk``) or "bisect" (the original bit-only bracketing and
+            bisection, ``search.search_radii``; kept as the benchmarks' baseline).
+        robust: (search="itp") look for hidden exits where the inside costs rise and fall before
+            the first exit (``SearchConfig.robust``).
+
+    Warns (``CensoredRaysWarning``) when some rays are still inside at ``max_radius``: their
+    radii are lower bounds, and at large n one of them can dominate log V.
     """
     if isinstance(directions, str) and directions == "prior":
         from .prior_rays import estimate_prior_directed
@@ -238,38 +312,121 @@ def estimate_log_volume(
             prior_mean=prior_mean, preconditioner=preconditioner, rtol=rtol, max_radius=max_radius, seed=seed,
             device=device, dtype=dtype, batch_size=batch_size, initial_radius=initial_radius, growth=growth,
             fine_scan=fine_scan, progress=progress)
+    results = _estimate(cost, anchor, thresholds=[threshold], sizes=None, strict=True, **dict(
+        n_directions=n_directions, directions=directions, preconditioner=preconditioner, measure=measure,
+        prior_std=prior_std, prior_mean=prior_mean, rtol=rtol, max_radius=max_radius, seed=seed, device=device, dtype=dtype,
+        batch_size=batch_size, initial_radius=initial_radius, growth=growth, fine_scan=fine_scan,
+        progress=progress, resolution_nats=resolution_nats, search=search, robust=robust))
+    return next(iter(results.values()))
+
+
+def estimate_log_volume_many(cost: Cost, anchor: torch.Tensor, *, thresholds: Sequence[float],
+                             sizes: Sequence[int] | None = None, **kwargs: Any) -> dict[tuple[int | None, float],
+                                                                                           VolumeEstimate | None]:
+    """``estimate_log_volume`` for every (data size, threshold) pair from one walk per ray batch.
+
+    ``sizes``: nested landscapes as prefixes of the cost's data (``ModelCost.open_rays``; the
+    data must be in the nested order, as the lab builds it); None = the whole data set (key
+    size None). Every answer uses the same directions; each point evaluated serves every
+    question. Returns ``{(size, threshold): VolumeEstimate}``, with None where the anchor's cost
+    in that landscape is not below the threshold (outside its own basin). ``n_cost_evals`` and
+    ``seconds`` of each estimate are its share of the walk's (``config["walk"]`` has the totals).
+    Other keyword arguments: as ``estimate_log_volume`` (search="itp" only).
+    """
+    return _estimate(cost, anchor, thresholds=list(thresholds), sizes=sizes, strict=False, **kwargs)
+
+
+def _gaussian_std(prior_std, n: int) -> torch.Tensor:
+    if prior_std is None:
+        raise ValueError("measure='gaussian' needs prior_std (a float or an [n] tensor); see volbench.priors")
+    if not isinstance(prior_std, (numbers.Real, torch.Tensor)) or isinstance(prior_std, bool):
+        raise TypeError(f"prior_std must be a positive float or a positive [{n}] tensor, got "
+                        f"{type(prior_std).__name__}")
+    std = torch.as_tensor(prior_std, dtype=torch.float64).cpu()
+    if std.ndim == 0:
+        std = std.expand(n)
+    if std.shape != (n,) or not torch.isfinite(std).all() or (std <= 0).any():
+        raise ValueError(f"prior_std must be a positive float or a positive [{n}] tensor")
+    return std
+
+
+def _anchor_costs(cost, anchor: torch.Tensor, sizes, thresholds, strict: bool, dtype) -> tuple[torch.Tensor, Any]:
+    """Exact costs at the anchor per data size (float64 [S]) and the ray-evaluator factory."""
+    if getattr(cost, "accepts_rays", False):
+        def opener(origin, dirs):
+            return cost.open_rays(origin, dirs, sizes=sizes)
+        c0 = cost.prefix_costs(anchor, sizes)
+    else:
+        if sizes is not None:
+            raise ValueError("sizes (nested data prefixes) need a cost with the ray interface (volbench.costs.ModelCost)")
+        evaluate = as_batched_cost(cost, math.inf)
+        c0 = evaluate(anchor.unsqueeze(0)).detach().to(torch.float64).cpu()
+
+        def opener(origin, dirs):
+            return FlatRays(cost, origin, dirs, check=_check_output)
+    if not bool(torch.isfinite(c0).all()):
+        bad = c0.tolist()
+        raise ValueError(f"the cost at the anchor is {bad[0] if len(bad) == 1 else bad}: the cost function or the "
+                         "minimum is broken")
+    if strict and not float(c0[-1]) < thresholds[0]:
+        raise ValueError(
+            f"the anchor's cost {float(c0[-1]):.6g} is not below the threshold {thresholds[0]:.6g}: the anchor is not "
+            "inside its own basin; train it further or raise the threshold"
+        )
+    return c0, opener
+
+
+def _check_output(out: torch.Tensor, params: torch.Tensor) -> None:
+    if not isinstance(out, torch.Tensor) or out.shape != (params.shape[0],):
+        shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+        raise ValueError(f"cost returned {shape} for a [{params.shape[0]}, {params.shape[1]}] batch; it must "
+                         f"return a [{params.shape[0]}] tensor (one cost per parameter vector)")
+    if out.is_complex():
+        raise TypeError(f"cost returned a {out.dtype} tensor; a cost must be real (a loss value per vector)")
+
+
+def _estimate(cost, anchor, *, thresholds, sizes, strict, n_directions=500, directions="isotropic",
+              preconditioner=None, measure="lebesgue", prior_std=None, prior_mean=None, rtol=None, max_radius=None,
+              seed=0, device=None, dtype=torch.float32, batch_size=None, initial_radius=None, growth=2.0, fine_scan=0,
+              progress=False, resolution_nats=DEFAULT_RESOLUTION_NATS, search="itp", robust=True):
     start = time.perf_counter()
     device = default_device(cost, anchor, device)
     if measure not in ("lebesgue", "gaussian"):
         raise ValueError(f"measure must be 'lebesgue' or 'gaussian', got {measure!r}")
+    if search not in ("itp", "bisect"):
+        raise ValueError(f"search must be 'itp' (value-based) or 'bisect' (bit-only baseline), got {search!r}")
+    if not thresholds:
+        raise ValueError("at least one threshold is needed")
+    for tau in thresholds:
+        _check_threshold(tau)
     seed = check_seed(seed)
     dtype = check_dtype(dtype)
-    anchor, anchor_cost = check_anchor(cost, anchor, threshold, device=device, dtype=dtype)
-    n = anchor.numel()
-    explicit, precond, label = _resolve_directions(cost, n, directions, preconditioner)
-    if explicit is None:
-        K = check_n_directions(n_directions)
+    if search == "bisect":
+        if sizes is not None or len(thresholds) != 1:
+            raise ValueError("search='bisect' answers one threshold on the whole data set; use search='itp'")
+        anchor_t, c0_single = check_anchor(cost, anchor, thresholds[0], device=device, dtype=dtype)
+        c0 = torch.tensor([c0_single], dtype=torch.float64)
+        opener = None
     else:
-        K = explicit.shape[0]
+        anchor_t = _check_anchor_tensor(anchor).detach().to(device=device, dtype=dtype)
+        c0, opener = _anchor_costs(cost, anchor_t, sizes, thresholds, strict, dtype)
+    anchor = anchor_t
+    n = anchor.numel()
+    size_list = None if sizes is None else tuple(getattr(cost, "_check_sizes")(sizes))
+    explicit, precond, label = _resolve_directions(cost, anchor, directions, preconditioner)
+    K = check_n_directions(n_directions) if explicit is None else explicit.shape[0]
     sampler = DirectionSampler(n, seed=seed, preconditioner=precond, explicit=explicit)
-
-    std = None
+    std = mean = None
     if measure == "gaussian":
-        if prior_std is None:
-            raise ValueError("measure='gaussian' needs prior_std (a float or an [n] tensor); see volbench.priors")
-        if not isinstance(prior_std, (numbers.Real, torch.Tensor)) or isinstance(prior_std, bool):
-            raise TypeError(f"prior_std must be a positive float or a positive [{n}] tensor, got "
-                            f"{type(prior_std).__name__}")
-        std = torch.as_tensor(prior_std, dtype=torch.float64).cpu()
-        if std.ndim == 0:
-            std = std.expand(n)
-        if std.shape != (n,) or not torch.isfinite(std).all() or (std <= 0).any():
-            raise ValueError(f"prior_std must be a positive float or a positive [{n}] tensor")
+        std = _gaussian_std(prior_std, n)
         mean = check_prior_mean(prior_mean, n)
-    elif prior_std is not None or prior_mean is not None:
-        raise ValueError("prior_std and prior_mean are only used with measure='gaussian'")
-
-    scale = max(1.0, float(anchor.double().norm()))
+    elif prior_std is not None:
+        raise ValueError("prior_std is only used with measure='gaussian'")
+    elif prior_mean is not None:
+        raise ValueError("prior_mean is only used with measure='gaussian'")
+    if rtol is None:
+        rtol = default_rtol(n, dtype, resolution_nats)
+    scale = max(1.0, float(row_norms(anchor.unsqueeze(0))[0]))
     cfg = SearchConfig(
         rtol=rtol,
         initial_radius=initial_radius if initial_radius is not None else 1e-2 * scale,
@@ -277,14 +434,26 @@ def estimate_log_volume(
         max_radius=max_radius if max_radius is not None else 1e3 * scale,
         min_radius=1e-12 * scale,
         fine_scan=fine_scan,
+        robust=bool(robust),
     )
     if batch_size is None:
-        batch_size = int(getattr(cost, "max_batch", None) or 256)
+        batch_size = int(getattr(cost, "max_rays", None) or getattr(cost, "max_batch", None) or 256)
     batch_size = check_batch_size(batch_size)
-    evaluate = as_batched_cost(cost, threshold)
 
-    lo_all, hi_all, log_norm_all, terms, terms_upper = [], [], [], [], []
+    # Questions: (size index, tau) for every pair whose anchor is inside; None results otherwise.
+    keys, questions = [], []
+    size_keys = [None] if size_list is None else list(size_list)
+    for si, size in enumerate(size_keys):
+        for tau in thresholds:
+            keys.append((size, float(tau)))
+            questions.append(Question(si, float(tau)) if float(c0[si]) < tau else None)
+    asked = [q for q in questions if q is not None]
+    A = len(asked)
+    lo_all, hi_all, log_norm_all, evals_all = [], [], [], []
+    terms, terms_upper = [], []
     n_evals = 1  # the anchor
+    rounds = 0
+    std_d = None if std is None else std.to(device)
     batches = range(0, K, batch_size)
     if progress:
         from tqdm.auto import tqdm
@@ -293,45 +462,44 @@ def estimate_log_volume(
     for start_k in batches:
         idx = torch.arange(start_k, min(K, start_k + batch_size))
         v, log_norm_w = sampler.batch(idx, device=device, dtype=dtype)
-
-        def inside(rows: torch.Tensor, radii: torch.Tensor) -> torch.Tensor:
-            rows_d = rows.to(device)
-            params = anchor + radii.to(device=device, dtype=dtype).unsqueeze(1) * v[rows_d]
-            c = evaluate(params)
-            return (torch.isfinite(c) & (c < threshold)).cpu()
-
-        res = search_radii(inside, len(idx), cfg)
-        n_evals += res.n_evals
-        lo_all.append(res.lo)
-        hi_all.append(res.hi)
+        if search == "bisect":
+            lo, hi, ev = _bisect_batch(cost, anchor, v, thresholds[0], cfg, device, dtype)
+            lo, hi = lo.unsqueeze(1), hi.unsqueeze(1)
+            n_evals += ev
+            evals_all.append(torch.full((len(idx),), -1, dtype=torch.long))
+        elif A:
+            out = search_walk(opener(anchor, v), asked, cfg, dtype=dtype, anchor_values=c0)
+            lo, hi = out.lo, out.hi
+            n_evals += out.n_evals
+            rounds += out.n_rounds
+            evals_all.append(out.evals_per_ray)
+        else:
+            break
+        lo_all.append(lo)
+        hi_all.append(hi)
         log_norm_all.append(log_norm_w)
         if measure == "gaussian":
-            const = log_unit_sphere_area(n) - n * log_norm_w
-            terms.append(gaussian_log_ray_mass(res.lo, v.cpu(), anchor.cpu(), std, mean) + const)
-            terms_upper.append(gaussian_log_ray_mass(res.hi, v.cpu(), anchor.cpu(), std, mean) + const)
-    lo = torch.cat(lo_all)
-    hi = torch.cat(hi_all)
-    log_norm = torch.cat(log_norm_all)
-    log_r = torch.log(lo)
-    if measure == "lebesgue":
-        log_terms = log_unit_ball_volume(n) + n * (log_r - log_norm)
-        log_terms_upper = log_unit_ball_volume(n) + n * (torch.log(hi) - log_norm)
-    else:
-        log_terms = torch.cat(terms)
-        log_terms_upper = torch.cat(terms_upper)
-    log_volume = float(torch.logsumexp(log_terms, dim=0) - math.log(K))
-    censored = torch.isinf(hi)
+            const = (log_unit_sphere_area(n) - n * log_norm_w).unsqueeze(1)
+            # Only the offset from the prior's centre enters the ray's Gaussian integral.
+            coeffs = gaussian_ray_coefficients(v, anchor if mean is None else anchor.double() - mean.to(anchor.device), std_d)
+            terms.append(torch.stack([gaussian_log_ray_mass_at(lo[:, a], coeffs, n) for a in range(lo.shape[1])], 1)
+                         + const)
+            terms_upper.append(torch.stack([gaussian_log_ray_mass_at(hi[:, a], coeffs, n)
+                                            for a in range(hi.shape[1])], 1) + const)
+    seconds = time.perf_counter() - start
     config = {
         "estimator": "volbench.estimate_log_volume",
-        "threshold": float(threshold),
-        "anchor_cost": anchor_cost,
         "n_directions": K,
         "directions": label,
+        "direction_generator": DIRECTION_GENERATOR if explicit is None else None,
         "preconditioner": sampler.describe()["preconditioner"],
         "measure": measure,
         "prior_std": None if std is None else (float(std[0]) if bool((std == std[0]).all()) else "per-parameter"),
         "prior_mean": None if std is None else describe_prior_mean(mean, anchor),
         "rtol": rtol,
+        "resolution_nats": resolution_nats,
+        "search": search,
+        "robust": bool(robust) if search == "itp" else None,
         "initial_radius": cfg.initial_radius,
         "growth": growth,
         "max_radius": cfg.max_radius,
@@ -341,19 +509,76 @@ def estimate_log_volume(
         "dtype": str(dtype).replace("torch.", ""),
         "batch_size": batch_size,
         "torch": torch.__version__,
-        "numpy": np.__version__,  # directions are seeded through numpy's SeedSequence
+        "numpy": np.__version__,  # direction seeds come from numpy's SeedSequence
         "volbench": __version__,
     }
-    return VolumeEstimate(
-        log_volume=log_volume,
-        log_radii=log_r,
-        log_radii_upper=torch.log(hi),
-        censored=censored,
-        log_terms=log_terms,
-        log_terms_upper=log_terms_upper,
-        n_params=n,
-        n_directions=K,
-        n_cost_evals=n_evals,
-        seconds=time.perf_counter() - start,
-        config=config,
-    )
+    results: dict[tuple[int | None, float], VolumeEstimate | None] = {}
+    evals_per_ray = torch.cat(evals_all) if evals_all else torch.zeros(0, dtype=torch.long)
+    if A:
+        lo = torch.cat(lo_all)
+        hi = torch.cat(hi_all)
+        log_norm = torch.cat(log_norm_all)
+        if measure == "gaussian":
+            lt_all, lu_all = torch.cat(terms), torch.cat(terms_upper)
+    if A > 1:
+        config["walk"] = {"questions": A, "cost_evals": n_evals, "seconds": seconds, "rounds": rounds}
+    shares = [n_evals // A + (1 if i < n_evals % A else 0) for i in range(A)] if A else []
+    a = 0
+    for key, q in zip(keys, questions):
+        if q is None:
+            results[key] = None
+            continue
+        log_r = torch.log(lo[:, a])
+        log_u = torch.log(hi[:, a])
+        if measure == "lebesgue":
+            log_terms = log_unit_ball_volume(n) + n * (log_r - log_norm)
+            log_terms_upper = log_unit_ball_volume(n) + n * (log_u - log_norm)
+        else:
+            log_terms, log_terms_upper = lt_all[:, a], lu_all[:, a]
+        censored = torch.isinf(hi[:, a])
+        if bool(censored.any()):
+            n_cens = int(censored.sum())
+            warnings.warn(
+                f"{n_cens} of {K} rays ({n_cens / K:.1%}) are still inside the basin at max_radius={cfg.max_radius:.4g}"
+                f"{'' if key[0] is None else f' (landscape {key[0]}, threshold {key[1]:g})'}: their radii and terms "
+                "are lower bounds, so the estimate is a lower bound, and under the Lebesgue measure at large n such "
+                "rays can dominate it; raise max_radius, or use measure='gaussian' where some directions are "
+                "unbounded", CensoredRaysWarning, stacklevel=3)
+        results[key] = VolumeEstimate(
+            log_volume=float(torch.logsumexp(log_terms, dim=0) - math.log(K)),
+            log_radii=log_r,
+            log_radii_upper=log_u,
+            censored=censored,
+            log_terms=log_terms,
+            log_terms_upper=log_terms_upper,
+            n_params=n,
+            n_directions=K,
+            n_cost_evals=shares[a] if A > 1 else n_evals,
+            seconds=seconds / A,
+            config={**config, "threshold": key[1], "anchor_cost": float(c0[q.size_index]),
+                    **({} if key[0] is None else {"landscape_size": key[0]})},
+            evals_per_ray=evals_per_ray if search == "itp" else None,
+        )
+        a += 1
+    return results
+
+
+def _check_threshold(threshold) -> float:
+    if (isinstance(threshold, bool) or not isinstance(threshold, numbers.Real)
+            or not math.isfinite(threshold) or threshold <= 0):
+        raise ValueError(f"threshold must be a finite positive number (a loss level), got {threshold!r}")
+    return float(threshold)
+
+
+def _bisect_batch(cost, anchor, v, threshold, cfg, device, dtype):
+    """The original search on one batch of directions: (lo, hi, evaluations)."""
+    evaluate = as_batched_cost(cost, threshold)
+
+    def inside(rows: torch.Tensor, radii: torch.Tensor) -> torch.Tensor:
+        rows_d = rows.to(device)
+        params = anchor + radii.to(device=device, dtype=dtype).unsqueeze(1) * v[rows_d]
+        c = evaluate(params).to(torch.float64)  # compare in float64, not with tau rounded to c's dtype
+        return (torch.isfinite(c) & (c < threshold)).cpu()
+
+    res = search_radii(inside, v.shape[0], cfg)
+    return res.lo, res.hi, res.n_evals

@@ -46,8 +46,8 @@ from functools import lru_cache
 import numpy as np
 import torch
 
-__all__ = ["log_unit_ball_volume", "log_unit_sphere_area", "log_J", "gaussian_log_ray_mass", "check_prior_mean",
-           "describe_prior_mean"]
+__all__ = ["log_unit_ball_volume", "log_unit_sphere_area", "log_J", "gaussian_log_ray_mass",
+           "gaussian_ray_coefficients", "gaussian_log_ray_mass_at", "check_prior_mean", "describe_prior_mean"]
 
 
 def log_unit_ball_volume(n: int) -> float:
@@ -132,6 +132,46 @@ def log_J(R: torch.Tensor, beta: torch.Tensor, n: int, *, window_nats: float = 6
     return torch.where(R > 0, out, torch.full_like(out, -math.inf))
 
 
+def gaussian_ray_coefficients(v: torch.Tensor, anchor: torch.Tensor, prior_std: torch.Tensor,
+                              chunk: int = 1 << 16) -> dict[str, torch.Tensor]:
+    """Per-ray coefficients of the Gaussian log-density along ``anchor + t v``: a, beta, d^2 (see
+    the module docstring), float64 ``[b]`` on ``v``'s device.
+
+    Reductions over the n parameters run on ``v``'s device in column chunks accumulated in
+    float64, so no ``[b, n]`` float64 copy is made. d^2 is summed from the perpendicular part
+    itself (a second pass), not as ||z0||^2 - beta^2, which cancels when a ray points at the
+    prior mean.
+    """
+    device = v.device
+    std = prior_std.to(device=device, dtype=torch.float64)
+    if std.ndim == 0:
+        std = std.expand(v.shape[1])
+    a = torch.zeros(v.shape[0], dtype=torch.float64, device=device)
+    bz = torch.zeros_like(a)
+    for lo in range(0, v.shape[1], chunk):
+        vw = v[:, lo:lo + chunk].to(torch.float64) / std[lo:lo + chunk]
+        z0 = anchor[lo:lo + chunk].to(device=device, dtype=torch.float64) / std[lo:lo + chunk]
+        a += (vw * vw).sum(dim=1)
+        bz += vw @ z0
+    ratio = bz / a  # the point of the ray's line nearest the prior mean is at t = -ratio
+    d2 = torch.zeros_like(a)
+    for lo in range(0, v.shape[1], chunk):
+        vw = v[:, lo:lo + chunk].to(torch.float64) / std[lo:lo + chunk]
+        z0 = anchor[lo:lo + chunk].to(device=device, dtype=torch.float64) / std[lo:lo + chunk]
+        perp = z0.unsqueeze(0) - ratio.unsqueeze(1) * vw
+        d2 += (perp * perp).sum(dim=1)
+    n = v.shape[1]
+    log_norm = -0.5 * n * math.log(2 * math.pi) - torch.log(std).sum()
+    return {"a": a.cpu(), "beta": (bz / a.sqrt()).cpu(), "d2": d2.cpu(), "log_norm": float(log_norm)}
+
+
+def gaussian_log_ray_mass_at(radii: torch.Tensor, coeffs: dict[str, torch.Tensor], n: int) -> torch.Tensor:
+    """log int_0^r rho(theta0 + t v) t^(n-1) dt from :func:`gaussian_ray_coefficients` ([b] float64)."""
+    a = coeffs["a"]
+    R = radii.to(torch.float64).cpu() * torch.sqrt(a)
+    return coeffs["log_norm"] - 0.5 * n * torch.log(a) - 0.5 * coeffs["d2"] + log_J(R, coeffs["beta"], n)
+
+
 def gaussian_log_ray_mass(radii: torch.Tensor, v: torch.Tensor, anchor: torch.Tensor,
                           prior_std: torch.Tensor, prior_mean: torch.Tensor | None = None) -> torch.Tensor:
     """log int_0^r rho(theta0 + t v) t^(n-1) dt for each row v of ``v`` (float64, [b]), rho the
@@ -145,22 +185,10 @@ def gaussian_log_ray_mass(radii: torch.Tensor, v: torch.Tensor, anchor: torch.Te
         prior_mean: [n] (or scalar) centre mu of the Gaussian; None is the origin. Only the offset
             theta0 - mu enters (the formulas above with theta0 replaced by theta0 - mu).
     """
-    n = anchor.numel()
-    v = v.to(torch.float64)
     offset = anchor.to(torch.float64)
     if prior_mean is not None:
         offset = offset - torch.as_tensor(prior_mean, dtype=torch.float64, device=offset.device)
-    z0 = (offset / prior_std).reshape(1, -1)  # whitened anchor, relative to the prior's centre
-    vw = v / prior_std  # whitened direction
-    a = (vw * vw).sum(dim=1)
-    sqrt_a = torch.sqrt(a)
-    unit = vw / sqrt_a[:, None]
-    beta = (z0 * unit).sum(dim=1)
-    perp = z0 - beta[:, None] * unit
-    d2 = (perp * perp).sum(dim=1)  # squared distance of the prior mean to the ray's line
-    log_norm = -0.5 * n * math.log(2 * math.pi) - torch.log(prior_std.to(torch.float64)).expand(n).sum()
-    R = radii.to(torch.float64) * sqrt_a
-    return log_norm - 0.5 * n * torch.log(a) - 0.5 * d2 + log_J(R, beta, n)
+    return gaussian_log_ray_mass_at(radii, gaussian_ray_coefficients(v, offset, prior_std), anchor.numel())
 
 
 def check_prior_mean(prior_mean, n: int) -> torch.Tensor | None:

@@ -123,7 +123,7 @@ def log_ray_fractions(radii: torch.Tensor, u: torch.Tensor, anchor: torch.Tensor
 
 def estimate_prior_directed(cost, anchor: torch.Tensor, *, threshold: float, n_directions: int = 500,
                             measure: str = "gaussian", prior_std=None, prior_mean=None, preconditioner=None,
-                            rtol: float = 1e-3, max_radius: float | None = None, seed: int = 0, device=None,
+                            rtol: float | None = None, max_radius: float | None = None, seed: int = 0, device=None,
                             dtype: torch.dtype = torch.float32, batch_size: int | None = None,
                             initial_radius: float | None = None, growth: float = 2.0, fine_scan: int = 0,
                             progress: bool = False) -> VolumeEstimate:

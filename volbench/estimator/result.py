@@ -11,7 +11,11 @@ from typing import Any
 
 import torch
 
-__all__ = ["VolumeEstimate", "ReferenceEstimate"]
+__all__ = ["VolumeEstimate", "ReferenceEstimate", "CensoredRaysWarning"]
+
+
+class CensoredRaysWarning(UserWarning):
+    """Some rays never left the basin before ``max_radius``: their radii are lower bounds."""
 
 _LOG10_E = 1.0 / math.log(10.0)
 
@@ -36,6 +40,8 @@ class VolumeEstimate:
             (``log_radii_upper``; inf if censored): the true term of a ray whose cost is monotone
             between the two lies in [log_terms, log_terms_upper], so ``log_volume_bracket`` bounds
             what the search's resolution (rtol) allows.
+        evals_per_ray: [K] cost evaluations spent on each ray (None for the bit-only search);
+            in a shared walk, all questions' together.
         max_log_term: largest entry of ``log_terms``; for large n the estimate sits close to it.
         ess: effective sample size (sum w)^2 / sum w^2 of the weights exp(log_terms).
         n_params, n_directions, n_cost_evals (parameter vectors evaluated, anchor included),
@@ -53,6 +59,7 @@ class VolumeEstimate:
     seconds: float
     config: dict[str, Any] = field(default_factory=dict)
     log_terms_upper: torch.Tensor | None = None
+    evals_per_ray: torch.Tensor | None = None
 
     @property
     def log10_volume(self) -> float:
@@ -96,7 +103,13 @@ class VolumeEstimate:
             "n_params": self.n_params,
             "n_directions": self.n_directions,
             "n_censored": self.n_censored,
+            "censored_fraction": self.n_censored / self.n_directions if self.n_directions else 0.0,
+            "log_volume_bracket": list(self.log_volume_bracket),
             "n_cost_evals": self.n_cost_evals,
+            "evals_per_ray_mean": float(self.evals_per_ray.double().mean()) if self.evals_per_ray is not None
+            and self.evals_per_ray.numel() else None,
+            "evals_per_ray_max": int(self.evals_per_ray.max()) if self.evals_per_ray is not None
+            and self.evals_per_ray.numel() else None,
             "seconds": self.seconds,
             "log_radius_min": float(r.min()) if r.numel() else float("-inf"),
             "log_radius_mean": float(r.mean()) if r.numel() else float("-inf"),
@@ -122,6 +135,7 @@ class ReferenceEstimate:
             found inside; -inf when that is the anchor), NaN for dropped directions.
         dropped: [K] True where the direction never crossed (excluded from the mean).
         n_params, n_directions, n_cost_evals, seconds, config: as in ``VolumeEstimate``.
+        evals_per_ray: [K] grid points evaluated per direction (ray-interface walk; None otherwise).
     """
 
     log_volume: float
@@ -134,6 +148,7 @@ class ReferenceEstimate:
     seconds: float
     config: dict[str, Any] = field(default_factory=dict)
     log_radii_lower: torch.Tensor | None = None
+    evals_per_ray: torch.Tensor | None = None
 
     @property
     def log_volume_bracket(self) -> tuple[float, float]:

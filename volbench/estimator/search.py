@@ -1,4 +1,8 @@
-"""Batched radius search along many rays at once: geometric bracketing, then bisection.
+"""The radius search's settings, and the bit-only search (bracketing, then bisection).
+
+``search_radii`` below is the estimator's original search, kept as ``search="bisect"`` (the
+benchmarks' baseline): it uses only whether each point is inside. The default search
+(``walk.search_walk``) also uses the cost values.
 
 The basin is the star domain around theta0 where cost < threshold; its radius along a ray is the
 first exit. A cost need not be monotone along a ray (rays of the main paper's 2-D toy basin leave
@@ -42,6 +46,14 @@ class SearchConfig:
     max_radius: rays still inside here are censored (radius kept as a lower bound).
     min_radius: rays already outside here get radius 0.
     fine_scan: evenly spaced points evaluated on (0, hi] after bracketing (0 = off).
+    robust: (value-based search only) where the evaluated inside costs rise and then fall before
+        the first exit, look for a hidden exit at that local maximum (see ``walk.search_walk``).
+    robust_evals: at most this many such points per ray and question (8 locate a smooth
+        maximum by successive parabolic interpolation well below rtol 1e-2).
+    flat_steps: (value-based search only) while the cost along a ray has risen by less than 1%
+        of tau - c0, a growth step may multiply the radius by growth**flat_steps (default 8x
+        instead of 2x): nothing measurable has happened yet, and the default initial radius
+        (1% of ||anchor||) is often two decades below the exit.
     """
 
     rtol: float = 1e-3
@@ -50,6 +62,9 @@ class SearchConfig:
     max_radius: float = 1e3
     min_radius: float = 1e-12
     fine_scan: int = 0
+    robust: bool = True
+    robust_evals: int = 8
+    flat_steps: int = 3
 
     def __post_init__(self):
         for name in ("rtol", "initial_radius", "growth", "max_radius", "min_radius"):
@@ -69,6 +84,10 @@ class SearchConfig:
             )
         if self.fine_scan < 0:
             raise ValueError(f"fine_scan must be >= 0, got {self.fine_scan}")
+        for name in ("robust_evals", "flat_steps"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 0:
+                raise ValueError(f"{name} must be an int >= 0, got {value!r}")
 
 
 @dataclass(frozen=True)
