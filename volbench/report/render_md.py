@@ -43,7 +43,14 @@ def _verdict(result: CaseResult) -> str:
     text = f"**{result.verdict.upper()}**" if result.verdict in ("fail", "error") else result.verdict
     if result.verdict == "pass" and result.outcome in ("failed", "error"):
         text += " (test " + result.outcome + ")"
+    if result.quick:
+        text += " (quick)"
     return text
+
+
+QUICK_NOTE = ("Quick verdicts come from nightly cases run at tiny scale (`--quick`: a few directions, one "
+              "seed, few epochs, small subsets, generated stand-ins for absent data sets): they show that "
+              "each case's code runs, not whether its claim holds, and are never mixed with the verdicts above.")
 
 
 def _anchor(index: int) -> str:
@@ -78,19 +85,25 @@ def render_markdown(
         "## Verdicts",
         "",
     ]
-    rows = []
+    rows, quick_rows = [], []
     for index, r in by_claim(run.results):
-        rows.append([
+        (quick_rows if r.quick else rows).append([
             r.claim, f"[{r.case_id}](#{_anchor(index)})", r.estimator or "-", _verdict(r),
             statistic_text(r) if r.statistic is not None else (r.reason or "-"),
             format_value(r.paper_value), format_seconds(r.seconds), r.device or "-",
         ])
+    header = ["claim", "case", "estimator", "verdict", "statistic (or reason)", "paper", "seconds", "device"]
     if rows:
-        out += _table(["claim", "case", "estimator", "verdict", "statistic (or reason)",
-                       "paper", "seconds", "device"], rows, align="llllllrl")
-    else:
+        out += _table(header, rows, align="llllllrl")
+    elif not quick_rows:
         out.append("No results were recorded.")
+    else:
+        out.append("No full-scale results were recorded; see the quick verdicts below.")
     out.append("")
+    if quick_rows:
+        out += ["## Quick verdicts (code paths at tiny scale, not claims)", "", QUICK_NOTE, ""]
+        out += _table(header, quick_rows, align="llllllrl")
+        out.append("")
     for claim, cases in group_cases(run.results):
         out += [f"## {claim}", ""]
         for case_id, title, members in cases:
