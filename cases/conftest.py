@@ -129,32 +129,40 @@ def _case_data(request):
     if not isinstance(case, Case) or case.skip:
         return
     from volbench.data import fetch
-    from volbench.lab import load_dataset
 
     need = examples_needed(case)
-    for name in case_datasets(case, request.module):
-        if not fetch.fetchable(name):
-            continue  # generated or bundled with a dependency
-        try:
-            if _allow_download(case):
-                fetch.ensure(name, progress=sys.stderr.isatty())
-            elif fetch.status(name).folder is None:
-                cause = "quick mode does not download" if case.quick else \
-                    f"{fetch.OFFLINE_VAR}={os.environ.get(fetch.OFFLINE_VAR)} forbids downloads"
-                pytest.skip(fetch.unavailable_message(name, cause=cause))
-            ds = load_dataset(name)
-            if ds.n_train < need and _allow_download(case):
-                fetch.ensure(name, full=True, progress=sys.stderr.isatty())
-                from volbench.lab import _load_cached
+    bar = _progress_stream() or False  # downloads draw their progress bar on the terminal, past pytest's capture
+    try:
+        for name in case_datasets(case, request.module):
+            if fetch.fetchable(name):  # generated and bundled data sets are always there
+                _check_data(case, name, need, bar)
+    finally:
+        if bar and bar is not sys.__stderr__:
+            bar.close()
 
-                _load_cached.cache_clear()  # the lab's in-process cache still holds the smaller variant
-                ds = load_dataset(name)
-        except DatasetNotFoundError as err:
-            pytest.skip(err.reason)
-        if ds.n_train < need:
-            how = fetch.unavailable_message(name).split(". Get it with ", 1)[-1]
-            pytest.skip(f"{case.tier} landscapes of {case.id} need {need} training examples of {name} but "
-                        f"{ds.variant} (in {ds.source}) has {ds.n_train}; get the full set with {how}")
+
+def _check_data(case: Case, name: str, need: int, bar) -> None:
+    from volbench.data import fetch
+    from volbench.lab import _load_cached, load_dataset
+
+    try:
+        if _allow_download(case):
+            fetch.ensure(name, progress=bar)
+        elif fetch.status(name).folder is None:
+            cause = "quick mode does not download" if case.quick else \
+                f"{fetch.OFFLINE_VAR}={os.environ.get(fetch.OFFLINE_VAR)} forbids downloads"
+            pytest.skip(fetch.unavailable_message(name, cause=cause))
+        ds = load_dataset(name)
+        if ds.n_train < need and _allow_download(case):
+            fetch.ensure(name, full=True, progress=bar)
+            _load_cached.cache_clear()  # the lab's in-process cache still holds the smaller variant
+            ds = load_dataset(name)
+    except DatasetNotFoundError as err:
+        pytest.skip(err.reason)
+    if ds.n_train < need:
+        how = fetch.unavailable_message(name).split(". Get it with ", 1)[-1]
+        pytest.skip(f"{case.tier} landscapes of {case.id} need {need} training examples of {name} but "
+                    f"{ds.variant} (in {ds.source}) has {ds.n_train}; get the full set with {how}")
 
 
 @pytest.hookimpl(wrapper=True)

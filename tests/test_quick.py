@@ -149,3 +149,64 @@ def _html_escaped(text: str) -> str:
     import html
 
     return html.escape(text, quote=True)
+
+
+def test_volbench_run_quick_selects_the_nightly_tier(monkeypatch, tmp_path):
+    from volbench import cli
+
+    seen = {}
+
+    class FakePopen:
+        def __init__(self, cmd, env):
+            seen["cmd"], seen["env"] = cmd, env
+
+        def wait(self):
+            return 0
+
+    monkeypatch.setattr(cli.subprocess, "Popen", FakePopen)
+    monkeypatch.delenv("VOLBENCH_QUICK", raising=False)
+    (tmp_path / "cases").mkdir()
+    assert cli.main(["run", "--cases", str(tmp_path / "cases"), "--quick", "-k", "F3"]) == 0
+    cmd = seen["cmd"]
+    assert cmd[cmd.index("--tier") + 1] == "nightly" and "--quick" in cmd and seen["env"]["VOLBENCH_TIER"] == "nightly"
+
+
+pytest_plugins = ["pytester"]
+
+
+def test_data_missing_inside_a_case_skips_with_the_one_line_reason(pytester):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("volbench_cases_conftest", REPO / "cases" / "conftest.py")
+    plugin = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(plugin)
+    pytester.makepyfile(test_missing='''
+        from volbench.data import DatasetNotFoundError
+
+        def test_reads_cifar():
+            raise DatasetNotFoundError("could not find the cifar10 data set. Folders searched:\\n  - /x",
+                                       dataset="cifar10", reason="cifar10 data set not found. Get it with ...")
+    ''')
+    result = pytester.runpytest("-p", "no:cacheprovider", "-rs", "--volbench-no-report", plugins=[plugin])
+    result.assert_outcomes(skipped=1)
+    result.stdout.fnmatch_lines(["*cifar10 data set not found. Get it with ...*"])
+
+
+def test_a_quick_case_that_breaks_is_reported_as_quick(pytester, tmp_path):
+    pytester.makepyfile(test_breaks='''
+        import pytest
+
+        class Rec:
+            claim, id, title, tier, quick = "F9", "F9-demo[x]", "", "nightly", True
+
+        @pytest.mark.parametrize("case", [pytest.param(Rec(), id="F9-demo[x]", marks=pytest.mark.quick)])
+        def test_case(case, record_case):
+            raise RuntimeError("rotted")
+    ''')
+    pytester.makeini("[pytest]\nmarkers =\n    quick: q\n")
+    result = pytester.runpytest("-p", "no:cacheprovider", "--volbench-report-dir", str(tmp_path / "rep"))
+    result.assert_outcomes(failed=1)
+    run = next(p for p in (tmp_path / "rep").iterdir() if p.is_dir() and p.name != "latest")
+    rows = json.loads((run / "results.json").read_text())["results"]
+    assert [(r["case_id"], r["verdict"], r["quick"]) for r in rows] == [("F9-demo[x]", "error", True)]
+    assert "Quick verdicts" in (run / "report.md").read_text()

@@ -5,8 +5,9 @@ Commands::
     volbench report RUN            re-render report.md + index.html from RUN's results.json
     volbench compare RUN_A RUN_B…  verdict changes and timing ratios across runs / hardware
     volbench env                   print the environment block (--json for JSON)
-    volbench run [--tier T] [-k EXPR] [pytest args…]
-                                   python -m pytest cases/ --tier T (VOLBENCH_TIER=T too)
+    volbench run [--tier T] [-k EXPR] [--quick] [pytest args…]
+                                   python -m pytest cases/ --tier T (VOLBENCH_TIER=T too);
+                                   --quick: the nightly cases at tiny scale
     volbench cache list|du|prune   the store's minima and measurements: which the current code
                                    would reuse, their size, and deleting old or stale ones
     volbench data list             where each data set was found (or how to get it)
@@ -386,7 +387,8 @@ def _cmd_run(args: argparse.Namespace, extra: list[str]) -> int:
     if not cases.exists():
         raise _CliError(f"no case directory {cases.absolute()}; run from the repository root "
                         f"or pass --cases PATH", code=2)
-    tier = args.tier or os.environ.get("VOLBENCH_TIER") or "smoke"
+    quick = "--quick" in extra or os.environ.get("VOLBENCH_QUICK", "") not in ("", "0")
+    tier = args.tier or ("nightly" if quick else os.environ.get("VOLBENCH_TIER") or "smoke")
     if tier not in TIERS:
         raise _CliError(f"VOLBENCH_TIER is {tier!r}; use one of {TIERS}", code=2)
     cmd = [sys.executable, "-m", "pytest", str(cases), "--tier", tier]

@@ -40,7 +40,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 from filelock import FileLock
 from tqdm import tqdm
@@ -121,7 +121,7 @@ def check_reachable(url: str, timeout: float | None = None) -> None:
 
 def download_file(url: str, dest: str | os.PathLike[str], *, sha256: str | None = None,
                   content_sha256: str | None = None, timeout: float = READ_TIMEOUT,
-                  connect_timeout: float | None = None, progress: bool = False) -> Path:
+                  connect_timeout: float | None = None, progress: Any = False) -> Path:
     """Download ``url`` to ``dest`` and check it; return ``dest``.
 
     Args:
@@ -134,7 +134,8 @@ def download_file(url: str, dest: str | os.PathLike[str], *, sha256: str | None 
         timeout: seconds without data before the transfer is abandoned.
         connect_timeout: seconds to reach the server (default ``CONNECT_TIMEOUT``; see
             :func:`check_reachable`).
-        progress: show a tqdm progress bar on stderr (only where stderr is a terminal).
+        progress: show a tqdm progress bar: True on stderr where it is a terminal, or a writable
+            stream to draw it on (the claim cases pass the terminal, which pytest does not capture).
 
     If ``dest`` already exists and matches, nothing is downloaded. On a mismatch the temporary
     file is deleted and ChecksumError names the URL, the expected and the actual checksum;
@@ -179,8 +180,10 @@ def download_file(url: str, dest: str | os.PathLike[str], *, sha256: str | None 
                     received = 0
                     # read1: whatever has arrived (up to 1 MiB), so the file and the bar grow as data comes.
                     read = getattr(response, "read1", response.read)
+                    stream = progress if hasattr(progress, "write") else None
                     with tqdm(total=int(total) if total else None, unit="B", unit_scale=True, desc=dest.name,
-                              disable=None if progress else True, leave=False) as bar:
+                              file=stream, disable=False if stream else (None if progress else True),
+                              leave=False) as bar:
                         while True:
                             try:
                                 chunk = read(_CHUNK)

@@ -196,7 +196,7 @@ def status_all(root: Any = None) -> list[Status]:
 
 # ------------------------------------------------------------------------------------- fetch
 def fetch_idx(family: Any, stems: Sequence[str], *, mirrors: Sequence[str] | None = None,
-              dest_root: str | os.PathLike[str] | None = None, progress: bool = False) -> dict[str, Path]:
+              dest_root: str | os.PathLike[str] | None = None, progress: Any = False) -> dict[str, Path]:
     """Download the IDX ``stems`` of ``family`` (an MNIST-format loader's record, with its known
     checksums) as ``.gz`` into ``<dest_root or the user cache>/<family folder>``, trying
     ``mirrors`` in order; every file checked. Returns {stem: path}."""
@@ -247,7 +247,7 @@ def _safe_members(archive: tarfile.TarFile, top: str) -> list[tarfile.TarInfo]:
     return members
 
 
-def _fetch_cifar10(dest_root: Path, progress: bool) -> Path:
+def _fetch_cifar10(dest_root: Path, progress: Any) -> Path:
     folder = dest_root / "cifar10"
     final = folder / "cifar-10-batches-py"
     archive = download_file(CIFAR10_URL, folder / "cifar-10-python.tar.gz", sha256=CIFAR10_SHA256, progress=progress)
@@ -269,11 +269,12 @@ def _fetch_cifar10(dest_root: Path, progress: bool) -> Path:
     return final
 
 
-def fetch(name: str, *, root: str | os.PathLike[str] | None = None, progress: bool = True,
+def fetch(name: str, *, root: str | os.PathLike[str] | None = None, progress: Any = True,
           mirrors: Sequence[str] | None = None) -> Path:
     """Download data set ``name`` (every file SHA-256 checked, atomic) into ``root`` or the user
     cache, and return the folder the loader will read. Files already there and verified are
-    not downloaded again.
+    not downloaded again. ``progress``: a tqdm bar per file (True: on a terminal's stderr; or a
+    writable stream to draw it on; False: none).
 
     Raises FetchError (a DatasetNotFoundError) when ``VOLBENCH_OFFLINE`` is set, when the server
     cannot be reached, or for data sets without a download; ChecksumError when no mirror served
@@ -310,7 +311,7 @@ def fetch(name: str, *, root: str | os.PathLike[str] | None = None, progress: bo
                          reason=unavailable_message(name, cause=f"download failed ({e})")) from e
 
 
-def ensure(name: str, *, root: Any = None, full: bool = False, progress: bool = True) -> Status:
+def ensure(name: str, *, root: Any = None, full: bool = False, progress: Any = True) -> Status:
     """The data set's :func:`status`, fetching it first when it is missing (or only its 10k
     variant is there and ``full``) and downloads are allowed. Raises DatasetNotFoundError whose
     ``reason`` is one line (which files to put where) when it stays unavailable; a checksum
