@@ -210,3 +210,32 @@ def test_a_quick_case_that_breaks_is_reported_as_quick(pytester, tmp_path):
     rows = json.loads((run / "results.json").read_text())["results"]
     assert [(r["case_id"], r["verdict"], r["quick"]) for r in rows] == [("F9-demo[x]", "error", True)]
     assert "Quick verdicts" in (run / "report.md").read_text()
+
+
+def test_nightly_cases_show_progress(pytester, monkeypatch):
+    cases = REPO / "cases"
+    pytester.makeconftest(f'''
+        import importlib.util, sys
+        sys.path.insert(0, {str(cases)!r})
+        spec = importlib.util.spec_from_file_location("cases_conftest_under_test", {str(cases / "conftest.py")!r})
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        _nightly_progress = module._nightly_progress
+    ''')
+    pytester.makepyfile(test_long='''
+        import time
+        import pytest
+        from _support import Case
+
+        @pytest.mark.parametrize("case", [Case("X1", "demo", "toy", "nightly", {}).param()])
+        def test_long(case):
+            time.sleep(1.5)
+    ''')
+    monkeypatch.setenv("VOLBENCH_PROGRESS", "stderr")
+    monkeypatch.setenv("VOLBENCH_PROGRESS_SECONDS", "0.3")
+    result = pytester.runpytest_subprocess("-s", "-p", "no:cacheprovider", "--volbench-no-report")
+    result.assert_outcomes(passed=1)
+    err = result.stderr.str()
+    assert "[volbench nightly] X1-demo[toy]: started" in err
+    assert "trained 0 minima" in err and "computed 0 measurements" in err, "a line while it runs"
+    assert "X1-demo[toy]: finished after" in err

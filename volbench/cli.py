@@ -363,8 +363,13 @@ def _cmd_data(args: argparse.Namespace) -> int:
     if args.data_command == "list":
         rows = []
         for status in vfetch.status_all(root=args.root):
-            rows.append([status.name, status.variant or "-", str(status.folder) if status.folder else "missing",
-                         status.note])
+            if status.folder is not None:
+                where, note = str(status.folder), status.note
+            elif status.variant is not None:  # generated, or shipped inside a dependency
+                where, note = status.note, ""
+            else:
+                where, note = "missing", status.note
+            rows.append([status.name, status.variant or "-", where, note])
         print(_render_table(["data set", "variant", "found in", "note"], rows, markdown=False))
         return 0
     bad = 0

@@ -5,9 +5,9 @@ Cached minima and measurements are keyed by their configuration *and* by what pr
 models, the data loaders, the estimator, the reference procedure or the costs makes the next run
 recompute, while a run of unchanged code reuses everything.
 
-The digest of a source entry is the SHA-256 of its abstract syntax tree with docstrings removed
-(``ast.dump`` without line numbers): edits to comments, docstrings and layout do not change it;
-any change to what the code does does. An entry is a module (``"volbench.train"``), a package
+The digest of a source entry is the SHA-256 of its abstract syntax tree with docstrings and the
+messages of raised errors removed (``ast.dump`` without line numbers): edits to comments,
+docstrings, error messages and layout do not change it; any change to what the code computes does. An entry is a module (``"volbench.train"``), a package
 (``"volbench.estimator"``: every ``.py`` file in it, by relative path), or one top-level function
 or class of a module (``"volbench.lab:training_batch"``), so a module that mixes computing code
 with bookkeeping (the lab: measurement caching, the ledger) contributes only its computing parts.
@@ -78,12 +78,21 @@ MEASUREMENT_SOURCES: tuple[str, ...] = (
 
 
 def _strip_docstrings(tree: ast.AST) -> ast.AST:
+    """Remove what cannot change a result: docstrings, and the messages of raised errors and
+    failed assertions (a result that was produced went through no ``raise``; the exception's type
+    is kept, since it decides which handler runs)."""
     for node in ast.walk(tree):
         if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
             body = node.body
             if body and isinstance(body[0], ast.Expr) and isinstance(getattr(body[0], "value", None), ast.Constant) \
                     and isinstance(body[0].value.value, str):
                 node.body = body[1:] or [ast.Pass()]
+        elif isinstance(node, ast.Raise):
+            if isinstance(node.exc, ast.Call):
+                node.exc = node.exc.func
+            node.cause = None
+        elif isinstance(node, ast.Assert):
+            node.msg = None
     return tree
 
 

@@ -118,6 +118,13 @@ _FASHION = _IdxFamily(
 IDX_FAMILIES: Mapping[str, _IdxFamily] = MappingProxyType({"mnist": _MNIST, "fashion_mnist": _FASHION})
 
 
+def _one_line(name: str) -> str:
+    """The one-line reason of a missing data set (how to get it, where its files go)."""
+    from .fetch import unavailable_message  # the download catalogue; kept out of the reading code
+
+    return unavailable_message(name)
+
+
 def synthetic_marker(folder: Path) -> dict[str, Any] | None:
     """The record of a folder of generated fixtures (``SYNTHETIC_MARKER``), or None for real data."""
     path = Path(folder) / SYNTHETIC_MARKER
@@ -226,7 +233,7 @@ def _load_idx_family(family: _IdxFamily, *, root: Any, seed: int, variant: str, 
     if hit is None:
         _, searched = _locations(family, root)
         raise DatasetNotFoundError(not_found_message(family.name, searched, _layout(family), download_hint=True),
-                                   dataset=family.name)
+                                   dataset=family.name, reason=_one_line(family.name))
     kind, paths = hit
     files = {stem: read_idx(p) for stem, p in paths.items()}
     marker = synthetic_marker(next(iter(paths.values())).parent)
@@ -368,7 +375,7 @@ def load_cifar10(*, root: Any = None, seed: int = 0) -> Dataset:
         layout = (f"  {' or '.join(s + '/' for s in _CIFAR_SUBDIRS)} holding "
                   f"{', '.join(_CIFAR_FILES)} (the python version of CIFAR-10, as extracted from cifar-10-python.tar.gz)")
         raise DatasetNotFoundError(not_found_message("cifar10", candidates, layout, download_hint=False),
-                                   dataset="cifar10")
+                                   dataset="cifar10", reason=_one_line("cifar10"))
     parts = [_read_cifar_batch(folder / f) for f in _CIFAR_FILES]
     marker = synthetic_marker(folder)
     train_x = np.concatenate([p[0] for p in parts[:-1]])
@@ -443,7 +450,8 @@ def load_svhn(*, root: Any = None, seed: int = 0) -> Dataset:
     folder, candidates = _find_svhn(root)
     if folder is None:
         layout = "  svhn/, SVHN/ or the root itself holding train_32x32.mat and test_32x32.mat (cropped digits)"
-        raise DatasetNotFoundError(not_found_message("svhn", candidates, layout, download_hint=False), dataset="svhn")
+        raise DatasetNotFoundError(not_found_message("svhn", candidates, layout, download_hint=False), dataset="svhn",
+                                   reason=_one_line("svhn"))
     marker = synthetic_marker(folder)
     (train_x, train_y, h_train), (test_x, test_y, h_test) = (_read_svhn(folder / f) for f in _SVHN_FILES)
 
