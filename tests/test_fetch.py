@@ -214,7 +214,7 @@ def test_killed_download_leaves_no_file_and_the_next_one_cleans_up(server, tmp_p
     (served / "slow.bin").write_bytes(data)
     dest = tmp_path / "out" / "slow.bin"
     child = subprocess.Popen([sys.executable, "-c", _KILLED, url + "slow/slow.bin", str(dest), _sha(data)])
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + 240  # the child imports torch first: slow on a busy machine
     while not list(dest.parent.glob(".slow.bin.*.part")) or list(dest.parent.glob(".slow.bin.*.part"))[0].stat().st_size < 2048:
         assert time.monotonic() < deadline and child.poll() is None, "the download should be under way"
         time.sleep(0.05)
