@@ -29,6 +29,7 @@ class Case:
     skip: str = ""  # a measured reason why this tier cannot decide the claim
     title: str = ""
     quick: bool = False  # nightly code path at tiny scale (--quick): verdicts are marked, never mixed
+    quick_changes: Mapping[str, Any] = field(default_factory=dict)  # {param: [nightly value, quick value]}
 
     @property
     def id(self) -> str:
@@ -41,12 +42,155 @@ class Case:
         return self.params.get(key, default)
 
     def param(self):
+        # Nightly cases carry no gpu mark: a GPU makes them fast, not possible (they run on a CPU
+        # given time, and at tiny scale with --quick).
         marks = [getattr(pytest.mark, self.tier)]
-        if self.tier == "nightly":
-            marks.append(pytest.mark.gpu)
+        if self.quick:
+            marks.append(pytest.mark.quick)
         if self.skip:
             marks.append(pytest.mark.skip(reason=self.skip))
         return pytest.param(self, id=self.id, marks=marks)
+
+
+# ----------------------------------------------------------------------------- quick mode
+# ``--quick`` (or VOLBENCH_QUICK=1) runs every nightly case's own code path at tiny scale on the
+# CPU: its parameters go through :func:`quick_params` (generic rules by parameter name, below),
+# then through the case module's optional ``QUICK = {test_name: {param: value}}`` table. The
+# numbers say "runs", never "reproduces": quick verdicts are marked quick and reported apart.
+QUICK_DIRECTIONS = 4        # directions per measurement (K, K_inv, sweep_K): a measurement of the 1.7M-parameter
+                            # CIFAR MLP costs ~100 grid evaluations per direction, so this sets the quick tier's time
+QUICK_DIRECTIONS_SMALL = 2  # K_small (E2 compares orderings at few vs many directions)
+QUICK_DIRECTIONS_E3 = 8     # K_e3: E3 compares direction batches of 5 against all, so it needs more than 5
+QUICK_EPOCHS = 60           # full-batch AdamW epochs: the MLPs fit a few hundred synthetic examples below tau
+QUICK_SIZES = 3             # landscape sizes kept: the smallest and two doublings (capped by the nightly sizes)
+QUICK_SWEEP = 3             # other swept values kept: first, middle, last
+QUICK_REPEATS = 20          # Monte Carlo repeats (S1, S3): a t-interval needs a handful
+QUICK_SAMPLES = 10_000      # Monte Carlo samples (S9) and sampled networks (Z4: n_samples)
+QUICK_N = 20                # dimension of the quadratic toy basins (S1, S3, S4, S8)
+QUICK_NS = 100              # largest dimension kept in a dimension sweep (S2, S9: ns)
+QUICK_S_SIZE, QUICK_E_SIZE = 50, 100  # Zhang's S (n_train) and E (n_test)
+QUICK_MIN_BATCH = 8         # smallest minibatch kept when batch sizes are scaled down (F9)
+QUICK_SHARP_EPOCHS, QUICK_SHARP_ITER = 2, 5  # sharpness ascent (SGD epochs; L-BFGS-B iterations)
+QUICK_RESTARTS, QUICK_FUNCTIONS, QUICK_MIN_COUNT = 2, 4, 2
+
+
+def _sweep(values: Sequence, keep: int = QUICK_SWEEP) -> tuple:
+    """First, middle and last of a sweep (order kept)."""
+    values = tuple(values)
+    if len(values) <= keep:
+        return values
+    idx = sorted({round(i * (len(values) - 1) / (keep - 1)) for i in range(keep)})
+    return tuple(values[i] for i in idx)
+
+
+def _scale_counts(values: Sequence[int], factor: float, minimum: int = 1) -> tuple[int, ...]:
+    """Each count times ``factor`` (0 stays 0, others at least ``minimum``), duplicates dropped."""
+    out: list[int] = []
+    for v in values:
+        w = 0 if v == 0 else max(minimum, round(v * factor))
+        if w not in out:
+            out.append(w)
+    return tuple(out)
+
+
+def quick_params(params: Mapping[str, Any], overrides: Mapping[str, Any] | None = None) -> tuple[dict, dict]:
+    """``(quick params, {param: [nightly value, quick value]})`` for a nightly case's params.
+
+    Rules by name (values not named here are kept; ``overrides`` are applied last):
+
+    * ``seeds`` -> the first; ``K``/``K_inv``/``sweep_K`` <= 4, ``K_e3`` <= 8, ``K_small`` <= 2,
+      ``Ks`` scaled so the largest is 4; ``epochs`` <= 60; ``repeats`` <= 20; ``samples``,
+      ``n_samples`` <= 10,000; ``n`` <= 20; ``ns`` <= 100 (at least the first two);
+      ``n_functions`` <= 4, ``min_count`` <= 2, ``restarts`` <= 2; ``sharp`` ascent: ``epochs`` <= 2,
+      ``max_iter`` <= 5;
+    * ``sizes`` -> the smallest and two doublings (capped by the nightly sizes); ``size`` and
+      ``base_size`` capped by the largest of those; counts drawn relative to them scale with them:
+      ``poison`` and ``n_extra`` with ``base_size``, ``batches`` with ``size`` (at least 8);
+    * Zhang's ``n_train`` <= 50 and ``n_test`` <= 100, ``attack`` scaled with ``n_train``;
+    * ``checkpoints`` -> first, middle, last, scaled with ``epochs`` (or so the last is <= 60
+      epochs where the case has no ``epochs``); other sweeps (``poison``, ``batches``, ``attack``,
+      ``cutoffs``, ``eps``, ``eps_sweep``, ``s_values``, ``b_values``) keep first, middle, last.
+
+    Example:
+        >>> p, changed = quick_params({"sizes": (60, 600, 6000, 60000), "base": 60, "seeds": (0, 1),
+        ...                            "base_size": 6000, "poison": (0, 180, 600, 2000, 6000), "tau": 0.1})
+        >>> p["sizes"], p["seeds"], p["base_size"], p["poison"], "tau" in changed
+        ((60, 120, 240), (0,), 240, (0, 24, 240), False)
+    """
+    p = dict(params)
+
+    def cap(key: str, limit: int) -> None:
+        if isinstance(p.get(key), int) and not isinstance(p[key], bool):
+            p[key] = min(p[key], limit)
+
+    if isinstance(p.get("seeds"), (tuple, list)) and p["seeds"]:
+        p["seeds"] = tuple(p["seeds"][:1])
+    for key in ("K", "K_inv", "sweep_K"):
+        cap(key, QUICK_DIRECTIONS)
+    cap("K_e3", QUICK_DIRECTIONS_E3)
+    cap("K_small", QUICK_DIRECTIONS_SMALL)
+    if isinstance(p.get("Ks"), (tuple, list)) and p["Ks"]:
+        p["Ks"] = _sweep(_scale_counts(sorted(p["Ks"]), QUICK_DIRECTIONS / max(p["Ks"]), minimum=2))
+    epoch_factor = None
+    if isinstance(p.get("epochs"), int) and p["epochs"] > QUICK_EPOCHS:
+        epoch_factor = QUICK_EPOCHS / p["epochs"]
+        p["epochs"] = QUICK_EPOCHS
+    for key, limit in (("repeats", QUICK_REPEATS), ("samples", QUICK_SAMPLES), ("n_samples", QUICK_SAMPLES),
+                       ("n", QUICK_N), ("n_functions", QUICK_FUNCTIONS), ("min_count", QUICK_MIN_COUNT),
+                       ("restarts", QUICK_RESTARTS)):
+        cap(key, limit)
+    if isinstance(p.get("ns"), (tuple, list)) and p["ns"]:
+        small = tuple(v for v in p["ns"] if v <= QUICK_NS)
+        p["ns"] = small if len(small) >= 2 else tuple(p["ns"][:2])
+    if isinstance(p.get("sharp"), Mapping):
+        sharp = dict(p["sharp"])
+        for key, limit in (("epochs", QUICK_SHARP_EPOCHS), ("max_iter", QUICK_SHARP_ITER)):
+            if isinstance(sharp.get(key), int):
+                sharp[key] = min(sharp[key], limit)
+        p["sharp"] = sharp
+    # Data sizes and the counts drawn relative to them.
+    largest = None
+    if isinstance(p.get("sizes"), (tuple, list)) and p["sizes"]:
+        old = tuple(p["sizes"])
+        new = [old[0]] + [min(old[i], old[0] * 2 ** i) for i in range(1, min(len(old), QUICK_SIZES))]
+        p["sizes"] = tuple(new)
+        largest = new[-1]
+    factors = {}
+    for key in ("size", "base_size"):
+        if isinstance(p.get(key), int) and largest is not None and p[key] > largest:
+            factors[key] = largest / p[key]
+            p[key] = largest
+    if isinstance(p.get("poison"), (tuple, list)):
+        p["poison"] = _sweep(_scale_counts(p["poison"], factors.get("base_size", 1.0)))
+    if isinstance(p.get("n_extra"), int):
+        p["n_extra"] = max(1, round(p["n_extra"] * factors.get("base_size", 1.0)))
+    if isinstance(p.get("batches"), (tuple, list)):
+        p["batches"] = _sweep(_scale_counts(p["batches"], factors.get("size", 1.0), minimum=QUICK_MIN_BATCH))
+    if isinstance(p.get("n_train"), int) and p["n_train"] > QUICK_S_SIZE:
+        factors["n_train"] = QUICK_S_SIZE / p["n_train"]
+        p["n_train"] = QUICK_S_SIZE
+    cap("n_test", QUICK_E_SIZE)
+    if isinstance(p.get("attack"), (tuple, list)):
+        p["attack"] = _sweep(_scale_counts(p["attack"], factors.get("n_train", 1.0)))
+    if isinstance(p.get("checkpoints"), (tuple, list)) and p["checkpoints"]:
+        ck = _sweep(p["checkpoints"])
+        factor = epoch_factor if epoch_factor is not None else (
+            QUICK_EPOCHS / max(ck) if "epochs" not in p and max(ck) > QUICK_EPOCHS else 1.0)
+        p["checkpoints"] = _scale_counts(ck, factor) if factor != 1.0 else ck
+    for key in ("cutoffs", "eps", "eps_sweep", "s_values", "b_values"):
+        if isinstance(p.get(key), (tuple, list)):
+            p[key] = _sweep(p[key])
+    p.update(overrides or {})
+    changes = {k: [params.get(k), v] for k, v in p.items() if k not in params or params[k] != v}
+    return p, changes
+
+
+def quick_case(case: Case, overrides: Mapping[str, Any] | None = None) -> Case:
+    """The quick twin of a nightly ``case``: same id and code path, tiny parameters, ``quick=True``."""
+    if case.tier != "nightly":
+        raise ValueError(f"{case.id}: only nightly cases have a quick twin (this one is {case.tier})")
+    params, changes = quick_params(case.params, overrides)
+    return replace(case, params=params, quick=True, quick_changes=changes)
 
 
 def smoke_and_nightly(titles: Mapping[str, str], claim: str, slug: str, setting: str, smoke: Mapping[str, Any],
@@ -174,6 +318,8 @@ def finish(record_case, case: Case, estimator: str, *, started: Clock | float, d
     if verdict in ("inconclusive", "skip", "error") and not reason:
         reason = "the interval of the statistic straddles the rule's boundary at this scale"
     timing = timing_since(started)
+    if case.quick:  # what was shrunk, so a quick record says at which scale it ran
+        numbers = {**dict(numbers or {}), "quick_scale": {k: list(v) for k, v in case.quick_changes.items()}}
     result = CaseResult(
         claim=case.claim, case_id=case.id, verdict=verdict, estimator=estimator, title=case.title,
         tier=case.tier, statistic=statistic, rule=rule, paper_value=paper_value,

@@ -14,8 +14,13 @@ Commands::
                                    write RUN's smoke verdicts into cases/baseline/smoke.json, or list
                                    those that moved against it
     volbench env                   print the environment block (--json for JSON)
-    volbench run [--tier T] [-k EXPR] [pytest args…]
-                                   python -m pytest cases/ --tier T (VOLBENCH_TIER=T too)
+    volbench run [--tier T] [-k EXPR] [--quick] [pytest args…]
+                                   python -m pytest cases/ --tier T (VOLBENCH_TIER=T too);
+                                   --quick: the nightly cases at tiny scale
+    volbench cache list|du|prune   the store's minima and measurements: which the current code
+                                   would reuse, their size, and deleting old or stale ones
+    volbench data list             where each data set was found (or how to get it)
+    volbench data fetch NAME…      download data sets (SHA-256 checked) into the user cache
 
 RUN is a run directory, its results.json, a run id under the report root, or ``latest``. The
 report root is ``--report-dir``, else ``$VOLBENCH_REPORT_DIR``, else ``./reports``.
@@ -133,6 +138,38 @@ def build_parser() -> argparse.ArgumentParser:
                    help="only cases matching this pytest -k expression")
     p.add_argument("--cases", metavar="PATH", default="cases",
                    help="the case directory (default: ./cases)")
+
+    p = sub.add_parser("cache", help="list, size and prune the store of minima and measurements",
+                       description="The store is $VOLBENCH_STORE (default ~/.cache/volbench/minima). An entry "
+                                   "is current when the installed code would produce and reuse it; code changes "
+                                   "to training, models, data loaders, estimator, reference or costs make "
+                                   "older entries stale.")
+    cache = p.add_subparsers(dest="cache_command", metavar="ACTION")
+    for name, text in (("list", "every entry: kind, key, age, size, status"),
+                       ("du", "disk use per kind, current versus stale"),
+                       ("prune", "delete entries older than N days and/or stale ones (never one another "
+                                 "process holds the lock of)")):
+        q = cache.add_parser(name, help=text)
+        q.add_argument("--store", metavar="DIR", default=None,
+                       help="the store folder (default: $VOLBENCH_STORE or ~/.cache/volbench/minima)")
+        if name == "list":
+            q.add_argument("--stale", action="store_true", help="only entries the current code would not reuse")
+        if name == "prune":
+            q.add_argument("--older-than", metavar="DAYS", type=float, default=None,
+                           help="delete entries written more than DAYS days ago")
+            q.add_argument("--stale", action="store_true",
+                           help="delete entries the current code would not reuse, and leftovers")
+            q.add_argument("--dry-run", action="store_true", help="say what would be deleted; delete nothing")
+
+    p = sub.add_parser("data", help="where the data sets are, and fetching them")
+    data = p.add_subparsers(dest="data_command", metavar="ACTION")
+    q = data.add_parser("list", help="each data set: where it was found and which variant, or how to get it")
+    q.add_argument("--root", metavar="DIR", action="append", default=None,
+                   help="a data root searched first (repeatable), as load(root=...)")
+    q = data.add_parser("fetch", help="download data sets into the user cache, checking SHA-256")
+    q.add_argument("names", metavar="NAME", nargs="+", help="data set names (volbench data list shows them)")
+    q.add_argument("--root", metavar="DIR", default=None,
+                   help="download into this data root instead of the user cache")
     return parser
 
 
@@ -177,6 +214,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _cmd_env(args)
         if args.command == "baseline":
             return _cmd_baseline(args)
+        if args.command == "cache":
+            return _cmd_cache(args)
+        if args.command == "data":
+            return _cmd_data(args)
         return _cmd_run(args, extra)
     except _CliError as exc:
         print(f"{_PROG}: error: {exc}", file=sys.stderr)
@@ -453,6 +494,102 @@ def _cmd_env(args: argparse.Namespace) -> int:
     return 0
 
 
+# --------------------------------------------------------------------------- cache
+
+
+def _bytes(n: int) -> str:
+    for unit in ("B", "kB", "MB", "GB"):
+        if n < 1000 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000.0
+    return f"{n:.1f} GB"  # pragma: no cover
+
+
+def _cmd_cache(args: argparse.Namespace) -> int:
+    from .cache import entries, prune, summarise
+    from .store import default_root
+
+    if args.cache_command is None:
+        raise _CliError("say what to do: volbench cache list | du | prune", code=2)
+    root = Path(args.store).expanduser() if args.store else default_root()
+    if not root.exists():
+        print(f"store {root}: empty (the folder does not exist)")
+        return 0
+    if not root.is_dir():
+        raise _CliError(f"store {root} is not a folder; pass --store DIR or set VOLBENCH_STORE")
+    found = entries(root)
+    if args.cache_command == "list":
+        shown = [e for e in found if not (args.stale and e.current)]
+        rows = [["kind", "key", "age", "size", "status", "what"]]
+        for e in shown:
+            rows.append([e.kind, e.key[:12], f"{e.age_days():.1f} d", _bytes(e.bytes),
+                         "current" if e.current else f"stale: {e.why}", e.label])
+        print(f"store {root}: {len(found)} entries, {_bytes(sum(e.bytes for e in found))}")
+        if len(rows) > 1:
+            print(_render_table(rows[0], rows[1:], markdown=False))
+        return 0
+    if args.cache_command == "du":
+        print(f"store {root}")
+        rows = [[r["kind"], str(r["entries"]), _bytes(r["bytes"]), f"{r['current']} ({_bytes(r['current_bytes'])})",
+                 f"{r['stale']} ({_bytes(r['stale_bytes'])})"] for r in summarise(found)]
+        total = sum(e.bytes for e in found)
+        stale = sum(e.bytes for e in found if not e.current)
+        rows.append(["total", str(len(found)), _bytes(total), "", _bytes(stale)])
+        print(_render_table(["kind", "entries", "size", "current", "stale"], rows, markdown=False))
+        if stale:
+            print(f"reclaim {_bytes(stale)} with: volbench cache prune --stale"
+                  + (f" --store {shlex.quote(str(root))}" if args.store else ""))
+        return 0
+    if args.older_than is None and not args.stale:
+        raise _CliError("say what to prune: --older-than DAYS and/or --stale (add --dry-run to look first)", code=2)
+    try:
+        report = prune(root, older_than_days=args.older_than, stale=args.stale, dry_run=args.dry_run, found=found)
+    except ValueError as exc:
+        raise _CliError(str(exc), code=2) from None
+    verb = "would delete" if report.dry_run else "deleted"
+    for e in report.deleted:
+        print(f"{verb} {e.kind} {e.key[:12]} ({_bytes(e.bytes)}): {e.label}")
+    for e in report.locked:
+        print(f"kept {e.kind} {e.key[:12]}: another process holds its lock (in use)")
+    for e, why in report.failed:
+        print(f"could not delete {e.kind} {e.key[:12]} at {e.path}: {why}", file=sys.stderr)
+    print(f"{verb} {len(report.deleted)} entries, {_bytes(report.freed_bytes)}; kept {len(report.locked)} locked, "
+          f"{len(found) - len(report.deleted) - len(report.locked) - len(report.failed)} not selected")
+    return 1 if report.failed else 0
+
+
+# --------------------------------------------------------------------------- data
+
+
+def _cmd_data(args: argparse.Namespace) -> int:
+    from .data import fetch as vfetch
+
+    if args.data_command is None:
+        raise _CliError("say what to do: volbench data list | fetch NAME", code=2)
+    if args.data_command == "list":
+        rows = []
+        for status in vfetch.status_all(root=args.root):
+            if status.folder is not None:
+                where, note = str(status.folder), status.note
+            elif status.variant is not None:  # generated, or shipped inside a dependency
+                where, note = status.note, ""
+            else:
+                where, note = "missing", status.note
+            rows.append([status.name, status.variant or "-", where, note])
+        print(_render_table(["data set", "variant", "found in", "note"], rows, markdown=False))
+        return 0
+    bad = 0
+    for name in args.names:
+        try:
+            folder = vfetch.fetch(name, root=args.root, progress=sys.stderr.isatty())
+        except vfetch.FetchError as exc:
+            print(f"{_PROG}: error: {exc}", file=sys.stderr)
+            bad += 1
+            continue
+        print(f"{name}: {folder}")
+    return 1 if bad else 0
+
+
 # --------------------------------------------------------------------------- run
 
 
@@ -461,7 +598,8 @@ def _cmd_run(args: argparse.Namespace, extra: list[str]) -> int:
     if not cases.exists():
         raise _CliError(f"no case directory {cases.absolute()}; run from the repository root "
                         f"or pass --cases PATH", code=2)
-    tier = args.tier or os.environ.get("VOLBENCH_TIER") or "smoke"
+    quick = "--quick" in extra or os.environ.get("VOLBENCH_QUICK", "") not in ("", "0")
+    tier = args.tier or ("nightly" if quick else os.environ.get("VOLBENCH_TIER") or "smoke")
     if tier not in TIERS:
         raise _CliError(f"VOLBENCH_TIER is {tier!r}; use one of {TIERS}", code=2)
     cmd = [sys.executable, "-m", "pytest", str(cases), "--tier", tier]

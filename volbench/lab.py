@@ -49,6 +49,7 @@ import torch
 from . import data as vdata
 from ._writes import explain_write_error
 from . import models as vmodels
+from . import provenance
 from .costs import ModelCost
 from .estimator.core import check_n_directions, estimate_log_volume_many
 from .estimator.directions import DIRECTION_GENERATOR
@@ -104,13 +105,17 @@ class MinimumSpec:
         return vdata.data_seed_for(self.seed)
 
     def config(self) -> dict[str, Any]:
-        """The store key's configuration (everything that changes the trained weights)."""
+        """The store key's configuration: everything that changes the trained weights, including
+        what trains them (``volbench.provenance.training_provenance``: a digest of the training,
+        model and data-loading code, and the volbench and torch versions), so a fix there retrains."""
         ds = load_dataset(self.dataset, self.dataset_options)
         return {
+            **provenance.training_provenance(),
             "kind": "volbench.lab.minimum",
             "lab_version": LAB_VERSION,
             "dataset": self.dataset,
             "dataset_variant": ds.variant,
+            "dataset_files": _data_fingerprint(ds),
             "dataset_options": [list(kv) for kv in self.dataset_options],
             "model": self.model,
             "model_options": [list(kv) for kv in self.model_options],
@@ -130,6 +135,22 @@ class MinimumSpec:
         opt = "" if self.train.optimizer == "adamw" else f"-{self.train.optimizer}"
         bs = "" if self.train.batch_size is None else f"-bs{self.train.batch_size}"
         return f"{self.model}-D{self.train_size}{extra}{opt}{bs}-s{self.seed}"
+
+
+def _data_fingerprint(ds: vdata.Dataset) -> str | None:
+    """SHA-256 over the checksums of the files a data set was read from (content sums where the
+    loader has them, so a recompressed copy of the same data matches); None for generated data,
+    which its name, options and seed determine. Two generated stand-ins of different sizes, or a
+    replaced file, therefore never share a minimum."""
+    files = ds.meta.get("files") if isinstance(ds.meta, dict) else None
+    if isinstance(files, dict) and files:
+        parts = [f"{k}={v.get('sha256_content') or v.get('sha256_file')}" for k, v in sorted(files.items())
+                 if isinstance(v, dict)]
+    elif isinstance(ds.meta, dict) and ds.meta.get("sha256_content"):
+        parts = [str(ds.meta["sha256_content"])]
+    else:
+        return None
+    return hashlib.sha256("\n".join(parts).encode("utf-8")).hexdigest()
 
 
 def _nested_order(ds: vdata.Dataset, base: int, data_seed: int, size: int) -> torch.Tensor:
@@ -396,9 +417,12 @@ ENGINE = {"direction_generator": DIRECTION_GENERATOR, "search": "itp+first-exit-
 
 def _measurement_config(minimum: Minimum, landscape_size: int, *, estimator, n_directions, threshold,
                         direction_seed, directions, rtol, loss, landscape_extras, dtype) -> dict[str, Any]:
-    """The cache key's configuration of one measurement (everything that changes its result)."""
+    """The cache key's configuration of one measurement: everything that changes its result,
+    including the minimum's key and what measures it (``volbench.provenance.measurement_provenance``:
+    a digest of the estimator, reference, cost and landscape code, and the library versions)."""
     spec = minimum.spec
     return {
+        **provenance.measurement_provenance(),
         "kind": "volbench.lab.measurement",
         "lab_version": LAB_VERSION,
         "minimum_key": minimum.key,
@@ -499,11 +523,23 @@ def _measurement(minimum: Minimum, landscape_size: int, config: dict[str, Any], 
                        direction_seed=direction_seed, directions=directions, **fields)
 
 
+def measurement_lock(path: Path):
+    """The file lock of the cached measurement at ``<root>/measurements/<key>.json``: the store's
+    per-key lock ``<root>/.locks/<key>.lock``, held while the file is written so that
+    ``volbench cache prune`` never deletes it mid-write."""
+    from filelock import FileLock
+
+    locks = path.parent.parent / ".locks"
+    locks.mkdir(parents=True, exist_ok=True)
+    return FileLock(str(locks / f"{path.stem}.lock"))
+
+
 def _cache_measurement(path: Path, result: Measurement) -> None:
     record = result.to_dict()
     record["sha256"] = _record_digest(record)
     try:
-        _atomic_write_json(path, record)
+        with measurement_lock(path):
+            _atomic_write_json(path, record)
     except OSError as exc:  # a full disk must not lose the measurement just computed
         warnings.warn(f"{exc}; the measurement is returned uncached and will be recomputed next time",
                       CacheWriteWarning, stacklevel=3)
@@ -563,7 +599,11 @@ def _read_cached(path: Path) -> Measurement | None:
     """The verified measurement at ``path``, or None after moving a corrupt file aside (warned)."""
 
     try:
-        record = json.loads(path.read_text())
+        text = path.read_text()
+    except FileNotFoundError:  # removed since the caller looked (volbench cache prune): a miss
+        return None
+    try:
+        record = json.loads(text)
         digest = record.pop("sha256")
         if digest != _record_digest(record):
             raise ValueError(f"checksum mismatch (stored {digest[:12]}..., content {_record_digest(record)[:12]}...)")

@@ -256,6 +256,10 @@ class MinimaStore:
         root: the store's folder (default :func:`default_root`); created on first write.
         lock_timeout: seconds to wait for another process's lock before ``filelock.Timeout``;
             None waits as long as it takes (training may take hours).
+        provenance: merged into every configuration given to :meth:`get_or_train` that carries
+            no ``"code"`` entry of its own, e.g. ``volbench.provenance.training_provenance`` (a
+            callable, evaluated per call, or a dict), so minima trained by callers that build
+            their own configurations are keyed by the code that trained them too.
 
     Example:
         >>> import tempfile, torch
@@ -266,7 +270,12 @@ class MinimaStore:
         ({'n_params': 2}, None)
     """
 
-    def __init__(self, root: str | os.PathLike[str] | None = None, *, lock_timeout: float | None = None) -> None:
+    def __init__(self, root: str | os.PathLike[str] | None = None, *, lock_timeout: float | None = None,
+                 provenance: dict[str, Any] | Callable[[], dict[str, Any]] | None = None) -> None:
+        if provenance is not None and not (callable(provenance) or isinstance(provenance, dict)):
+            raise TypeError(f"provenance must be a dict, a callable returning one, or None; got "
+                            f"{type(provenance).__name__}")
+        self.provenance = provenance
         self.root = Path(root).expanduser() if root is not None else default_root()
         if self.root.exists() and not self.root.is_dir():
             raise NotADirectoryError(f"store root {self.root} exists and is not a folder; pick another root")
@@ -326,6 +335,9 @@ class MinimaStore:
         """
         if not callable(train_fn):
             raise TypeError(f"train_fn must be callable, got {type(train_fn).__name__}")
+        if self.provenance is not None and isinstance(config, dict) and "code" not in config:
+            extra = self.provenance() if callable(self.provenance) else self.provenance
+            config = {**extra, **config}
         key = self.key(config)
         hit = self._get(key, locked=False)
         if hit is not None:

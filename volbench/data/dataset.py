@@ -35,7 +35,32 @@ __all__ = ["Dataset", "DatasetNotFoundError", "ChecksumError"]
 
 
 class DatasetNotFoundError(FileNotFoundError):
-    """No usable copy of a data set was found in any data root (and none could be downloaded)."""
+    """No usable copy of a data set was found in any data root (and none could be downloaded).
+
+    ``str(err)`` is the full message (folders searched, expected layout, fix); ``err.dataset`` the
+    registry name; ``err.reason`` one line naming the data set, how to get it and where its files
+    go (what a skipped claim case shows), or the message's first line where none was given.
+    """
+
+    def __init__(self, message: str = "", *, dataset: str = "", reason: str = "") -> None:
+        super().__init__(message)
+        self.dataset = dataset
+        self._reason = reason
+
+    @property
+    def reason(self) -> str:
+        text = self._reason
+        if not text and self.args:
+            lines = str(self.args[0]).strip().splitlines()
+            text = lines[0] if lines else ""
+        return " ".join(text.split())  # one line, whatever the message held
+
+    def __reduce__(self):  # keep dataset and reason through pickling (pytest-xdist, multiprocessing)
+        return (_rebuild_not_found, (type(self), str(self.args[0]) if self.args else "", self.dataset, self._reason))
+
+
+def _rebuild_not_found(cls, message: str, dataset: str, reason: str) -> "DatasetNotFoundError":
+    return cls(message, dataset=dataset, reason=reason)
 
 
 class ChecksumError(ValueError):

@@ -27,8 +27,8 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import io
+import json
 import pickle
-import urllib.error
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Mapping, Sequence
@@ -37,13 +37,13 @@ import numpy as np
 import torch
 
 from .dataset import ChecksumError, Dataset, DatasetNotFoundError, check_count, check_seed, generator
-from .download import download_file
 from .idx import IdxFile, KnownChecksum, find_idx, read_idx, verify
-from .roots import data_roots, not_found_message, user_cache_dir
+from .roots import data_roots, not_found_message
 
 __all__ = [
     "load_mnist", "load_fashion_mnist", "load_mnist_binary", "load_cifar10", "load_svhn", "load_digits",
-    "ten_k_split", "MNIST_CHECKSUMS", "FASHION_MNIST_CHECKSUMS", "MNIST_MIRRORS", "FASHION_MNIST_MIRRORS",
+    "ten_k_split", "MNIST_CHECKSUMS", "FASHION_MNIST_CHECKSUMS", "SVHN_CHECKSUMS", "SYNTHETIC_MARKER",
+    "synthetic_marker", "locate_idx", "locate_cifar10", "locate_svhn",
 ]
 
 TRAIN_IMAGES, TRAIN_LABELS = "train-images-idx3-ubyte", "train-labels-idx1-ubyte"
@@ -51,7 +51,7 @@ TEST_IMAGES, TEST_LABELS = "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"
 FULL_STEMS = (TRAIN_IMAGES, TRAIN_LABELS, TEST_IMAGES, TEST_LABELS)
 TEN_K_STEMS = (TEST_IMAGES, TEST_LABELS)
 
-# Archive sums: the official .gz files as the mirrors below serve them (the sums torchvision and
+# Archive sums: the official .gz files as the mirrors in volbench.data.fetch serve them (the sums torchvision and
 # TensorFlow pin). Content sums of the t10k pair: /work/shared/data/README.md (the recompressed
 # copy shipped for CI; its content is the official test split). Content sums of the training
 # pair are not published; an official archive is still recognised by its archive sum.
@@ -67,27 +67,32 @@ MNIST_CHECKSUMS: Mapping[str, KnownChecksum] = MappingProxyType({
                                content="ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2",
                                provenance="official MNIST t10k labels, unpacked"),
 })
-MNIST_MIRRORS: tuple[str, ...] = (
-    "https://ossci-datasets.s3.amazonaws.com/mnist/",
-    "https://storage.googleapis.com/cvdf-datasets/mnist/",
-)
-
 # Content sums measured on Debian's dataset-fashion-mnist package (recompressed archives, so the
 # archive sums differ from Zalando's). Its content is Zalando's data: first labels 9 0 0 3 0 2 7 2 5 5
-# (train) and 9 2 1 1 6 1 4 6 5 7 (test), exactly 6,000 / 1,000 images per class.
+# (train) and 9 2 1 1 6 1 4 6 5 7 (test), exactly 6,000 / 1,000 images per class. Archive sums:
+# Zalando's own .gz files as their mirror serves them (the SHA-256 sums that batchup and other
+# dataset libraries pin; Zalando publishes MD5s).
 _FASHION_PROVENANCE = "Fashion-MNIST content as packaged by Debian dataset-fashion-mnist"
 FASHION_MNIST_CHECKSUMS: Mapping[str, KnownChecksum] = MappingProxyType({
-    TRAIN_IMAGES: KnownChecksum(content="c59f468a2f672dc815687fe0f83887768d799fd8a3f3276145d20f83aa44d888",
+    TRAIN_IMAGES: KnownChecksum(archive="08dc20ab1689590a0bcd66e874647b6ee8464e2d501b5a3f1f78831db19a3fdc",
+                                content="c59f468a2f672dc815687fe0f83887768d799fd8a3f3276145d20f83aa44d888",
                                 provenance=_FASHION_PROVENANCE),
-    TRAIN_LABELS: KnownChecksum(content="bad3541b69d912435c50bb6ba87bec294ff4f6a2e1246121d8633921760443d9",
+    TRAIN_LABELS: KnownChecksum(archive="b0197879cbda89f3dc7b894f9fd52b858e68ea4182b6947c9d8c2b67e5f18dcc",
+                                content="bad3541b69d912435c50bb6ba87bec294ff4f6a2e1246121d8633921760443d9",
                                 provenance=_FASHION_PROVENANCE),
-    TEST_IMAGES: KnownChecksum(content="5b4141f0afbad91edebe8549f8fcffe087ea10ca49f1dbef5c9a5cd8815ce37b",
+    TEST_IMAGES: KnownChecksum(archive="78dcbbfb5a27efaf1b6c1d616caca68560be8766c5bffcb2791df9273a534229",
+                               content="5b4141f0afbad91edebe8549f8fcffe087ea10ca49f1dbef5c9a5cd8815ce37b",
                                provenance=_FASHION_PROVENANCE),
-    TEST_LABELS: KnownChecksum(content="0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34",
+    TEST_LABELS: KnownChecksum(archive="42bd18137a62d5998cdeae52bf3a0676ac6b706f5cf8439b47bb5b151ae3dccf",
+                               content="0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34",
                                provenance=_FASHION_PROVENANCE),
 })
-FASHION_MNIST_MIRRORS: tuple[str, ...] = ("http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",)
 FASHION_MNIST_SYSTEM_DIR = Path("/usr/share/datasets/fashion-mnist")  # Debian: dataset-fashion-mnist
+
+# A folder holding this file holds generated test fixtures in a real data set's file format (see
+# ``volbench.data.fixtures``): loaders check its files against the sums it records, never against
+# the real data's, and name the variant "<variant>-synthetic", so such data is never taken for real.
+SYNTHETIC_MARKER = "volbench-synthetic.json"
 
 TEN_K_SPLIT_SEED = 0      # numpy RandomState seed of the fixed 10k split; independent of `seed`
 TEN_K_TRAIN = 8_000       # train pool of the 10k variant; the last 2,000 of the permutation are test
@@ -100,17 +105,47 @@ class _IdxFamily:
     subdirs: tuple[str, ...]        # folders searched inside each data root
     system_dirs: tuple[Path, ...]   # absolute folders searched after all roots
     checksums: Mapping[str, KnownChecksum]
-    mirrors: tuple[str, ...]
     class_names: tuple[str, ...]
 
 
 _MNIST = _IdxFamily("mnist", "mnist", ("mnist", "MNIST/raw", "mnist-10k"), (), MNIST_CHECKSUMS,
-                    MNIST_MIRRORS, tuple(str(i) for i in range(10)))
+                    tuple(str(i) for i in range(10)))
 _FASHION = _IdxFamily(
     "fashion_mnist", "fashion-mnist", ("fashion-mnist", "fashion_mnist", "FashionMNIST/raw", "fashion-mnist-10k"),
-    (FASHION_MNIST_SYSTEM_DIR,), FASHION_MNIST_CHECKSUMS, FASHION_MNIST_MIRRORS,
+    (FASHION_MNIST_SYSTEM_DIR,), FASHION_MNIST_CHECKSUMS,
     ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"),
 )
+IDX_FAMILIES: Mapping[str, _IdxFamily] = MappingProxyType({"mnist": _MNIST, "fashion_mnist": _FASHION})
+
+
+def _one_line(name: str) -> str:
+    """The one-line reason of a missing data set (how to get it, where its files go)."""
+    from .fetch import unavailable_message  # the download catalogue; kept out of the reading code
+
+    return unavailable_message(name)
+
+
+def synthetic_marker(folder: Path) -> dict[str, Any] | None:
+    """The record of a folder of generated fixtures (``SYNTHETIC_MARKER``), or None for real data."""
+    path = Path(folder) / SYNTHETIC_MARKER
+    if not path.is_file():
+        return None
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise ValueError(f"{path}: unreadable synthetic-data record ({e}); delete the folder and regenerate it") from e
+    if not isinstance(record, dict) or record.get("synthetic") is not True or not isinstance(record.get("files"), dict):
+        raise ValueError(f"{path}: not a volbench synthetic-data record; delete the folder and regenerate it")
+    return record
+
+
+def _check_synthetic(marker: dict[str, Any], name: str, path: str, sha256_file: str) -> dict[str, object]:
+    """A fixture file must be the one its generator wrote (the sum in the marker)."""
+    expected = marker["files"].get(name)
+    if expected != sha256_file:
+        raise ChecksumError(f"{path}: SHA-256 {sha256_file}, expected {expected} from {SYNTHETIC_MARKER}: the "
+                            f"generated fixture was altered; delete its folder and regenerate it")
+    return {"path": path, "sha256_file": sha256_file, "verified": "synthetic"}
 _VARIANTS = ("auto", "full", "10k")
 
 
@@ -141,50 +176,26 @@ def _find_set(folder: Path, stems: Sequence[str]) -> dict[str, Path] | None:
 
 
 def _locate(family: _IdxFamily, root: Any, variant: str) -> tuple[str, dict[str, Path]] | None:
+    """("full" | "10k", files) of the first folder holding a set, in search order. ``"auto"``
+    takes a full set wherever one is found before any 10k pair (a downloaded full set in the user
+    cache wins over a 10k pair in an earlier root)."""
     groups, _ = _locations(family, root)
-    for group in groups:
-        if variant in ("auto", "full"):
+    kinds = (("full", FULL_STEMS), ("10k", TEN_K_STEMS))
+    for kind, stems in kinds:
+        if variant not in ("auto", kind):
+            continue
+        for group in groups:
             for folder in group:
-                files = _find_set(folder, FULL_STEMS)
+                files = _find_set(folder, stems)
                 if files:
-                    return "full", files
-        if variant in ("auto", "10k"):
-            for folder in group:
-                files = _find_set(folder, TEN_K_STEMS)
-                if files:
-                    return "10k", files
+                    return kind, files
     return None
 
 
-def _download(family: _IdxFamily, stems: Sequence[str], mirrors: Sequence[str]) -> dict[str, Path]:
-    """Fetch ``stems`` (.gz) into the user cache, trying mirrors in order; every file checked."""
-    if isinstance(mirrors, str) or not all(isinstance(m, str) for m in mirrors) or not mirrors:
-        raise TypeError(f"mirrors must be a non-empty sequence of base URLs, got {mirrors!r}")
-    folder = user_cache_dir() / family.subdirs[0]
-    out = {}
-    for stem in stems:
-        known = family.checksums.get(stem, KnownChecksum())
-        if known.archive is None and known.content is None:
-            raise ValueError(f"no checksum is known for {stem}; refusing an unchecked download")
-        errors: list[str] = []
-        checksum_failed = False
-        for mirror in mirrors:
-            url = mirror.rstrip("/") + f"/{stem}.gz"
-            try:
-                out[stem] = download_file(url, folder / f"{stem}.gz", sha256=known.archive,
-                                          content_sha256=None if known.archive else known.content)
-                break
-            except ChecksumError as e:
-                checksum_failed = True
-                errors.append(str(e))
-            except (urllib.error.URLError, OSError) as e:
-                errors.append(f"{url}: {e}")
-        else:
-            detail = "\n".join(f"  - {e}" for e in errors)
-            if checksum_failed:
-                raise ChecksumError(f"could not download a verified copy of {stem}:\n{detail}")
-            raise DatasetNotFoundError(f"could not download {stem} from any mirror:\n{detail}")
-    return out
+def locate_idx(name: str, root: Any = None, variant: str = "auto") -> tuple[str, Path] | None:
+    """("full" | "10k", folder) where ``load(name)`` would read MNIST or Fashion-MNIST, or None."""
+    hit = _locate(IDX_FAMILIES[name], root, variant)
+    return None if hit is None else (hit[0], next(iter(hit[1].values())).parent)
 
 
 def _images_to_tensor(array: np.ndarray, index: np.ndarray | None = None) -> torch.Tensor:
@@ -215,15 +226,21 @@ def _load_idx_family(family: _IdxFamily, *, root: Any, seed: int, variant: str, 
     # With download=True, "auto" means: use the full set, fetching it if no root has it.
     hit = _locate(family, root, "full" if (download and variant == "auto") else variant)
     if hit is None and download:
+        from .fetch import fetch_idx  # the download code lives apart from the reading code
+
         stems = TEN_K_STEMS if variant == "10k" else FULL_STEMS
-        hit = ("10k" if variant == "10k" else "full",
-               _download(family, stems, family.mirrors if mirrors is None else mirrors))
+        hit = ("10k" if variant == "10k" else "full", fetch_idx(family, stems, mirrors=mirrors))
     if hit is None:
         _, searched = _locations(family, root)
-        raise DatasetNotFoundError(not_found_message(family.name, searched, _layout(family), download_hint=True))
+        raise DatasetNotFoundError(not_found_message(family.name, searched, _layout(family), download_hint=True),
+                                   dataset=family.name, reason=_one_line(family.name))
     kind, paths = hit
     files = {stem: read_idx(p) for stem, p in paths.items()}
-    checks = {stem: verify(f, family.checksums.get(stem)) for stem, f in files.items()}
+    marker = synthetic_marker(next(iter(paths.values())).parent)
+    if marker is not None:
+        checks = {stem: _check_synthetic(marker, Path(f.path).name, f.path, f.sha256_file) for stem, f in files.items()}
+    else:
+        checks = {stem: verify(f, family.checksums.get(stem)) for stem, f in files.items()}
     n_classes = len(family.class_names)
     _check_pair(files[TEST_IMAGES], files[TEST_LABELS], n_classes)
     test_im, test_lb = files[TEST_IMAGES].array, files[TEST_LABELS].array
@@ -251,9 +268,12 @@ def _load_idx_family(family: _IdxFamily, *, root: Any, seed: int, variant: str, 
         "preprocessing": "uint8 / 255 -> float32 in [0, 1], shape [N, 1, H, W]; no mean/std normalisation",
         "files": checks, "class_names": list(family.class_names),
     }
+    if marker is not None:
+        meta["synthetic"] = {k: v for k, v in marker.items() if k != "files"}
     return Dataset(name=family.name, train_inputs=train_x, train_targets=train_y, test_inputs=test_x,
                    test_targets=test_y, n_classes=n_classes, input_shape=tuple(train_x.shape[1:]),
-                   variant=f"{family.label}-{kind}", seed=seed, source=folder, meta=meta)
+                   variant=f"{family.label}-{kind}" + ("-synthetic" if marker is not None else ""), seed=seed,
+                   source=folder, meta=meta)
 
 
 def load_mnist(*, root: Any = None, seed: int = 0, variant: str = "auto", download: bool = False,
@@ -263,11 +283,11 @@ def load_mnist(*, root: Any = None, seed: int = 0, variant: str = "auto", downlo
     Args:
         root: data root(s) searched before ``$VOLBENCH_DATA`` and the user cache.
         seed: recorded only; both variants' splits are fixed.
-        variant: ``"auto"`` (full set if present in the first root that has any, else 10k),
-            ``"full"`` or ``"10k"``.
+        variant: ``"auto"`` (the full set if any data root holds it, else the 10k pair; each in
+            search order), ``"full"`` or ``"10k"``.
         download: fetch the missing files from ``mirrors`` into the user cache (SHA-256 checked,
             atomic). With ``variant="auto"`` this fetches the full set unless a root holds it.
-        mirrors: base URLs tried in order (default ``MNIST_MIRRORS``).
+        mirrors: base URLs tried in order (default ``volbench.data.fetch.MNIST_MIRRORS``).
 
     Raises DatasetNotFoundError (a FileNotFoundError) naming VOLBENCH_DATA, the folders searched
     and the layout; ChecksumError if a file's content differs from the known checksum.
@@ -350,13 +370,14 @@ def load_cifar10(*, root: Any = None, seed: int = 0) -> Dataset:
     [N, 3, 32, 32] in [0, 1]. Each row of ``data`` is 1,024 red, then green, then blue values,
     row-major, so it reshapes directly to [3, 32, 32]. ``seed`` is recorded only."""
     check_seed(seed)
-    candidates = [r / sub for r in data_roots(root) for sub in _CIFAR_SUBDIRS]
-    folder = next((c for c in candidates if all((c / f).is_file() for f in _CIFAR_FILES)), None)
+    folder, candidates = _find_cifar10(root)
     if folder is None:
         layout = (f"  {' or '.join(s + '/' for s in _CIFAR_SUBDIRS)} holding "
                   f"{', '.join(_CIFAR_FILES)} (the python version of CIFAR-10, as extracted from cifar-10-python.tar.gz)")
-        raise DatasetNotFoundError(not_found_message("cifar10", candidates, layout, download_hint=False))
+        raise DatasetNotFoundError(not_found_message("cifar10", candidates, layout, download_hint=False),
+                                   dataset="cifar10", reason=_one_line("cifar10"))
     parts = [_read_cifar_batch(folder / f) for f in _CIFAR_FILES]
+    marker = synthetic_marker(folder)
     train_x = np.concatenate([p[0] for p in parts[:-1]])
     train_y = np.concatenate([p[1] for p in parts[:-1]])
 
@@ -366,19 +387,38 @@ def load_cifar10(*, root: Any = None, seed: int = 0) -> Dataset:
     meta = {
         "n_train": int(train_x.shape[0]), "n_test": int(parts[-1][0].shape[0]), "split": "official batches",
         "preprocessing": "uint8 / 255 -> float32 in [0, 1], shape [N, 3, 32, 32]; no mean/std normalisation",
-        "files": {f: {"path": str(folder / f), "sha256_file": p[2], "verified": "unverified"}
+        "files": {f: (_check_synthetic(marker, f, str(folder / f), p[2]) if marker is not None else
+                      {"path": str(folder / f), "sha256_file": p[2], "verified": "unverified"})
                   for f, p in zip(_CIFAR_FILES, parts)},
         "class_names": list(_CIFAR_CLASSES),
     }
+    if marker is not None:
+        meta["synthetic"] = {k: v for k, v in marker.items() if k != "files"}
     return Dataset(name="cifar10", train_inputs=to_tensor(train_x), train_targets=torch.from_numpy(train_y),
                    test_inputs=to_tensor(parts[-1][0]), test_targets=torch.from_numpy(parts[-1][1]),
-                   n_classes=10, input_shape=(3, 32, 32), variant="cifar10", seed=seed, source=str(folder),
-                   meta=meta)
+                   n_classes=10, input_shape=(3, 32, 32), variant="cifar10" + ("-synthetic" if marker else ""),
+                   seed=seed, source=str(folder), meta=meta)
+
+
+def _find_cifar10(root: Any) -> tuple[Path | None, list[Path]]:
+    candidates = [r / sub for r in data_roots(root) for sub in _CIFAR_SUBDIRS]
+    return next((c for c in candidates if all((c / f).is_file() for f in _CIFAR_FILES)), None), candidates
+
+
+def locate_cifar10(root: Any = None) -> Path | None:
+    """The folder ``load("cifar10")`` would read, or None."""
+    return _find_cifar10(root)[0]
 
 
 # -------------------------------------------------------------------------------------------- SVHN
 _SVHN_FILES = ("train_32x32.mat", "test_32x32.mat")
 _SVHN_SUBDIRS = ("svhn", "SVHN", ".")
+# SHA-256 of the official files as http://ufldl.stanford.edu/housenumbers/ serves them (the sums
+# torchvision's dataset prototypes pin; the site publishes MD5s e26dedcc... and eb5a983b...).
+SVHN_CHECKSUMS: Mapping[str, str] = MappingProxyType({
+    "train_32x32.mat": "435e94d69a87fde4fd4d7f3dd208dfc32cb6ae8af2240d066de1df7508d083b8",
+    "test_32x32.mat": "cdce80dfb2a2c4c6160906d0bd7c68ec5a99d7ca4831afa54f09182025b6a75b",
+})
 
 
 def _read_svhn(path: Path) -> tuple[torch.Tensor, torch.Tensor, str]:
@@ -407,21 +447,40 @@ def load_svhn(*, root: Any = None, seed: int = 0) -> Dataset:
     (73,257 / 26,032 images), via ``scipy.io.loadmat``: X [32, 32, 3, N] -> float32
     [N, 3, 32, 32] in [0, 1]; label 10 (the digit 0) -> 0. ``seed`` is recorded only."""
     check_seed(seed)
-    candidates = [(r / sub if sub != "." else r) for r in data_roots(root) for sub in _SVHN_SUBDIRS]
-    folder = next((c for c in candidates if all((c / f).is_file() for f in _SVHN_FILES)), None)
+    folder, candidates = _find_svhn(root)
     if folder is None:
         layout = "  svhn/, SVHN/ or the root itself holding train_32x32.mat and test_32x32.mat (cropped digits)"
-        raise DatasetNotFoundError(not_found_message("svhn", candidates, layout, download_hint=False))
+        raise DatasetNotFoundError(not_found_message("svhn", candidates, layout, download_hint=False), dataset="svhn",
+                                   reason=_one_line("svhn"))
+    marker = synthetic_marker(folder)
     (train_x, train_y, h_train), (test_x, test_y, h_test) = (_read_svhn(folder / f) for f in _SVHN_FILES)
+
+    def check(f: str, h: str) -> dict[str, object]:
+        if marker is not None:
+            return _check_synthetic(marker, f, str(folder / f), h)
+        # A re-saved .mat differs in bytes but may hold the same arrays, so no match is not an error.
+        return {"path": str(folder / f), "sha256_file": h, "verified": "file" if SVHN_CHECKSUMS[f] == h else "unverified"}
+
     meta = {
         "n_train": int(train_x.shape[0]), "n_test": int(test_x.shape[0]), "split": "official train/test files",
         "preprocessing": "uint8 / 255 -> float32 in [0, 1], [32,32,3,N] -> [N,3,32,32]; label 10 -> 0",
-        "files": {f: {"path": str(folder / f), "sha256_file": h, "verified": "unverified"}
-                  for f, h in zip(_SVHN_FILES, (h_train, h_test))},
+        "files": {f: check(f, h) for f, h in zip(_SVHN_FILES, (h_train, h_test))},
     }
+    if marker is not None:
+        meta["synthetic"] = {k: v for k, v in marker.items() if k != "files"}
     return Dataset(name="svhn", train_inputs=train_x, train_targets=train_y, test_inputs=test_x,
-                   test_targets=test_y, n_classes=10, input_shape=(3, 32, 32), variant="svhn-cropped",
-                   seed=seed, source=str(folder), meta=meta)
+                   test_targets=test_y, n_classes=10, input_shape=(3, 32, 32),
+                   variant="svhn-cropped" + ("-synthetic" if marker else ""), seed=seed, source=str(folder), meta=meta)
+
+
+def _find_svhn(root: Any) -> tuple[Path | None, list[Path]]:
+    candidates = [(r / sub if sub != "." else r) for r in data_roots(root) for sub in _SVHN_SUBDIRS]
+    return next((c for c in candidates if all((c / f).is_file() for f in _SVHN_FILES)), None), candidates
+
+
+def locate_svhn(root: Any = None) -> Path | None:
+    """The folder ``load("svhn")`` would read, or None."""
+    return _find_svhn(root)[0]
 
 
 # ------------------------------------------------------------------------------------- UCI digits

@@ -77,6 +77,7 @@ def not_found_message(dataset: str, searched: Sequence[Path], layout: str, *, do
     folders = "\n".join(f"  - {p}{'' if p.exists() else '  (does not exist)'}" for p in searched)
     hint = (f"\nOr pass download=True to fetch it into the user cache ({user_cache_dir()})."
             if download_hint else "")
+    hint += f"\nOr run `volbench data fetch {dataset}` (SHA-256 checked, into {user_cache_dir()})."
     return (
         f"could not find the {dataset} data set. Folders searched, in order:\n{folders}\n"
         f"Expected layout inside a data root:\n{layout}\n"

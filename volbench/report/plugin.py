@@ -196,6 +196,7 @@ def _case_meta(item: pytest.Item) -> dict[str, Any]:
                                                                  str) else "",
             "tier": record_tier if record_tier in TIERS else tier,
             "uses_record_case": "record_case" in getattr(item, "fixturenames", ()),
+            "quick": getattr(record, "quick", False) is True or "quick" in marks,
         }
     name = item.name
     doc = getattr(getattr(item, "function", None), "__doc__", None) or ""
@@ -362,7 +363,7 @@ class ReportRecorder:
             title=meta.get("title", ""),
             verdict=verdict, tier=meta.get("tier", "smoke"), nodeid=entry.nodeid,
             reason=reason, seconds=sum(entry.durations.values()), device="",
-            outcome=entry.outcome,
+            outcome=entry.outcome, quick=meta.get("quick", False) is True,  # a quick case's row stays quick
         )
 
     # -- writing

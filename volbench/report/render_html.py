@@ -27,6 +27,7 @@ from .formatting import (
     timing_text,
 )
 from .plots import PlotImage
+from .render_md import QUICK_NOTE
 from .schema import VERDICTS, RunReport, Statement
 
 __all__ = ["render_html"]
@@ -94,6 +95,7 @@ _TEMPLATE = r"""<!DOCTYPE html>
   .sv { font-weight: 600; } .sv-pass { color: var(--pass); } .sv-fail { color: var(--fail); }
   .sv-inconclusive { color: var(--inconclusive); } .sv-not-judged { color: var(--skip); }
   table.statements { margin: 6px 0 10px; }
+  .quick { color: var(--muted); font-weight: 600; }
 </style>
 </head>
 <body>
@@ -171,18 +173,17 @@ _TEMPLATE = r"""<!DOCTYPE html>
 {% endif %}
 {% endif %}
 
-<h2 id="verdicts">Verdicts</h2>
-{% if rows %}
+{% macro verdict_table(table_rows) %}
 <table>
 <thead><tr><th>claim</th><th>case</th><th>estimator</th><th>verdict</th>
   <th>statistic (or reason)</th><th>paper</th><th>computed s</th><th>wall s</th><th>device</th></tr></thead>
 <tbody>
-{% for row in rows %}
+{% for row in table_rows %}
 <tr class="r-{{ row.r.verdict }}">
   <td>{{ row.r.claim }}</td>
   <td class="case"><a href="#case-{{ row.index }}">{{ row.r.case_id }}</a></td>
   <td>{{ row.r.estimator or "-" }}</td>
-  <td><span class="v v-{{ row.r.verdict }}">{{ row.r.verdict }}</span>
+  <td><span class="v v-{{ row.r.verdict }}">{{ row.r.verdict }}</span>{% if row.r.quick %} <span class="quick">quick</span>{% endif %}
       {% if row.test_failed %}<span class="warn" title="pytest outcome">test {{ row.r.outcome }}</span>{% endif %}</td>
   <td class="stat">{{ row.stat }}</td>
   <td class="num">{{ row.paper }}</td>
@@ -193,8 +194,19 @@ _TEMPLATE = r"""<!DOCTYPE html>
 {% endfor %}
 </tbody>
 </table>
+{% endmacro %}
+<h2 id="verdicts">Verdicts</h2>
+{% if rows %}
+{{ verdict_table(rows) }}
+{% elif quick_rows %}
+<p>No full-scale results were recorded; see the quick verdicts below.</p>
 {% else %}
 <p>No results were recorded.</p>
+{% endif %}
+{% if quick_rows %}
+<h2>Quick verdicts (code paths at tiny scale, not claims)</h2>
+<p class="meta">{{ quick_note }}</p>
+{{ verdict_table(quick_rows) }}
 {% endif %}
 
 {% for claim, cases in groups %}
@@ -203,7 +215,7 @@ _TEMPLATE = r"""<!DOCTYPE html>
 <h3>{{ case_id }}{% if title %}: {{ title }}{% endif %}</h3>
 {% for index, r in members %}
 <div class="card" id="case-{{ index }}">
-<h4>{{ r.estimator or "case" }} <span class="v v-{{ r.verdict }}">{{ r.verdict }}</span></h4>
+<h4>{{ r.estimator or "case" }} <span class="v v-{{ r.verdict }}">{{ r.verdict }}</span>{% if r.quick %} <span class="quick">quick</span>{% endif %}</h4>
 <dl>
 {% if r.statistic is not none %}<dt>statistic</dt><dd>{{ r.statistic.format() }}</dd>{% endif %}
 {% if r.rule %}<dt>rule</dt><dd>{{ r.rule }}</dd>{% endif %}
@@ -298,6 +310,8 @@ def render_html(
         }
         for index, r in by_claim(run.results)
     ]
+    quick_rows = [row for row in rows if row["r"].quick]
+    rows = [row for row in rows if not row["r"].quick]
     counts = run.verdict_counts()
     devices = env.get("devices") or ()
     device_line = (", ".join(str(d.get("name", "?")) for d in devices) if devices
@@ -315,6 +329,8 @@ def render_html(
         device_line=device_line,
         counts=[(v, counts[v]) for v in VERDICTS if v in counts],
         rows=rows,
+        quick_rows=quick_rows,
+        quick_note=QUICK_NOTE.replace("`", ""),
         groups=group_cases(run.results),
         figures=figures or {},
         timing=timing,

@@ -46,7 +46,14 @@ def _verdict(result: CaseResult) -> str:
     text = f"**{result.verdict.upper()}**" if result.verdict in ("fail", "error") else result.verdict
     if result.verdict == "pass" and result.outcome in ("failed", "error"):
         text += " (test " + result.outcome + ")"
+    if result.quick:
+        text += " (quick)"
     return text
+
+
+QUICK_NOTE = ("Quick verdicts come from nightly cases run at tiny scale (`--quick`: a few directions, one "
+              "seed, few epochs, small subsets, generated stand-ins for absent data sets): they show that "
+              "each case's code runs, not whether its claim holds, and are never mixed with the verdicts above.")
 
 
 def _anchor(index: int) -> str:
@@ -155,20 +162,27 @@ def render_markdown(
     ]
     out += claim_table(run)
     out += ["## Verdicts", ""]
-    rows = []
+    rows, quick_rows = [], []
     for index, r in by_claim(run.results):
-        rows.append([
+        (quick_rows if r.quick else rows).append([
             r.claim, f"[{r.case_id}](#{_anchor(index)})", r.estimator or "-", _verdict(r),
             statistic_text(r) if r.statistic is not None else (r.reason or "-"),
             format_value(r.paper_value), format_seconds(computed_seconds(r)), format_seconds(r.seconds),
             r.device or "-",
         ])
+    header = ["claim", "case", "estimator", "verdict", "statistic (or reason)", "paper", "computed s", "wall s",
+              "device"]
     if rows:
-        out += _table(["claim", "case", "estimator", "verdict", "statistic (or reason)",
-                       "paper", "computed s", "wall s", "device"], rows, align="llllllrrl")
-    else:
+        out += _table(header, rows, align="llllllrrl")
+    elif not quick_rows:
         out.append("No results were recorded.")
+    else:
+        out.append("No full-scale results were recorded; see the quick verdicts below.")
     out.append("")
+    if quick_rows:
+        out += ["## Quick verdicts (code paths at tiny scale, not claims)", "", QUICK_NOTE, ""]
+        out += _table(header, quick_rows, align="llllllrrl")
+        out.append("")
     for claim, cases in group_cases(run.results):
         out += [f'<a id="claim-{claim}"></a>', "", f"## {claim}", ""]
         for case_id, title, members in cases:
