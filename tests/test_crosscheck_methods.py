@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from volbench import estimate_log_volume
-from volbench.estimator.measures import gaussian_log_ray_mass, log_unit_sphere_area
+from volbench.estimator.measures import gaussian_log_ray_mass
 from volbench.estimator.prior_rays import (CALIBRATION_STREAM, SAMPLING_STREAM, log_ray_fractions, prior_points,
                                            prior_ray_directions)
 from volbench.llc import (DeepLinearCost, VolumeScalingError, devinterp_available, devinterp_health, dln_lambda,
@@ -256,7 +256,6 @@ def test_segment_check_counts_the_exits_the_rule_steps_over():
 def test_local_scales_equal_sampling_each_scale_on_its_own():
     """One set of draws serves every scale: each scale's counts equal a separate run of
     sample_star_domain_measure with prior_std = c * shape and prior_mean = the anchor, same seed."""
-    n = 4
     c = torch.tensor([0.3, -0.2, 0.1, 0.0], dtype=F64)
     cost = QuadraticCost(torch.tensor([1.0, 2.0, 0.5, 3.0], dtype=F64), center=c)
     shape = torch.tensor([1.0, 0.5, 2.0, 1.0], dtype=F64)

@@ -54,7 +54,7 @@ import torch
 __all__ = ["rrr_lambda", "dln_lambda", "VolumeScalingError", "ScalingFit", "FIT_RULE", "epsilon_ladder",
            "fit_volume_scaling", "DeepLinearCost", "devinterp_available", "DevinterpSettings", "DevinterpLLC",
            "devinterp_llc", "devinterp_health", "DevinterpCalibration", "calibrate_devinterp", "DEVINTERP_LRS",
-           "DEVINTERP_HEALTH_RULE"]
+           "DEVINTERP_LOCALIZATIONS", "DEVINTERP_HEALTH_RULE"]
 
 
 # ----------------------------------------------------------------------------- closed forms
@@ -313,10 +313,12 @@ def devinterp_available() -> tuple[bool, str]:
                       f"install the extra: pip install -e '.[crosscheck]'"
 
 
-#: Step sizes swept by ``calibrate_devinterp``: devinterp's SGLD calibration notebook
-#: (examples/sgld_calibration.ipynb) starts from epsilon in [1e-5, 1e-4, 1e-3], and its epsilon-beta
-#: notebook warns that epsilon > 1e-2 "typically leads to instability"; 1e-2 closes the sweep.
+#: Step sizes and localisations swept by ``calibrate_devinterp``: devinterp's SGLD calibration
+#: notebook (examples/sgld_calibration.ipynb) sweeps epsilon in [1e-5, 1e-4, 1e-3] and gamma in
+#: [1, 10, 100]; its epsilon-beta notebook warns that epsilon > 1e-2 "typically leads to
+#: instability", so 1e-2 closes the sweep.
 DEVINTERP_LRS = (1e-5, 1e-4, 1e-3, 1e-2)
+DEVINTERP_LOCALIZATIONS = (1.0, 10.0, 100.0)
 #: The health rule ``calibrate_devinterp`` applies, from the same notebook's heuristics ("optimal
 #: traces should converge"; "a good set of loss traces should stay above the initial loss value ...
 #: and should not diverge"; MALA acceptance is not exposed by devinterp 2.0.1).
@@ -326,15 +328,19 @@ DEVINTERP_HEALTH_RULE = ("a step size is healthy when every chain's loss trace i
                          "diverged), and the trace has flattened: the chain-mean loss excess over the last quarter "
                          "differs from that over the third quarter by at most 10% of the second half's, or by at most "
                          "twice the standard error of that difference (steps taken as independent, which understates "
-                         "it); the largest healthy step size is chosen")
+                         "it). Among healthy settings the weakest localisation gamma is chosen (the LLC is the "
+                         "local, gamma -> 0 quantity; gamma only keeps chains near the anchor), then the largest step "
+                         "size (the notebook: 'the higher learning rate is generally preferred')")
 
 
 @dataclass(frozen=True)
 class DevinterpSettings:
     """devinterp's SGLD hyperparameters (``devinterp.slt.llc.llc``), recorded with every result.
 
-    lr: SGLD step size epsilon. n_beta: inverse temperature n*beta; None: devinterp's own default
-    ``devinterp.utils.default_nbeta(batch_size)`` = m / log m for minibatch size m.
+    lr: SGLD step size epsilon. n_beta: inverse temperature n*beta; None: n / log n for n training
+    examples, the WBIC temperature beta* = 1 / log n of Watanabe (2013) that Lau et al. (2023), the
+    estimator devinterp implements, use. (devinterp's ``default_nbeta`` takes the minibatch size m
+    for n; on the deep linear networks of claim E5 that gave LLCs 100-200x below Aoyagi's lambda.)
     localization: gamma, the pull towards the anchor (100: the default of devinterp's calibration
     tooling). num_chains, num_draws, num_burnin_steps, batch_size: as in devinterp (devinterp 2.0.1
     averages the loss over every step, burn-in included). seed: its init_seed.
@@ -424,12 +430,11 @@ def devinterp_llc(model: torch.nn.Module, inputs: torch.Tensor, targets: torch.T
         raise ImportError(why)
     from datasets import Dataset
     from devinterp.slt.llc import llc as devinterp_llc_fn
-    from devinterp.utils import default_nbeta
     from scipy import stats
 
     t0 = time.perf_counter()
     n = inputs.shape[0]
-    n_beta = settings.n_beta if settings.n_beta is not None else float(default_nbeta(settings.batch_size))
+    n_beta = settings.n_beta if settings.n_beta is not None else n / math.log(n)
     X, Y = inputs.detach().to(device), targets.detach().to(device)
     dataset = Dataset.from_dict({"input_ids": [[i, i] for i in range(n)]}).with_format("torch")
 
@@ -470,36 +475,43 @@ def devinterp_llc(model: torch.nn.Module, inputs: torch.Tensor, targets: torch.T
 
 @dataclass(frozen=True)
 class DevinterpCalibration:
-    """The step-size sweep of ``calibrate_devinterp``: per step size its LLC and health, the
-    chosen step size (None: none was healthy) and the rule."""
+    """The sweep of ``calibrate_devinterp``: per (step size, localisation) its LLC and health, the
+    chosen pair (None: none was healthy) and the rule."""
 
     chosen_lr: float | None
+    chosen_localization: float | None
     sweep: tuple[dict[str, Any], ...]
     rule: str = DEVINTERP_HEALTH_RULE
     seconds: float = 0.0
 
     def as_dict(self) -> dict[str, Any]:
-        return {"chosen_lr": self.chosen_lr, "sweep": [dict(r) for r in self.sweep], "rule": self.rule,
+        return {"chosen_lr": self.chosen_lr, "chosen_localization": self.chosen_localization,
+                "sweep": [dict(r) for r in self.sweep], "rule": self.rule,
                 "seconds": self.seconds}
 
 
 def calibrate_devinterp(model: torch.nn.Module, inputs: torch.Tensor, targets: torch.Tensor,
                         loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], *,
                         settings: DevinterpSettings = DevinterpSettings(num_chains=2, num_draws=100),
-                        lrs: Sequence[float] = DEVINTERP_LRS, device: str = "cpu",
+                        lrs: Sequence[float] = DEVINTERP_LRS,
+                        localizations: Sequence[float] = DEVINTERP_LOCALIZATIONS, device: str = "cpu",
                         null_loss: float = math.inf) -> DevinterpCalibration:
-    """Sweep devinterp's step size over ``lrs`` (its other settings from ``settings``) on copies
-    of ``model`` and choose the largest one that passes ``DEVINTERP_HEALTH_RULE``."""
+    """Sweep devinterp's step size ``lrs`` x localisation ``localizations`` (its other settings
+    from ``settings``) on copies of ``model`` and choose by ``DEVINTERP_HEALTH_RULE``."""
     import copy
     from dataclasses import replace
 
     t0 = time.perf_counter()
-    rows, chosen = [], None
-    for lr in sorted(float(v) for v in lrs):
-        res = devinterp_llc(copy.deepcopy(model), inputs, targets, loss, settings=replace(settings, lr=lr),
-                            device=device, null_loss=null_loss)
-        rows.append({"lr": lr, "llc": res.llc, "per_chain": list(res.per_chain), **res.health,
-                     "seconds": res.seconds})
-        if res.health.get("healthy"):
-            chosen = lr
-    return DevinterpCalibration(chosen_lr=chosen, sweep=tuple(rows), seconds=time.perf_counter() - t0)
+    rows = []
+    for gamma in sorted(float(v) for v in localizations):
+        for lr in sorted(float(v) for v in lrs):
+            res = devinterp_llc(copy.deepcopy(model), inputs, targets, loss,
+                                settings=replace(settings, lr=lr, localization=gamma), device=device,
+                                null_loss=null_loss)
+            rows.append({"lr": lr, "localization": gamma, "llc": res.llc, "per_chain": list(res.per_chain),
+                         **res.health, "seconds": res.seconds})
+    healthy = [r for r in rows if r.get("healthy")]
+    best = min(healthy, key=lambda r: (r["localization"], -r["lr"])) if healthy else None
+    return DevinterpCalibration(chosen_lr=None if best is None else best["lr"],
+                                chosen_localization=None if best is None else best["localization"],
+                                sweep=tuple(rows), seconds=time.perf_counter() - t0)
