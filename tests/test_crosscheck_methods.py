@@ -7,12 +7,14 @@ import pytest
 import torch
 
 from volbench import estimate_log_volume
-from volbench.estimator.measures import gaussian_log_ray_mass, log_unit_sphere_area
-from volbench.estimator.prior_rays import (SAMPLING_STREAM, log_ray_fractions, prior_points,
+from volbench.estimator.measures import gaussian_log_ray_mass
+from volbench.estimator.prior_rays import (CALIBRATION_STREAM, SAMPLING_STREAM, log_ray_fractions, prior_points,
                                            prior_ray_directions)
-from volbench.llc import (DeepLinearCost, VolumeScalingError, devinterp_available, dln_lambda, epsilon_ladder,
-                          fit_volume_scaling, rrr_lambda)
-from volbench.sampling import InsufficientSamplesError, clopper_pearson, sample_star_domain_measure
+from volbench.llc import (DeepLinearCost, VolumeScalingError, devinterp_available, devinterp_health, dln_lambda,
+                          epsilon_ladder, fit_volume_scaling, rrr_lambda)
+from volbench.sampling import (SCALE_RULE, THRESHOLD_RULE, InsufficientSamplesError, calibrate_local_scales,
+                               calibrate_thresholds, clopper_pearson, sample_local_scales,
+                               sample_star_domain_measure)
 from volbench.toy import QuadraticCost, gaussian_log_mass_of_ball
 
 F64 = torch.float64
@@ -217,3 +219,114 @@ def test_devinterp_runs_and_records_its_settings():
                         settings=DevinterpSettings(num_chains=2, num_draws=20, lr=1e-3))
     assert math.isfinite(res.llc) and len(res.per_chain) == 2
     assert res.settings["lr"] == 1e-3 and res.settings["localization"] == 100.0 and res.version
+
+
+# ----------------------------------------------------------------------------- exit check, scales, calibration
+
+def walled_ball(wall_lo: float, wall_hi: float):
+    """|theta|^2 with a wall of cost 10 on the shell wall_lo <= |theta| < wall_hi: a ray's cost leaves
+    a threshold of 1 at the wall and comes back below it, so a bracketing search that starts small
+    and doubles can step over the wall (the rule's exit is then at |theta| = 1)."""
+    def cost(p):
+        r = p.norm(dim=1)
+        return torch.where((r >= wall_lo) & (r < wall_hi), torch.full_like(r, 10.0), r * r)
+    return cost
+
+
+def test_segment_check_counts_the_exits_the_rule_steps_over():
+    """Doubling from 0.01 evaluates 0.32 then 0.64: the wall [0.45, 0.55) is never seen, so the rule
+    accepts every draw within radius 1. A 64-point grid on a segment of length <= 1 has spacing
+    <= 1/64 < 0.1, the wall's width, so it finds the wall on every accepted segment that reaches
+    it: the checked count is exactly the number of draws inside radius 0.45 (the true star domain)."""
+    n = 2
+    c = torch.zeros(n, dtype=F64)
+    est = sample_star_domain_measure(walled_ball(0.45, 0.55), c, threshold=1.0, n_samples=3000, prior_std=0.5,
+                                     rtol=1e-6, dtype=F64, seed=4, pilot=0, segment_check=64)
+    theta = prior_points(0, 3000, n=n, seed=4, std=torch.full((n,), 0.5, dtype=F64), mean=None, stream=SAMPLING_STREAM)
+    r = theta.norm(dim=1)
+    assert est.n_accepted == int((r < 1.0).sum())  # the rule's star domain: the ball of radius 1
+    assert est.n_accepted_checked == int((r < 0.45).sum())
+    assert est.n_missed_exits == int(((r >= 0.45) & (r < 1.0)).sum()) > 0
+    assert est.config["segment_check"] == 64
+    plain = sample_star_domain_measure(walled_ball(0.45, 0.55), c, threshold=1.0, n_samples=3000, prior_std=0.5,
+                                       rtol=1e-6, dtype=F64, seed=4, pilot=0)
+    assert plain.n_accepted_checked is None and plain.n_missed_exits is None and plain.n_accepted == est.n_accepted
+
+
+def test_local_scales_equal_sampling_each_scale_on_its_own():
+    """One set of draws serves every scale: each scale's counts equal a separate run of
+    sample_star_domain_measure with prior_std = c * shape and prior_mean = the anchor, same seed."""
+    c = torch.tensor([0.3, -0.2, 0.1, 0.0], dtype=F64)
+    cost = QuadraticCost(torch.tensor([1.0, 2.0, 0.5, 3.0], dtype=F64), center=c)
+    shape = torch.tensor([1.0, 0.5, 2.0, 1.0], dtype=F64)
+    scales = (0.2, 0.5, 1.0)
+    kw = dict(threshold=0.5, n_samples=900, rtol=1e-9, dtype=F64, seed=7)
+    shared = sample_local_scales(cost, c, shape_std=shape, scales=scales, **kw)
+    for est, s in zip(shared, scales):
+        alone = sample_star_domain_measure(cost, c, prior_std=s * shape, prior_mean=c, pilot=0, **kw)
+        assert (est.n_accepted, est.n_accepted_upper) == (alone.n_accepted, alone.n_accepted_upper)
+        assert est.config["scale"] == s
+    assert shared[0].n_accepted >= shared[1].n_accepted >= shared[2].n_accepted  # star domain: mass falls with c
+    with pytest.raises(ValueError, match="scales"):
+        sample_local_scales(cost, c, shape_std=shape, scales=(), **kw)
+
+
+def test_local_scale_sampling_matches_chi_square_on_a_ball():
+    """N(c, s^2 I) puts chi2_n.cdf(R^2 / s^2) of its mass in the ball of radius R around c."""
+    from scipy.stats import chi2
+
+    n, R = 5, 1.0
+    c = torch.linspace(-1.0, 1.0, n, dtype=F64)
+    scales = (0.3, 0.45, 0.6)
+    for est, s in zip(sample_local_scales(ball(c), c, threshold=R * R, n_samples=4000, shape_std=1.0, scales=scales,
+                                          rtol=1e-8, dtype=F64, seed=1), scales):
+        low, high = est.log_interval(0.999)
+        assert low < math.log(chi2.cdf(R * R / s ** 2, n)) < high
+
+
+def test_calibrated_thresholds_hit_their_target_rates():
+    """Ball cost |theta - c|^2: the star domain at tau is the ball of radius sqrt(tau), whose mass
+    under N(0, I) is the noncentral chi-square CDF at tau. The pilot quantile lands within 4
+    binomial standard errors of the target (the pilot's own sampling error)."""
+    from scipy.stats import ncx2
+
+    n = 3
+    c = torch.tensor([0.5, -0.5, 0.2], dtype=F64)
+    targets, n_pilot = (0.3, 0.03), 3000
+    cal = calibrate_thresholds(ball(c), c, prior_std=1.0, targets=targets, n_pilot=n_pilot, grid=8, dtype=F64,
+                               rates_at=(1.0,))
+    for a, tau in zip(targets, cal.levels):
+        assert abs(ncx2.cdf(tau, n, float(c @ c)) - a) < 4 * math.sqrt(a * (1 - a) / n_pilot)
+    assert cal.rule == THRESHOLD_RULE and cal.stream == CALIBRATION_STREAM
+    assert abs(cal.config["pilot_rates_at"]["1"] - ncx2.cdf(1.0, n, float(c @ c))) < 4 * math.sqrt(0.25 / n_pilot)
+    with pytest.raises(ValueError, match="cannot place"):
+        calibrate_thresholds(ball(c), c, prior_std=1.0, targets=(0.001,), n_pilot=1000, dtype=F64)
+
+
+def test_calibrated_local_scales_hit_their_target_rates():
+    from scipy.stats import chi2
+
+    n, R = 4, 1.0
+    c = torch.tensor([1.0, 0.0, -1.0, 0.5], dtype=F64)
+    targets, n_pilot = (0.5, 0.05), 3000
+    cal = calibrate_local_scales(ball(c), c, threshold=R * R, shape_std=1.0, targets=targets, n_pilot=n_pilot,
+                                 rtol=1e-8, dtype=F64)
+    for a, s in zip(targets, cal.levels):
+        assert abs(chi2.cdf(R * R / s ** 2, n) - a) < 4 * math.sqrt(a * (1 - a) / n_pilot)
+    assert cal.levels[0] < cal.levels[1] and cal.rule == SCALE_RULE
+
+
+def test_devinterp_health_rule():
+    """Healthy: rises to a plateau above the initial loss and below the null loss. Unhealthy: sinks
+    below the initial loss (training), passes the null loss (diverged), or still climbing."""
+    steps = np.arange(400)
+    rng = np.random.default_rng(0)
+    plateau = 1.0 + 0.1 * (1 - np.exp(-steps / 20.0)) + 0.002 * rng.standard_normal(400)
+    assert devinterp_health(plateau[None], 1.0, null_loss=2.0)["healthy"]
+    sinking = 1.0 - 0.1 * (1 - np.exp(-steps / 20.0))
+    assert not devinterp_health(sinking[None], 1.0, null_loss=2.0)["above_initial_loss"]
+    assert not devinterp_health(plateau[None], 1.0, null_loss=1.05)["below_null_loss"]
+    climbing = 1.0 + 0.001 * steps
+    h = devinterp_health(climbing[None], 1.0, null_loss=10.0)
+    assert not h["flat"] and not h["healthy"]
+    assert not devinterp_health(np.full((1, 100), np.nan), 1.0)["healthy"]

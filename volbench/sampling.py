@@ -19,6 +19,23 @@ lower bound of the first count to the upper bound of the second. An exit that th
 over (a non-monotone cost between two evaluated radii) is missed here exactly as the estimator
 misses it: the comparison tests the estimator's Monte Carlo over directions, not its search.
 
+Independent check of the exit rule (``segment_check=G``): the rule can step over an exit (a cost
+that rises above the threshold and falls back between two evaluated radii; ReLU nets do this, see
+``volbench.estimator.search``), and then the estimator and this sampler overcount together, which
+no comparison of the two can see. With ``segment_check=G`` every accepted draw's segment is also
+evaluated at G evenly spaced points t |theta - theta0| / G, t = 1..G (the draw itself included);
+``n_accepted_checked`` counts the accepted draws whose G points all lie below the threshold, so
+``n_missed_exits = n_accepted - n_accepted_checked`` are exits the rule missed that a G-point grid
+finds (a lower bound on the rule's misses: the grid has its own resolution, |theta - theta0| / G).
+
+Levels chosen by a rule (claim E4 asks for measures in an informative range, neither ~1 nor
+astronomically small, chosen before any comparison): ``calibrate_thresholds`` picks thresholds
+whose acceptance under a fixed Gaussian is a target rate, from the segment maxima of independent
+pilot draws; ``calibrate_local_scales`` picks the scale c of a Gaussian N(theta0, c^2 diag(s^2))
+centred at the anchor so that its acceptance is a target rate, from the ratios r(u) / |s * z| of
+independent pilot draws (the ray's direction does not depend on c, its length is c |s * z|).
+``sample_local_scales`` measures several such scales from one set of draws, for the same reason.
+
 Cost: one radius search per draw (about log2(range) + log2(log 2 / rtol) evaluations), batched on
 the cost's device like the estimator. A request whose expected acceptance is too small to resolve
 raises :class:`InsufficientSamplesError` with the estimated rate and the number of draws needed:
@@ -43,13 +60,16 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import torch
 
 from .estimator.measures import check_prior_mean, describe_prior_mean
-from .estimator.prior_rays import SAMPLING_STREAM, _MAX_BLOCK_ELEMENTS, check_prior_std, prior_points, \
-    prior_ray_directions
+from .estimator.prior_rays import CALIBRATION_STREAM, SAMPLING_STREAM, _MAX_BLOCK_ELEMENTS, check_prior_std, \
+    prior_points, prior_ray_directions
 
-__all__ = ["SamplingEstimate", "InsufficientSamplesError", "clopper_pearson", "sample_star_domain_measure"]
+__all__ = ["SamplingEstimate", "InsufficientSamplesError", "clopper_pearson", "sample_star_domain_measure",
+           "sample_local_scales", "Calibration", "calibrate_thresholds", "calibrate_local_scales",
+           "THRESHOLD_RULE", "SCALE_RULE"]
 
 
 def clopper_pearson(k: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
@@ -88,6 +108,8 @@ class SamplingEstimate:
         config: everything needed to reproduce the draws and the test (seed, stream, prior,
             rtol and the search settings, device, dtype, resolution).
         pilot_log_rate: the prior-directed pilot's log-estimate of the rate (None: no pilot).
+        n_accepted_checked: sure accepts whose segment also stays below the threshold at the
+            ``segment_check`` grid points (None: no check was asked for).
     """
 
     n_samples: int
@@ -98,6 +120,7 @@ class SamplingEstimate:
     seconds: float
     config: dict[str, Any] = field(default_factory=dict)
     pilot_log_rate: float | None = None
+    n_accepted_checked: int | None = None
 
     @property
     def rate(self) -> float:
@@ -118,6 +141,11 @@ class SamplingEstimate:
         """Draws within the search's resolution bracket (lo, hi): undecidable at this rtol."""
         return self.n_accepted_upper - self.n_accepted
 
+    @property
+    def n_missed_exits(self) -> int | None:
+        """Sure accepts whose segment the ``segment_check`` grid finds leaving the basin (None: no check)."""
+        return None if self.n_accepted_checked is None else self.n_accepted - self.n_accepted_checked
+
     def interval(self, confidence: float = 0.95) -> tuple[float, float]:
         """(Clopper-Pearson lower bound of n_accepted, upper bound of n_accepted_upper)."""
         low, _ = clopper_pearson(self.n_accepted, self.n_samples, confidence)
@@ -133,6 +161,7 @@ class SamplingEstimate:
         return {"n_samples": self.n_samples, "n_accepted": self.n_accepted, "n_accepted_upper": self.n_accepted_upper,
                 "log_p": self.log_p, "log_p_low": low, "log_p_high": high, "n_cost_evals": self.n_cost_evals,
                 "seconds": self.seconds, "pilot_log_rate": self.pilot_log_rate,
+                "n_accepted_checked": self.n_accepted_checked, "n_missed_exits": self.n_missed_exits,
                 "resolution": self.config.get("resolution", "")}
 
 
@@ -147,6 +176,85 @@ class InsufficientSamplesError(ValueError):
         self.n_needed = n_needed
         self.n_samples = n_samples
         self.result = result
+
+
+def _check_count(name: str, value, minimum: int = 0) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
+    return value
+
+
+def _check_anchor(anchor) -> None:
+    if not isinstance(anchor, torch.Tensor) or anchor.ndim != 1 or anchor.numel() == 0:
+        raise ValueError("anchor must be a flat [n] tensor of parameters (torch.nn.utils.parameters_to_vector)")
+
+
+def _block_rows(cost, batch_size: int | None, n: int) -> int:
+    rows = int(batch_size or getattr(cost, "max_batch", None) or 256)
+    return max(1, min(rows, _MAX_BLOCK_ELEMENTS // n))
+
+
+def _ray_blocks(cost, anchor, *, n_draws, std, mean, seed, stream, search, block_rows, progress, what):
+    """Yield (u [b, n] float64 CPU, dist [b], lo [b], hi [b], n_evals, config) per block of draws
+    from N(mean, diag(std^2)): the direction of each draw from the anchor and the estimator's
+    radius bracket along it (its own search, ``search`` = its settings)."""
+    from .estimator.core import estimate_log_volume
+
+    blocks = range(0, n_draws, block_rows)
+    if progress:
+        from tqdm.auto import tqdm
+
+        blocks = tqdm(blocks, desc=f"{what} ({n_draws} draws)", unit="block")
+    for first in blocks:
+        last = min(n_draws, first + block_rows)
+        u, dist = prior_ray_directions(prior_points(first, last, n=anchor.numel(), seed=seed, std=std, mean=mean,
+                                                    stream=stream), anchor)
+        est = estimate_log_volume(cost, anchor, n_directions=last - first, directions=u, measure="lebesgue", **search)
+        yield u, dist, est.log_radii.double().exp(), est.log_radii_upper.double().exp(), est.n_cost_evals, est.config
+
+
+def _segments_inside(cost, anchor, u, lengths, *, threshold, grid, device, dtype,
+                     block_rows) -> tuple[torch.Tensor, int]:
+    """[m] bool: whether cost < threshold at the ``grid`` points t * lengths / grid, t = 1..grid,
+    of each ray u (rows), and the number of cost evaluations."""
+    from .estimator.core import as_batched_cost
+
+    m = u.shape[0]
+    inside = torch.ones(m, dtype=torch.bool)
+    if m == 0:
+        return inside, 0
+    evaluate = as_batched_cost(cost, threshold)
+    a = anchor.detach().to(device=device, dtype=dtype)
+    fractions = torch.arange(1, grid + 1, dtype=torch.float64) / grid
+    rays_per_call = max(1, block_rows // grid)
+    for s in range(0, m, rays_per_call):
+        e = min(m, s + rays_per_call)
+        radii = (lengths[s:e, None] * fractions[None, :]).reshape(-1)
+        dirs = u[s:e].repeat_interleave(grid, dim=0)
+        params = a + (radii[:, None] * dirs).to(device=device, dtype=dtype)
+        c = evaluate(params).detach().cpu().reshape(e - s, grid)
+        inside[s:e] = (torch.isfinite(c) & (c < threshold)).all(dim=1)
+    return inside, m * grid
+
+
+def _search_settings(threshold, rtol, max_radius, seed, device, dtype, batch_size, initial_radius, growth,
+                     fine_scan) -> dict[str, Any]:
+    return dict(threshold=threshold, rtol=rtol, max_radius=max_radius, seed=seed, device=device, dtype=dtype,
+                batch_size=batch_size, initial_radius=initial_radius, growth=growth, fine_scan=fine_scan)
+
+
+def _resolution(rtol: float, segment_check: int) -> str:
+    text = (f"first exit found by the estimator's search to rtol {rtol}: draws within (lo, hi) of their ray, "
+            f"hi/lo - 1 <= rtol, count only towards n_accepted_upper")
+    if segment_check:
+        text += (f"; each sure accept's segment also evaluated at {segment_check} evenly spaced points "
+                 f"(n_accepted_checked)")
+    return text
+
+
+def _recorded(inner_config: dict[str, Any]) -> dict[str, Any]:
+    return {k: inner_config.get(k) for k in ("threshold", "anchor_cost", "rtol", "initial_radius", "growth",
+                                             "max_radius", "fine_scan", "device", "dtype", "torch", "volbench")}
 
 
 def sample_star_domain_measure(
@@ -168,6 +276,7 @@ def sample_star_domain_measure(
     batch_size: int | None = None,
     pilot: int = 64,
     min_expected_accepts: int = 10,
+    segment_check: int = 0,
     progress: bool = False,
 ) -> SamplingEstimate:
     """Direct-sampling estimate of the Gaussian measure of the star domain around ``anchor``.
@@ -184,28 +293,28 @@ def sample_star_domain_measure(
         pilot: prior-directed rays used to estimate the rate before sampling (0: no pilot).
         min_expected_accepts: refuse (InsufficientSamplesError) when N x the pilot's rate is
             below this; also the target count behind the "draws needed" figure.
+        segment_check: G > 0 also evaluates each sure accept's segment at G evenly spaced points
+            (``n_accepted_checked``; costs G evaluations per accept); 0 = off.
 
     Raises:
         InsufficientSamplesError: the pilot predicts fewer than ``min_expected_accepts``
             accepts in N draws, or no draw was accepted; the message gives the estimated rate
             and the draws needed.
     """
-    from .estimator.core import check_seed, estimate_log_volume
+    from .estimator.core import check_seed, default_device, estimate_log_volume
 
     t0 = time.perf_counter()
-    if isinstance(n_samples, bool) or not isinstance(n_samples, int) or n_samples < 1:
-        raise ValueError(f"n_samples must be a positive int, got {n_samples!r}")
-    for name, value in (("pilot", pilot), ("min_expected_accepts", min_expected_accepts)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-            raise ValueError(f"{name} must be a non-negative int, got {value!r}")
-    if not isinstance(anchor, torch.Tensor) or anchor.ndim != 1 or anchor.numel() == 0:
-        raise ValueError("anchor must be a flat [n] tensor of parameters (torch.nn.utils.parameters_to_vector)")
+    _check_count("n_samples", n_samples, 1)
+    _check_count("pilot", pilot)
+    _check_count("min_expected_accepts", min_expected_accepts)
+    _check_count("segment_check", segment_check)
+    _check_anchor(anchor)
     seed = check_seed(seed)
     n = anchor.numel()
     std = check_prior_std(prior_std, n)
     mean = check_prior_mean(prior_mean, n)
-    search = dict(threshold=threshold, rtol=rtol, max_radius=max_radius, seed=seed, device=device, dtype=dtype,
-                  batch_size=batch_size, initial_radius=initial_radius, growth=growth, fine_scan=fine_scan)
+    search = _search_settings(threshold, rtol, max_radius, seed, device, dtype, batch_size, initial_radius, growth,
+                              fine_scan)
     n_evals = 0
     pilot_log_rate = None
     if pilot:
@@ -225,40 +334,32 @@ def sample_star_domain_measure(
                 f"nearer the anchor (prior_mean) or a higher threshold. (The pilot's log-estimate is biased low for "
                 f"large n, Jensen; pass pilot=0 to sample anyway.)",
                 rate=rate, n_needed=needed, n_samples=n_samples)
-    block_rows = int(batch_size or getattr(cost, "max_batch", None) or 256)
-    block_rows = max(1, min(block_rows, _MAX_BLOCK_ELEMENTS // n))
-    accepted = accepted_upper = 0
+    rows = _block_rows(cost, batch_size, n)
+    dev = default_device(cost, anchor, device)
+    accepted = accepted_upper = checked = 0
     inner_config: dict[str, Any] = {}
-    blocks = range(0, n_samples, block_rows)
-    if progress:
-        from tqdm.auto import tqdm
-
-        blocks = tqdm(blocks, desc=f"sampling ({n_samples} draws)", unit="block")
-    for first in blocks:
-        last = min(n_samples, first + block_rows)
-        u, dist = prior_ray_directions(prior_points(first, last, n=n, seed=seed, std=std, mean=mean,
-                                                    stream=SAMPLING_STREAM), anchor)
-        est = estimate_log_volume(cost, anchor, n_directions=last - first, directions=u, measure="lebesgue",
-                                  **search)
-        n_evals += est.n_cost_evals
-        inner_config = est.config
-        lo = est.log_radii.double().exp()
-        hi = est.log_radii_upper.double().exp()
-        accepted += int((dist <= lo).sum())
+    for u, dist, lo, hi, evals, inner_config in _ray_blocks(cost, anchor, n_draws=n_samples, std=std, mean=mean,
+                                                            seed=seed, stream=SAMPLING_STREAM, search=search,
+                                                            block_rows=rows, progress=progress, what="sampling"):
+        n_evals += evals
+        sure = dist <= lo
+        accepted += int(sure.sum())
         accepted_upper += int((dist < hi).sum())
-    config = {k: inner_config.get(k) for k in ("threshold", "anchor_cost", "rtol", "initial_radius", "growth",
-                                                "max_radius", "fine_scan", "device", "dtype", "torch", "volbench")}
+        if segment_check:
+            ok, evals = _segments_inside(cost, anchor, u[sure], dist[sure], threshold=threshold, grid=segment_check,
+                                         device=dev, dtype=dtype, block_rows=rows)
+            n_evals += evals
+            checked += int(ok.sum())
+    config = _recorded(inner_config)
     config.update({
         "method": "volbench.sample_star_domain_measure", "seed": seed, "stream": SAMPLING_STREAM,
-        "n_samples": n_samples, "batch_size": batch_size, "pilot": pilot,
+        "n_samples": n_samples, "batch_size": batch_size, "pilot": pilot, "segment_check": segment_check,
         "prior_std": float(std[0]) if bool((std == std[0]).all()) else "per-parameter",
-        "prior_mean": describe_prior_mean(mean, anchor),
-        "resolution": (f"first exit found by the estimator's search to rtol {rtol}: draws within (lo, hi) of their "
-                       f"ray, hi/lo - 1 <= rtol, count only towards n_accepted_upper"),
+        "prior_mean": describe_prior_mean(mean, anchor), "resolution": _resolution(rtol, segment_check),
     })
     result = SamplingEstimate(n_samples=n_samples, n_accepted=accepted, n_accepted_upper=accepted_upper, n_params=n,
                               n_cost_evals=n_evals, seconds=time.perf_counter() - t0, config=config,
-                              pilot_log_rate=pilot_log_rate)
+                              pilot_log_rate=pilot_log_rate, n_accepted_checked=checked if segment_check else None)
     if accepted == 0:
         _, high = clopper_pearson(accepted_upper, n_samples)
         raise InsufficientSamplesError(
@@ -267,3 +368,273 @@ def sample_star_domain_measure(
             f"estimate_log_volume(..., directions='prior', measure='gaussian') instead",
             rate=high, n_needed=math.ceil(max(min_expected_accepts, 1) / high), n_samples=n_samples, result=result)
     return result
+
+
+def _check_scales(scales) -> tuple[float, ...]:
+    try:
+        out = tuple(float(c) for c in scales)
+    except TypeError:
+        raise TypeError(f"scales must be a sequence of positive floats, got {scales!r}") from None
+    if not out or not all(math.isfinite(c) and c > 0 for c in out):
+        raise ValueError(f"scales must be a non-empty sequence of positive finite floats, got {scales!r}")
+    return out
+
+
+def sample_local_scales(
+    cost,
+    anchor: torch.Tensor,
+    *,
+    threshold: float,
+    n_samples: int,
+    shape_std: float | torch.Tensor,
+    scales,
+    seed: int = 0,
+    rtol: float = 1e-3,
+    max_radius: float | None = None,
+    initial_radius: float | None = None,
+    growth: float = 2.0,
+    fine_scan: int = 0,
+    device=None,
+    dtype: torch.dtype = torch.float32,
+    batch_size: int | None = None,
+    segment_check: int = 0,
+    progress: bool = False,
+) -> list[SamplingEstimate]:
+    """Direct sampling of N(anchor, c^2 diag(shape_std^2)) for every c in ``scales`` from one set
+    of N draws: theta_c = anchor + c * shape_std * z, so every scale shares the ray direction
+    u = shape_std * z / |shape_std * z| and one radius search along u decides the draw at every
+    scale (accepted at c when c |shape_std * z| <= r(u)). Draw for draw, the result at scale c is
+    ``sample_star_domain_measure(prior_std=c * shape_std, prior_mean=anchor, pilot=0)`` with the
+    same seed (tested), at the cost of one search per draw instead of one per draw and scale.
+    The estimates at different scales share their draws, so they are correlated.
+
+    Returns one :class:`SamplingEstimate` per scale, in the order given; a scale without a sure
+    accept is returned with ``n_accepted == 0`` (its Clopper-Pearson interval still bounds it).
+    """
+    from .estimator.core import check_seed, default_device
+
+    t0 = time.perf_counter()
+    _check_count("n_samples", n_samples, 1)
+    _check_count("segment_check", segment_check)
+    _check_anchor(anchor)
+    seed = check_seed(seed)
+    cs = _check_scales(scales)
+    n = anchor.numel()
+    shape = check_prior_std(shape_std, n)
+    mean = anchor.detach().to("cpu", torch.float64)
+    search = _search_settings(threshold, rtol, max_radius, seed, device, dtype, batch_size, initial_radius, growth,
+                              fine_scan)
+    rows = _block_rows(cost, batch_size, n)
+    dev = default_device(cost, anchor, device)
+    n_evals = 0
+    accepted, upper, checked, check_evals = [0] * len(cs), [0] * len(cs), [0] * len(cs), [0] * len(cs)
+    inner_config: dict[str, Any] = {}
+    for u, dist, lo, hi, evals, inner_config in _ray_blocks(cost, anchor, n_draws=n_samples, std=shape, mean=mean,
+                                                            seed=seed, stream=SAMPLING_STREAM, search=search,
+                                                            block_rows=rows, progress=progress, what="sampling"):
+        n_evals += evals
+        for j, c in enumerate(cs):
+            length = c * dist
+            sure = length <= lo
+            accepted[j] += int(sure.sum())
+            upper[j] += int((length < hi).sum())
+            if segment_check:
+                ok, ev = _segments_inside(cost, anchor, u[sure], length[sure], threshold=threshold, grid=segment_check,
+                                          device=dev, dtype=dtype, block_rows=rows)
+                check_evals[j] += ev
+                checked[j] += int(ok.sum())
+    seconds = time.perf_counter() - t0
+    out = []
+    for j, c in enumerate(cs):
+        std_c = c * shape
+        config = _recorded(inner_config)
+        config.update({
+            "method": "volbench.sample_local_scales", "seed": seed, "stream": SAMPLING_STREAM, "n_samples": n_samples,
+            "batch_size": batch_size, "pilot": 0, "segment_check": segment_check, "scale": c, "scales": list(cs),
+            "prior_std": float(std_c[0]) if bool((std_c == std_c[0]).all()) else "per-parameter",
+            "prior_mean": "anchor", "resolution": _resolution(rtol, segment_check),
+            "shared_draws": "every scale uses the same draws and radius searches (n_cost_evals and seconds are the "
+                            "shared run's, plus this scale's segment checks)",
+        })
+        out.append(SamplingEstimate(n_samples=n_samples, n_accepted=accepted[j], n_accepted_upper=upper[j],
+                                    n_params=n, n_cost_evals=n_evals + check_evals[j], seconds=seconds, config=config,
+                                    n_accepted_checked=checked[j] if segment_check else None))
+    return out
+
+
+# ----------------------------------------------------------------------------- calibration rules
+
+#: How ``calibrate_thresholds`` picks a threshold for a target acceptance rate a (stated once).
+THRESHOLD_RULE = ("threshold tau_a = the a-quantile of the segment maxima max_t cost(theta0 + t (theta_i - theta0)) "
+                  "over an evenly spaced grid t = 1/G..1, of pilot draws theta_i from the fixed Gaussian (an "
+                  "independent stream): a pilot draw's segment stays below tau exactly when its maximum does, so a "
+                  "fraction ~a of the measure lies in the star domain at tau_a (up to the grid's resolution)")
+#: How ``calibrate_local_scales`` picks the scale c of N(theta0, c^2 diag(s^2)) for a target rate a.
+SCALE_RULE = ("scale c_a = the (1 - a)-quantile of r(u_i) / |s * z_i| over pilot draws z_i ~ N(0, I) (an independent "
+              "stream), u_i = s * z_i / |s * z_i| and r the estimator's inside radius along u_i: the draw "
+              "theta0 + c s z_i is accepted exactly when c <= r(u_i) / |s * z_i|, so a fraction ~a of the measure lies "
+              "in the star domain at c_a")
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """Levels chosen by a stated rule from independent pilot draws (before any comparison).
+
+    Attributes:
+        targets: the target acceptance rates, as given.
+        levels: the threshold (``calibrate_thresholds``) or scale (``calibrate_local_scales``)
+            for each target.
+        rule: ``THRESHOLD_RULE`` or ``SCALE_RULE``.
+        n_pilot, seed, stream: the pilot draws.
+        pilot_statistic: quantiles (1%, 10%, 50%, 90%, 99%) of the pilot statistic the levels are
+            quantiles of (segment maxima, or radius ratios).
+        n_cost_evals, seconds: the pilot's work.
+    """
+
+    targets: tuple[float, ...]
+    levels: tuple[float, ...]
+    rule: str
+    n_pilot: int
+    seed: int
+    stream: int
+    pilot_statistic: dict[str, float]
+    n_cost_evals: int
+    seconds: float
+    config: dict[str, Any] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"targets": list(self.targets), "levels": list(self.levels), "rule": self.rule,
+                "n_pilot": self.n_pilot, "seed": self.seed, "stream": self.stream,
+                "pilot_statistic": dict(self.pilot_statistic), "n_cost_evals": self.n_cost_evals,
+                "seconds": self.seconds, **self.config}
+
+
+def _check_targets(targets, n_pilot: int, min_tail: int) -> tuple[float, ...]:
+    try:
+        out = tuple(float(a) for a in targets)
+    except TypeError:
+        raise TypeError(f"targets must be a sequence of rates in (0, 1), got {targets!r}") from None
+    if not out or not all(0 < a < 1 for a in out):
+        raise ValueError(f"targets must be a non-empty sequence of rates in (0, 1), got {targets!r}")
+    worst = min(min(out), 1 - max(out))
+    if n_pilot * worst < min_tail:
+        raise ValueError(f"a pilot of {n_pilot} draws cannot place the target rate {worst:.3g}: it would rest on "
+                         f"{n_pilot * worst:.3g} draws; use n_pilot >= {math.ceil(min_tail / worst)}")
+    return out
+
+
+def _quantiles(x: np.ndarray) -> dict[str, float]:
+    qs = (0.01, 0.1, 0.5, 0.9, 0.99)
+    return {f"q{q:g}": float(v) for q, v in zip(qs, np.quantile(x, qs))}
+
+
+def calibrate_thresholds(cost, anchor: torch.Tensor, *, prior_std, prior_mean=None, targets, n_pilot: int = 1024,
+                         grid: int = 32, seed: int = 0, device=None, dtype: torch.dtype = torch.float32,
+                         batch_size: int | None = None, min_tail: int = 10, rates_at=()) -> Calibration:
+    """Thresholds whose star domains hold a target fraction of N(prior_mean, diag(prior_std^2)),
+    by ``THRESHOLD_RULE``. The pilot's draws come from ``CALIBRATION_STREAM`` (independent of
+    sampling and the prior-directed rays) and cost ``n_pilot * grid`` evaluations (without early
+    exit: the maxima themselves are needed).
+
+    ``rates_at``: thresholds fixed elsewhere (e.g. issue Q5's) whose pilot rate (the fraction of
+    pilot maxima below each) is recorded in ``config["pilot_rates_at"]``.
+
+    Raises:
+        ValueError: a target the pilot cannot place (fewer than ``min_tail`` draws on its side),
+            or a threshold at or below the anchor's cost (the measure at that level is 0).
+
+    Example (a ball cost around c: the star domain at tau is the ball of radius sqrt(tau)):
+        >>> c = torch.tensor([0.5, 0.0], dtype=torch.float64)
+        >>> cal = calibrate_thresholds(lambda p: ((p - c.to(p)) ** 2).sum(1), c, prior_std=1.0, targets=(0.1,),
+        ...                            n_pilot=4000, dtype=torch.float64)
+        >>> from scipy.stats import ncx2   # P(|theta - c|^2 <= tau) for theta ~ N(0, I): noncentral chi2
+        >>> round(float(ncx2.cdf(cal.levels[0], 2, 0.25)), 1)
+        0.1
+    """
+    from .estimator.core import check_seed, default_device
+
+    t0 = time.perf_counter()
+    _check_anchor(anchor)
+    _check_count("n_pilot", n_pilot, 1)
+    _check_count("grid", grid, 1)
+    seed = check_seed(seed)
+    a = _check_targets(targets, n_pilot, min_tail)
+    n = anchor.numel()
+    std = check_prior_std(prior_std, n)
+    mean = check_prior_mean(prior_mean, n)
+    dev = default_device(cost, anchor, device)
+    rows = _block_rows(cost, batch_size, n)
+    base = anchor.detach().to(device=dev, dtype=dtype)
+    anchor_cost = float(cost(base[None])[0])
+    fractions = torch.arange(1, grid + 1, dtype=torch.float64) / grid
+    maxima = []
+    per_call = max(1, rows // grid)
+    for first in range(0, n_pilot, per_call):
+        last = min(n_pilot, first + per_call)
+        theta = prior_points(first, last, n=n, seed=seed, std=std, mean=mean, stream=CALIBRATION_STREAM)
+        diff = theta - anchor.detach().to("cpu", torch.float64)
+        pts = (fractions[None, :, None] * diff[:, None, :]).reshape(-1, n).to(device=dev, dtype=dtype) + base
+        c = cost(pts).detach().cpu().double().reshape(last - first, grid)
+        c = torch.where(torch.isfinite(c), c, torch.full_like(c, math.inf))
+        maxima.append(c.max(dim=1).values)
+    m = torch.cat(maxima).numpy()
+    levels = tuple(float(np.quantile(m, t)) for t in a)
+    for t, tau in zip(a, levels):
+        if not tau > anchor_cost:
+            raise ValueError(f"the calibrated threshold for rate {t:g} is {tau:.4g}, not above the anchor's cost "
+                             f"{anchor_cost:.4g}: the anchor is not a minimum of this landscape at that level")
+    return Calibration(targets=a, levels=levels, rule=THRESHOLD_RULE, n_pilot=n_pilot, seed=seed,
+                       stream=CALIBRATION_STREAM, pilot_statistic=_quantiles(m), n_cost_evals=1 + n_pilot * grid,
+                       seconds=time.perf_counter() - t0,
+                       config={"grid": grid, "anchor_cost": anchor_cost,
+                               "pilot_rates_at": {f"{float(t):.6g}": float(np.mean(m < float(t))) for t in rates_at},
+                               "prior_std": float(std[0]) if bool((std == std[0]).all()) else "per-parameter",
+                               "prior_mean": describe_prior_mean(mean, anchor)})
+
+
+def calibrate_local_scales(cost, anchor: torch.Tensor, *, threshold: float, shape_std, targets, n_pilot: int = 1024,
+                           seed: int = 0, rtol: float = 1e-3, max_radius: float | None = None,
+                           initial_radius: float | None = None, growth: float = 2.0, fine_scan: int = 0, device=None,
+                           dtype: torch.dtype = torch.float32, batch_size: int | None = None,
+                           min_tail: int = 10) -> Calibration:
+    """Scales c such that N(anchor, c^2 diag(shape_std^2)) puts a target fraction of its mass in
+    the star domain at ``threshold``, by ``SCALE_RULE`` (pilot draws from ``CALIBRATION_STREAM``;
+    one radius search per pilot draw, with the estimator's settings given here).
+
+    Example (a ball of radius 1 around the anchor in n = 3: the mass of N(c, s^2 I) in it is
+    chi2_3.cdf(1 / s^2), a known function of s):
+        >>> c = torch.tensor([0.5, 0.0, 1.0], dtype=torch.float64)
+        >>> cal = calibrate_local_scales(lambda p: ((p - c.to(p)) ** 2).sum(1), c, threshold=1.0, shape_std=1.0,
+        ...                              targets=(0.5,), n_pilot=4000, rtol=1e-6, dtype=torch.float64)
+        >>> from scipy.stats import chi2
+        >>> round(float(chi2.cdf(1.0 / cal.levels[0] ** 2, 3)), 1)
+        0.5
+    """
+    from .estimator.core import check_seed
+
+    t0 = time.perf_counter()
+    _check_anchor(anchor)
+    _check_count("n_pilot", n_pilot, 1)
+    seed = check_seed(seed)
+    a = _check_targets(targets, n_pilot, min_tail)
+    n = anchor.numel()
+    shape = check_prior_std(shape_std, n)
+    search = _search_settings(threshold, rtol, max_radius, seed, device, dtype, batch_size, initial_radius, growth,
+                              fine_scan)
+    rows = _block_rows(cost, batch_size, n)
+    ratios, n_evals = [], 0
+    mean = anchor.detach().to("cpu", torch.float64)
+    for _, dist, lo, _, evals, _ in _ray_blocks(cost, anchor, n_draws=n_pilot, std=shape, mean=mean, seed=seed,
+                                                 stream=CALIBRATION_STREAM, search=search, block_rows=rows,
+                                                 progress=False, what="calibration"):
+        ratios.append(lo / dist)  # dist = |s z|: the pilot draws are theta0 + s z
+        n_evals += evals
+    r = torch.cat(ratios).numpy()
+    levels = tuple(float(np.quantile(r, 1 - t)) for t in a)
+    if not all(c > 0 for c in levels):
+        raise ValueError(f"a calibrated scale is 0 (levels {levels}): most pilot rays leave the basin at once; the "
+                         f"anchor is not inside the basin at threshold {threshold}")
+    return Calibration(targets=a, levels=levels, rule=SCALE_RULE, n_pilot=n_pilot, seed=seed, stream=CALIBRATION_STREAM,
+                       pilot_statistic=_quantiles(r), n_cost_evals=n_evals, seconds=time.perf_counter() - t0,
+                       config={"threshold": float(threshold), "rtol": rtol, "fine_scan": fine_scan,
+                               "shape_std": float(shape[0]) if bool((shape == shape[0]).all()) else "per-parameter"})

@@ -45,14 +45,17 @@ import torch
 from .measures import check_prior_mean, describe_prior_mean, gaussian_log_ray_mass
 from .result import VolumeEstimate
 
-__all__ = ["PRIOR_BLOCK", "PRIOR_RAY_STREAM", "SAMPLING_STREAM", "check_prior_std", "prior_points",
-           "prior_ray_directions", "log_ray_fractions", "estimate_prior_directed"]
+__all__ = ["PRIOR_BLOCK", "PRIOR_RAY_STREAM", "SAMPLING_STREAM", "CALIBRATION_STREAM", "check_prior_std",
+           "prior_points", "prior_ray_directions", "log_ray_fractions", "estimate_prior_directed"]
 
 #: Rows per generator block (part of a draw's identity: changing it changes which points are drawn).
 PRIOR_BLOCK = 256
 #: Stream tags that keep the prior rays and direct sampling independent for one user seed.
 PRIOR_RAY_STREAM = 1
 SAMPLING_STREAM = 2
+#: Pilot draws that calibrate a measure or threshold ladder (``volbench.sampling.calibrate_*``):
+#: independent of the draws and rays the calibrated levels are then measured with.
+CALIBRATION_STREAM = 3
 #: Rows of [rows, n] float64 directions held at once (256 MiB): bounds memory for large n.
 _MAX_BLOCK_ELEMENTS = 1 << 25
 
@@ -113,12 +116,14 @@ def prior_ray_directions(points: torch.Tensor, anchor: torch.Tensor) -> tuple[to
 
 
 def log_ray_fractions(radii: torch.Tensor, u: torch.Tensor, anchor: torch.Tensor, std: torch.Tensor,
-                      mean: torch.Tensor | None) -> torch.Tensor:
-    """log m(u, r) - log m(u, inf) per row: the log-fraction of each ray's prior mass within r."""
+                      mean: torch.Tensor | None, log_total: torch.Tensor | None = None) -> torch.Tensor:
+    """log m(u, r) - log m(u, inf) per row: the log-fraction of each ray's prior mass within r.
+    ``log_total``: log m(u, inf) when already computed (it depends on the ray, not on r)."""
     anchor = anchor.detach().to("cpu", torch.float64)
     inside = gaussian_log_ray_mass(radii, u, anchor, std, mean)
-    total = gaussian_log_ray_mass(torch.full_like(radii, math.inf, dtype=torch.float64), u, anchor, std, mean)
-    return torch.clamp(inside - total, max=0.0)  # a fraction <= 1; the clamp removes float round-off only
+    if log_total is None:
+        log_total = gaussian_log_ray_mass(torch.full_like(radii, math.inf, dtype=torch.float64), u, anchor, std, mean)
+    return torch.clamp(inside - log_total, max=0.0)  # a fraction <= 1; the clamp removes float round-off only
 
 
 def estimate_prior_directed(cost, anchor: torch.Tensor, *, threshold: float, n_directions: int = 500,
@@ -171,8 +176,10 @@ def estimate_prior_directed(cost, anchor: torch.Tensor, *, threshold: float, n_d
         n_evals += est.n_cost_evals
         inner_config = est.config
         lo, hi = est.log_radii.double().exp(), est.log_radii_upper.double().exp()
-        terms.append(log_ray_fractions(lo, u, anchor, std, mean))
-        terms_upper.append(log_ray_fractions(hi, u, anchor, std, mean))
+        total = gaussian_log_ray_mass(torch.full_like(lo, math.inf), u, anchor.detach().to("cpu", torch.float64),
+                                      std, mean)
+        terms.append(log_ray_fractions(lo, u, anchor, std, mean, log_total=total))
+        terms_upper.append(log_ray_fractions(hi, u, anchor, std, mean, log_total=total))
         lo_parts.append(est.log_radii)
         hi_parts.append(est.log_radii_upper)
         cens_parts.append(est.censored)
