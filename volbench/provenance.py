@@ -72,7 +72,8 @@ MEASUREMENT_SOURCES: tuple[str, ...] = (
     "volbench.lab:_nested_order",
     "volbench.lab:training_batch",
     "volbench.lab:_landscape_cost",
-    "volbench.lab:_compute_measurement",
+    "volbench.lab:_compute_measurements",
+    "volbench.lab:_measurement",
     "volbench.lab:_finite_list",
 )
 
