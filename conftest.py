@@ -51,7 +51,8 @@ def pytest_configure(config):
     if tier not in TIERS:
         raise ValueError(f"VOLBENCH_TIER must be one of {TIERS}, got {tier!r}")
     if quick and tier != "nightly":
-        raise pytest.UsageError(f"--quick runs the nightly cases at tiny scale; it cannot be combined with --tier {tier}")
+        raise pytest.UsageError("--quick runs the nightly cases at tiny scale; it cannot be combined with "
+                                f"--tier {tier}")
     os.environ["VOLBENCH_TIER"] = tier  # so xdist workers and subprocesses agree
     if quick:
         os.environ["VOLBENCH_QUICK"] = "1"

@@ -32,10 +32,11 @@ Run (see README.md)::
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Mapping
+from typing import Any
 
 import pytest
 import torch
@@ -246,7 +247,8 @@ def _settings(config: pytest.Config) -> BenchSettings:
     try:
         device = torch.device(device_name)
     except RuntimeError as err:
-        raise pytest.UsageError(f"--bench-device {device_name!r} is not a torch device ({err}); use cpu or cuda[:N]")
+        raise pytest.UsageError(f"--bench-device {device_name!r} is not a torch device ({err}); "
+                                "use cpu or cuda[:N]") from err
     if device.type == "cuda" and not torch.cuda.is_available():
         raise pytest.UsageError(f"--bench-device {device_name!r} asked for CUDA but torch sees no CUDA device; "
                                 "use --bench-device cpu")
@@ -483,7 +485,8 @@ class BenchRecorder:
                     continue
                 b, n = group[base], group[new]
                 lines.append(fmt.format(name, "on" if tf32 else "off", n["n_directions"], label,
-                                        f"{b['seconds']:.2f}", f"{n['seconds']:.2f}", f"{b['seconds'] / n['seconds']:.1f}",
+                                        f"{b['seconds']:.2f}", f"{n['seconds']:.2f}",
+                                        f"{b['seconds'] / n['seconds']:.1f}",
                                         f"{b['evals_per_s']:.1f}", f"{n['evals_per_s']:.1f}",
                                         f"{b['gflops_per_s']:.1f}", f"{n['gflops_per_s']:.1f}",
                                         "-" if n.get("peak_mib") is None else f"{n['peak_mib']:.0f}"))

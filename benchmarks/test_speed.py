@@ -29,8 +29,9 @@ import functools
 import math
 import statistics
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import pytest
 import torch
@@ -134,7 +135,8 @@ def _check_against_baseline(recorder, key: tuple, method: str, est, info: dict[s
         if base is None:
             return
         if method == "paper_batched":
-            assert torch.equal(est.crossing_index, base.crossing_index), "new paper path's crossings differ from today's"
+            assert torch.equal(est.crossing_index, base.crossing_index), \
+                "new paper path's crossings differ from today's"
             info["crossings_match_baseline"] = True
         else:
             slack = 1e-4
@@ -301,7 +303,8 @@ class Table1Config:
 
     def __post_init__(self) -> None:
         if len(self.sizes) < 2 or list(self.sizes) != sorted(set(self.sizes)) or self.sizes[0] < self.base:
-            raise ValueError(f"sizes must be >= 2 distinct increasing sizes, each >= base {self.base}, got {self.sizes}")
+            raise ValueError(f"sizes must be >= 2 distinct increasing sizes, each >= base {self.base}, "
+                             f"got {self.sizes}")
         if not self.seeds or len(set(self.seeds)) != len(self.seeds):
             raise ValueError(f"seeds must be distinct and non-empty, got {self.seeds}")
         if self.n_directions < 1 or self.epochs < 1:
@@ -383,7 +386,8 @@ class Table1Result:
         }
 
 
-def run_table1(config: Table1Config, dataset, *, device: torch.device, dtype: torch.dtype = torch.float32) -> Table1Result:
+def run_table1(config: Table1Config, dataset, *, device: torch.device,
+               dtype: torch.dtype = torch.float32) -> Table1Result:
     """Run the Table 1 experiment ``config`` on ``dataset`` (a ``volbench.data`` MNIST Dataset),
     training included, and return what it found and what it cost.
 

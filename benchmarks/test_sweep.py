@@ -29,10 +29,9 @@ from typing import Any
 
 import pytest
 import torch
+from test_speed import _run_benchmark  # benchmarks/ is on sys.path under pytest (rootdir-less import)
 
 from volbench.flops import tf32_enabled, tf32_mode
-
-from test_speed import _run_benchmark  # benchmarks/ is on sys.path under pytest (rootdir-less import)
 
 pytestmark = pytest.mark.benchmark_case
 

@@ -10,8 +10,9 @@ for every minimum; its procedure per measurement is unchanged.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 from volbench.claims.stats import Terms
 from volbench.lab import Measurement, MinimumSpec, measure_many, train_minimum

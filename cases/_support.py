@@ -5,9 +5,10 @@ from __future__ import annotations
 import math
 import os
 import time
-from pathlib import Path
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
 
 import pytest
 

@@ -22,12 +22,11 @@ import time
 
 import pytest
 import torch
+from _support import Case, quick_case  # noqa: E402  (cases/ is on sys.path under pytest's rootdir import mode)
 
 from volbench.data import DatasetNotFoundError
 from volbench.provenance import training_provenance
 from volbench.store import MinimaStore
-
-from _support import Case, quick_case  # noqa: E402  (cases/ is on sys.path under pytest's rootdir import mode)
 
 # Data sets a case setting names when it has no "dataset" parameter (Zhang's binarised MNIST, the
 # digits MLP of Scherlis & Belrose); matched against the setting's dash-separated words.

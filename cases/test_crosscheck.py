@@ -42,15 +42,43 @@ from torch import nn
 
 from volbench import estimate_log_volume
 from volbench.analysis import bootstrap_log_volume
-from volbench.claims.crosscheck import (E4_LEVEL, e4_agreement, e4_exit_rule, e4_lower_bounds, e4_parting,
-                                        e4_same_law, e5_against_estimate, e5_against_truth, e5_not_judged)
+from volbench.claims.crosscheck import (
+    E4_LEVEL,
+    e4_agreement,
+    e4_exit_rule,
+    e4_lower_bounds,
+    e4_parting,
+    e4_same_law,
+    e5_against_estimate,
+    e5_against_truth,
+    e5_not_judged,
+)
 from volbench.costs import ModelCost
 from volbench.estimator.prior_rays import CALIBRATION_STREAM
-from volbench.llc import (DEVINTERP_HEALTH_RULE, DEVINTERP_LOCALIZATIONS, DEVINTERP_LRS, FIT_RULE, DeepLinearCost,
-                          DevinterpSettings, VolumeScalingError, calibrate_devinterp, devinterp_available, devinterp_llc,
-                          dln_lambda, epsilon_ladder, fit_volume_scaling)
-from volbench.sampling import (SCALE_RULE, THRESHOLD_RULE, InsufficientSamplesError, calibrate_local_scales,
-                               calibrate_thresholds, sample_local_scales, sample_star_domain_measure)
+from volbench.llc import (
+    DEVINTERP_HEALTH_RULE,
+    DEVINTERP_LOCALIZATIONS,
+    DEVINTERP_LRS,
+    FIT_RULE,
+    DeepLinearCost,
+    DevinterpSettings,
+    VolumeScalingError,
+    calibrate_devinterp,
+    devinterp_available,
+    devinterp_llc,
+    dln_lambda,
+    epsilon_ladder,
+    fit_volume_scaling,
+)
+from volbench.sampling import (
+    SCALE_RULE,
+    THRESHOLD_RULE,
+    InsufficientSamplesError,
+    calibrate_local_scales,
+    calibrate_thresholds,
+    sample_local_scales,
+    sample_star_domain_measure,
+)
 from volbench.toy import QuadraticCost
 
 _T = {
@@ -113,7 +141,7 @@ def separable_points(seed: int = 0, n: int = 200):
     return x, (x[:, 0] + x[:, 1] > 0).to(F64)[:, None]
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def separable_net(hidden: int, seed: int = 0):
     x, y = separable_points(seed)
     torch.manual_seed(seed)
@@ -126,7 +154,7 @@ def separable_net(hidden: int, seed: int = 0):
     return ModelCost(m, x, y, loss="bce", dtype=F64)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def trained_registry_net(name: str, seed: int = 0, hidden: tuple | None = None, examples: int | None = None):
     from volbench.data import load
     from volbench.models import build
@@ -159,7 +187,7 @@ def trained_registry_net(name: str, seed: int = 0, hidden: tuple | None = None, 
     return ModelCost(model, x, y, loss=loss, dtype=dtype), model, x, y
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def boolean_net(seed: int = 0):
     from volbench.boolean import boolean_inputs
     from volbench.models import build
@@ -376,12 +404,17 @@ def e4_digits_lower_bounds(case, device, seed):
     from test_scherlis import CUTOFF, digits_net, kl_cost, kl_function, prior_std
 
     from volbench.analysis import bootstrap_difference
-    from volbench.preconditioners import (PAPER, adam_second_moment, hessian_diagonal, hesscale_diagonal,
-                                          make_preconditioner)
+    from volbench.preconditioners import (
+        PAPER,
+        adam_second_moment,
+        hesscale_diagonal,
+        hessian_diagonal,
+        make_preconditioner,
+    )
 
     cfg = case["lower_bounds"]
     model, result, ds = digits_net(seed)
-    cost = kl_cost(model, ds, device)
+    cost = kl_cost(seed, device)
     x = ds.test_inputs.to(cost.anchor.device)
     with torch.no_grad():
         p_anchor = torch.softmax(model(x), dim=-1)

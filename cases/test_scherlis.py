@@ -48,8 +48,14 @@ from volbench.costs import ModelCost
 from volbench.data import load
 from volbench.estimator.measures import log_unit_sphere_area
 from volbench.models import build
-from volbench.preconditioners import (PAPER, adam_first_moment, adam_second_moment, hesscale_diagonal,
-                                      make_preconditioner, preconditioners_from_eigh)
+from volbench.preconditioners import (
+    PAPER,
+    adam_first_moment,
+    adam_second_moment,
+    hesscale_diagonal,
+    make_preconditioner,
+    preconditioners_from_eigh,
+)
 from volbench.priors import prior_std_from_weight_decay
 from volbench.toy import QuadraticCost, random_rotation
 from volbench.train import paper_recipe, train
@@ -74,7 +80,8 @@ _T = {
     "S5": "Preconditioner ranking on the digits MLP (paper Sec. 4.1, Fig. 1)",
     "S6": "Poisoned networks have smaller KL volume",
     "S7": "Local volume falls during training",
-    "S8": "Cutoff scaling: d log V / d log cutoff = n/2 on quadratics; on the digits MLP; preconditioning at high cutoffs",
+    "S8": "Cutoff scaling: d log V / d log cutoff = n/2 on quadratics; on the digits MLP; "
+          "preconditioning at high cutoffs",
     "S9": "Ellipsoid variance law Var(u^T A u) = 2/(n+2) Var(lambda), u uniform on the sphere",
     "S10": "An always-zero pixel: infinite Lebesgue radius, finite Gaussian measure",
 }
@@ -95,7 +102,8 @@ cases = functools.partial(smoke_and_nightly, _T)
 CASES = {
     "test_jensen_biased_low": cases("S1", "jensen", "quadratic",
                                     dict(n=20, K=4, repeats=4000, spreads=(0.25, 0.75, 1.5), seed=0, dominance=0.02),
-                                    dict(n=200, K=16, repeats=16000, spreads=(0.25, 0.75, 1.5), seed=0, dominance=0.02)),
+                                    dict(n=200, K=16, repeats=16000, spreads=(0.25, 0.75, 1.5), seed=0,
+                                         dominance=0.02)),
     "test_smooth_max": cases("S2", "smooth-max", "quadratic+digits-mlp",
                              dict(ns=(10, 100, 1000), K=100, seed=0, replicates=5, digits_replicates=3),
                              dict(ns=(10, 100, 1000, 10000), K=1000, seed=0, replicates=10, digits_replicates=5)),
@@ -133,7 +141,7 @@ def digits_recipe(**overrides):
     return paper_recipe("digits_mlp", optimizer="adamw", lr=1e-3, weight_decay=WEIGHT_DECAY, **overrides)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def digits_net(seed: int, n_poison: int = 0):
     """(model, TrainResult, dataset) for model seed ``seed`` and data seed ``seed + 10``, with the
     checkpoints ``DIGITS_CHECKPOINTS``; the last ``n_poison`` training labels are replaced by
@@ -409,7 +417,8 @@ def test_markov_bound(case, device, record_case, strict):
     lo, hi = blocks(quad_estimate(q, K=case["K"] * case["repeats"], seed=case["seed"]), case["K"], case["repeats"])
     statements = rules.s3_markov(lo - exact, hi - exact, ks=case["ks"])
     enforce([finish(record_case, case, EST, statements=statements, started=clock, device=device,
-                    seeds={"directions": case["seed"], "repeats": f"{case['repeats']} blocks of {case['K']} directions"},
+                    seeds={"directions": case["seed"],
+                           "repeats": f"{case['repeats']} blocks of {case['K']} directions"},
                     numbers={"n": case["n"], "K": case["K"], "repeats": case["repeats"]})], strict)
 
 
@@ -476,7 +485,8 @@ def test_preconditioner_ranking(case, device, record_case, strict):
         terms, seeds=seeds, sweep=sweep, paper_eps={n: SETTINGS[n].eps for n in PRECONDITIONERS}, paper_code=code,
         paper_code_sweep=code_sweep)
     _, result, _ = digits_net(seeds[0])
-    ess = {name: digits_estimate(seeds[0], device, K=K, preconditioner=name).ess for name in ("none",) + PRECONDITIONERS}
+    ess = {name: digits_estimate(seeds[0], device, K=K, preconditioner=name).ess
+           for name in ("none",) + PRECONDITIONERS}
     enforce([finish(
         record_case, case, EST, statements=statements, started=clock, device=device, seeds=seeds_record(seeds),
         numbers={"K": K, "sweep_K": kS, "log_volume": {n: {str(s): t[s].log_volume for s in seeds} for n, t in

@@ -54,13 +54,24 @@ import numpy as np
 import torch
 from _support import enforce, finish, smoke_and_nightly, start
 
-from volbench.boolean import (boolean_inputs, constant_functions, function_to_bits, log_volume_of_function,
-                              sample_function_counts)
+from volbench.boolean import (
+    boolean_inputs,
+    constant_functions,
+    function_to_bits,
+    log_volume_of_function,
+    sample_function_counts,
+)
 from volbench.claims import zhang as rules
 from volbench.data import attack_set, load, take
 from volbench.data.dataset import generator
-from volbench.flatness import (ModelLoss, SharpnessConfig, alpha_scale, hessian_spectral_norm, sharpness,
-                               sharpness_from_spectral_norm)
+from volbench.flatness import (
+    ModelLoss,
+    SharpnessConfig,
+    alpha_scale,
+    hessian_spectral_norm,
+    sharpness,
+    sharpness_from_spectral_norm,
+)
 from volbench.models import build
 from volbench.nngp import ZHANG_FCN_KERNEL, ep_log_marginal
 from volbench.store import fingerprint
@@ -129,7 +140,7 @@ CASES = {
 
 # ----------------------------------------------------------------------------- binarised MNIST
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def mnist_split(n_train: int, n_test: int, data_seed: int):
     """(dataset, S indices into the train split, E = first n_test of the fixed test split)."""
     ds = load("mnist_binary", seed=data_seed)
@@ -142,7 +153,7 @@ def inputs_SE(case) -> torch.Tensor:
     return torch.cat([ds.train_inputs[S], ds.test_inputs[E]])
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def nngp_K(n_train: int, n_test: int, data_seed: int, device: str) -> torch.Tensor:
     """The paper's arc-cosine kernel (depth 2, sigma_w = sqrt 2, sigma_b = 1) on S u E, float64."""
     ds, S, E = mnist_split(n_train, n_test, data_seed)
@@ -566,7 +577,8 @@ def test_overtraining_volume_stays_sharpness_falls(case, store, device, record_c
             f = ModelLoss(model, net.batch.inputs.to(device), net.batch.targets.to(device), loss="bce")
             s = sharpness(f, f.anchor, sharp_config(case, seed=seed))
             rows.append({"epochs_after_zero_error": e, "epoch": net.result.epochs_run + e,
-                         "log_volume": ep.log_marginal, "label_changes_vs_zero_error": int((labels != net.labels).sum()),
+                         "log_volume": ep.log_marginal,
+                         "label_changes_vs_zero_error": int((labels != net.labels).sum()),
                          "train_errors_S": int((labels[:case["n_train"]] != net.labels[:case["n_train"]]).sum()),
                          "train_loss": s.base_loss, "sharpness": s.sharpness})
         per_seed[seed] = {"epochs": [float(r["epochs_after_zero_error"]) for r in rows],

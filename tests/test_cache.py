@@ -2,7 +2,6 @@
 pruning that never deletes an entry whose lock another process holds."""
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -22,7 +21,8 @@ from volbench.train import TrainConfig
 
 
 def _spec(seed=0):
-    return MinimumSpec("swiss_roll", "swiss_mlp", train_size=40, seed=seed, base=20, train=TrainConfig(epochs=20, loss="bce"))
+    return MinimumSpec("swiss_roll", "swiss_mlp", train_size=40, seed=seed, base=20,
+                       train=TrainConfig(epochs=20, loss="bce"))
 
 
 @pytest.fixture

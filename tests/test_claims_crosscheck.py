@@ -4,9 +4,19 @@ import math
 
 import pytest
 
-from volbench.claims.crosscheck import (E4_TOLERANCE, E5_TOLERANCE, e4_agreement, e4_exit_rule, e4_lower_bounds,
-                                        e4_parting, e4_same_law, e5_against_estimate, e5_against_truth, equivalence,
-                                        scale_to_decide)
+from volbench.claims.crosscheck import (
+    E4_TOLERANCE,
+    E5_TOLERANCE,
+    e4_agreement,
+    e4_exit_rule,
+    e4_lower_bounds,
+    e4_parting,
+    e4_same_law,
+    e5_against_estimate,
+    e5_against_truth,
+    equivalence,
+    scale_to_decide,
+)
 
 
 def test_equivalence_needs_the_whole_interval_inside_to_pass():

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import pytest
+import torch
 from claims_helpers import terms
 
 from volbench.claims import estimator as erules
@@ -336,3 +337,18 @@ def test_rules_are_pure_functions_of_their_inputs(fn):
     measured = ordering(SIZES, lambda D, Dp, s: 10.0)
     assert [s.to_dict() for s in fn(measured, sizes=SIZES, seeds=SEEDS)] == \
            [s.to_dict() for s in fn(measured, sizes=SIZES, seeds=SEEDS)]
+
+
+def test_e3_bracket_overlap_allows_only_the_stated_rounding():
+    """E3 (b): a gap within the per-dtype rounding tolerance passes, one beyond it fails, and with
+    no tolerance any disjoint pair fails."""
+    def b_verdict(gap, tol):
+        statements = erules.e3_same_radii(settings_spread={"float32": 0.0}, spread_tol={}, gpu=None, gpu_tol=1e-4,
+                                          principled_overlap={"float32": gap}, overlap_tol=tol)
+        return next(st.verdict for st in statements if st.id == "b")
+
+    eps32 = torch.finfo(torch.float32).eps
+    assert b_verdict(6.5e-8, {"float32": 8 * eps32}) == "pass"
+    assert b_verdict(1e-5, {"float32": 8 * eps32}) == "fail"
+    assert b_verdict(6.5e-8, None) == "fail"
+    assert b_verdict(-1e-3, None) == "pass"

@@ -12,8 +12,17 @@ from claims_helpers import terms
 from scipy import stats
 
 from volbench.claims.coverage import CoverageDesign, simulate_coverage
-from volbench.claims.stats import (PairingError, Terms, aggregate, all_above, every_comparison, paired_difference,
-                                   seed_slope, seed_value, what_would_decide)
+from volbench.claims.stats import (
+    PairingError,
+    Terms,
+    aggregate,
+    all_above,
+    every_comparison,
+    paired_difference,
+    seed_slope,
+    seed_value,
+    what_would_decide,
+)
 
 
 def test_paired_difference_refuses_measurements_with_different_directions():

@@ -146,7 +146,8 @@ def z6_seed(drift, sharp_slope, noise=0.0, seed=0):
     rng = np.random.default_rng(seed)
     ep = [0.0, 50.0, 100.0, 200.0, 400.0]
     return {"epochs": ep, "log_volume": [-600.0 + drift * (i > 0) for i in range(5)],
-            "sharpness": [math.exp(-1.0 + sharp_slope * e + noise * rng.normal()) for e in ep], "log_volume_init": -400.0}
+            "sharpness": [math.exp(-1.0 + sharp_slope * e + noise * rng.normal()) for e in ep],
+            "log_volume_init": -400.0}
 
 
 def test_z6_true_false_ambiguous():

@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 from torch import nn
 from torch.nn.utils import parameters_to_vector, vector_to_parameters
 
-from volbench.costs import LOSSES, ChunkingDefaults, CostOutOfMemoryError, ModelCost
+from volbench.costs import ChunkingDefaults, CostOutOfMemoryError, ModelCost
 
 F64 = torch.float64
 RTOL, ATOL = 1e-10, 1e-12  # float64 agreement between paths, chunkings and the oracle
@@ -131,7 +131,7 @@ def assert_close(actual, expected, what, rtol=RTOL, atol=ATOL):
 
 
 # ---------------------------------------------------------------------------- oracle agreement
-@pytest.mark.parametrize("loss,n_out", LOSS_CASES, ids=[f"{l}{k}" for l, k in LOSS_CASES])
+@pytest.mark.parametrize("loss,n_out", LOSS_CASES, ids=[f"{name}{k}" for name, k in LOSS_CASES])
 @pytest.mark.parametrize("model_kind,path", [("mlp", "matmul"), ("mlp", "vmap"), ("image_mlp", "matmul"),
                                              ("cnn", "vmap")])
 def test_every_loss_and_path_matches_loop_oracle(loss, n_out, model_kind, path):
@@ -282,7 +282,7 @@ def test_automatic_chunks_fit_the_budget():
 
 
 # ---------------------------------------------------------------------------- early exit
-@pytest.mark.parametrize("loss,n_out", LOSS_CASES, ids=[f"{l}{k}" for l, k in LOSS_CASES])
+@pytest.mark.parametrize("loss,n_out", LOSS_CASES, ids=[f"{name}{k}" for name, k in LOSS_CASES])
 def test_early_exit_is_exact_below_and_a_bound_above(loss, n_out):
     model = make_mlp(seed=22, n_out=n_out)
     x, _ = make_data("mlp", loss, n_out, n=60, seed=23)

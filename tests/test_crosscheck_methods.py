@@ -8,13 +8,33 @@ import torch
 
 from volbench import estimate_log_volume
 from volbench.estimator.measures import gaussian_log_ray_mass
-from volbench.estimator.prior_rays import (CALIBRATION_STREAM, SAMPLING_STREAM, log_ray_fractions, prior_points,
-                                           prior_ray_directions)
-from volbench.llc import (DeepLinearCost, VolumeScalingError, devinterp_available, devinterp_health, dln_lambda,
-                          epsilon_ladder, fit_volume_scaling, rrr_lambda)
-from volbench.sampling import (SCALE_RULE, THRESHOLD_RULE, InsufficientSamplesError, calibrate_local_scales,
-                               calibrate_thresholds, clopper_pearson, sample_local_scales,
-                               sample_star_domain_measure)
+from volbench.estimator.prior_rays import (
+    CALIBRATION_STREAM,
+    SAMPLING_STREAM,
+    log_ray_fractions,
+    prior_points,
+    prior_ray_directions,
+)
+from volbench.llc import (
+    DeepLinearCost,
+    VolumeScalingError,
+    devinterp_available,
+    devinterp_health,
+    dln_lambda,
+    epsilon_ladder,
+    fit_volume_scaling,
+    rrr_lambda,
+)
+from volbench.sampling import (
+    SCALE_RULE,
+    THRESHOLD_RULE,
+    InsufficientSamplesError,
+    calibrate_local_scales,
+    calibrate_thresholds,
+    clopper_pearson,
+    sample_local_scales,
+    sample_star_domain_measure,
+)
 from volbench.toy import QuadraticCost, gaussian_log_mass_of_ball
 
 F64 = torch.float64

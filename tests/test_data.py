@@ -22,13 +22,26 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from helpers import requires_cuda
 from hypothesis import given
 from hypothesis import strategies as st
 
-from helpers import requires_cuda
-from volbench.data import (ChecksumError, Dataset, DatasetNotFoundError, attack_set, data_roots, data_seed_for,
-                           download_file, imbalanced_extras, load, names, nested_subsets, poisoned_extras, take,
-                           ten_k_split)
+from volbench.data import (
+    ChecksumError,
+    Dataset,
+    DatasetNotFoundError,
+    attack_set,
+    data_roots,
+    data_seed_for,
+    download_file,
+    imbalanced_extras,
+    load,
+    names,
+    nested_subsets,
+    poisoned_extras,
+    take,
+    ten_k_split,
+)
 from volbench.data import images as images_mod
 from volbench.data.idx import KnownChecksum, encode_idx, parse_idx, read_idx
 from volbench.data.synthetic import boolean_truth_table, derive_seed
@@ -385,7 +398,8 @@ def test_digits_default_split():
     assert ds.train_inputs.shape == (1024, 1, 8, 8) and ds.train_inputs.dtype == torch.float32
     assert float(ds.train_inputs.min()) == 0.0 and float(ds.train_inputs.max()) == 1.0, "scaled by 1/16"
     sk = load_digits()
-    rows = sorted(map(tuple, (torch.cat([ds.train_inputs, ds.test_inputs]).reshape(-1, 64) * 16).round().int().tolist()))
+    rows = sorted(map(tuple,
+                      (torch.cat([ds.train_inputs, ds.test_inputs]).reshape(-1, 64) * 16).round().int().tolist()))
     want = sorted(map(tuple, sk.data.astype(int).tolist()))
     assert rows == want, "train + test is exactly the 1,797 digits"
     again, other = load("digits", seed=4), load("digits", seed=5)
@@ -497,7 +511,8 @@ def _toy(n: int, c: int, seed: int = 0, *, binary: bool = False) -> Dataset:
                    train_targets=targets, test_inputs=torch.zeros(0, 1),
                    test_targets=torch.zeros(0, 1) if binary else torch.zeros(0, dtype=torch.int64),
                    n_classes=c, input_shape=(1,), variant="toy", seed=seed, source="generated", meta={},
-                   train_labels=labels if binary else None, test_labels=torch.zeros(0, dtype=torch.int64) if binary else None)
+                   train_labels=labels if binary else None,
+                   test_labels=torch.zeros(0, dtype=torch.int64) if binary else None)
 
 
 @given(data=st.data(), n=st.integers(1, 150), seed=st.integers(0, 2 ** 40),
@@ -564,7 +579,8 @@ def test_poison_offsets_cover_every_wrong_class():
     ds = _toy(4000, 5)
     ex = poisoned_extras(ds, None, 4000, seed=0)
     offsets = torch.bincount((ex.labels - ex.true_labels) % 5, minlength=5).tolist()
-    assert offsets[0] == 0 and min(offsets[1:]) > 850, f"offsets uniform on 1..4 (1000 each, > 850 at 5 sigma): {offsets}"
+    assert offsets[0] == 0 and min(offsets[1:]) > 850, \
+        f"offsets uniform on 1..4 (1000 each, > 850 at 5 sigma): {offsets}"
 
 
 def test_poison_target_formats_and_errors():

@@ -18,8 +18,8 @@ from scipy.stats import chi2
 
 from volbench import estimate_log_volume, log_unit_ball_volume
 from volbench.estimator.core import default_rtol
+from volbench.estimator.measures import log_J
 from volbench.estimator.result import CensoredRaysWarning
-from volbench.estimator.measures import log_J, log_unit_sphere_area
 from volbench.toy import HyperbolicBand, QuadraticCost, gaussian_log_mass_of_ball, random_rotation
 
 F64 = torch.float64
@@ -183,7 +183,7 @@ def test_gaussian_measure_of_centred_ball_is_chi_square_cdf(n):
 
 
 def test_gaussian_measure_of_offset_ball_converges_to_noncentral_chi_square():
-    n, sigma, R = 4, 1.0, 1.2
+    sigma, R = 1.0, 1.2
     center = torch.tensor([0.8, -0.3, 0.5, 0.1], dtype=F64)
     cost = lambda p: ((p - center) ** 2).sum(1)
     est = estimate_log_volume(cost, center, threshold=R * R, n_directions=8000, measure="gaussian",
@@ -217,7 +217,8 @@ def test_log_J_matches_adaptive_quadrature(n, beta, R):
     # Split at the peak so quad sees the mass.
     peak = min(R, max(0.0, 0.5 * (-beta + math.sqrt(beta * beta + 4 * (n - 1)))))
     pieces = [p for p in (0.0, peak, R) if p <= R]
-    val = sum(integrate.quad(f, a, b, epsabs=0, epsrel=1e-12, limit=200)[0] for a, b in zip(pieces, pieces[1:]) if b > a)
+    val = sum(integrate.quad(f, a, b, epsabs=0, epsrel=1e-12, limit=200)[0]
+              for a, b in zip(pieces, pieces[1:]) if b > a)
     got = float(log_J(torch.tensor([R], dtype=F64), torch.tensor([beta], dtype=F64), n)[0])
     assert abs(got - math.log(val)) <= 1e-8, f"n={n} beta={beta} R={R}: {got} vs {math.log(val)}"
 
@@ -434,3 +435,21 @@ def test_filter_scale_comes_from_the_anchor_argument_or_the_call_raises():
         reference_log_volume(OwnAnchorOnly(), other, threshold=50.0, n_directions=4, dtype=F64)
     assert torch.isfinite(torch.tensor(estimate_log_volume(OwnAnchorOnly(), cost.anchor, directions="filter",
                                                            **kw).log_volume))
+
+
+def test_a_ray_flat_to_a_max_radius_float32_cannot_hold_is_censored():
+    """Regression (S10 hung): a ray inside all the way to a max_radius that rounds down in float32
+    (11,379.8) must stop there, censored, instead of proposing max_radius for ever."""
+    n = 10
+
+    def cost(p):
+        return 0.5 * (p[:, 1:] ** 2).sum(1) + 1e-3  # flat along coordinate 0
+
+    e = torch.zeros(1, n)
+    e[0, 0] = 1.0
+    max_radius = 11379.81777117698
+    assert float(torch.tensor(max_radius, dtype=torch.float32)) < max_radius, "the case needs a value that rounds down"
+    with pytest.warns(CensoredRaysWarning):
+        est = estimate_log_volume(cost, torch.zeros(n), threshold=0.1, directions=e, max_radius=max_radius)
+    assert est.summary()["censored_fraction"] == 1.0
+    assert est.log_volume == pytest.approx(log_unit_ball_volume(n) + n * math.log(max_radius), rel=1e-6)

@@ -215,7 +215,8 @@ def test_killed_download_leaves_no_file_and_the_next_one_cleans_up(server, tmp_p
     dest = tmp_path / "out" / "slow.bin"
     child = subprocess.Popen([sys.executable, "-c", _KILLED, url + "slow/slow.bin", str(dest), _sha(data)])
     deadline = time.monotonic() + 240  # the child imports torch first: slow on a busy machine
-    while not list(dest.parent.glob(".slow.bin.*.part")) or list(dest.parent.glob(".slow.bin.*.part"))[0].stat().st_size < 2048:
+    while (not list(dest.parent.glob(".slow.bin.*.part"))
+           or list(dest.parent.glob(".slow.bin.*.part"))[0].stat().st_size < 2048):
         assert time.monotonic() < deadline and child.poll() is None, "the download should be under way"
         time.sleep(0.05)
     child.send_signal(signal.SIGKILL)
@@ -282,7 +283,8 @@ def test_fetch_svhn_and_idx_from_local_mirrors(server, monkeypatch, isolated):
     src = fixtures.write_synthetic("svhn", served.parent / "gen", n_train=8, n_test=4)
     for f in ("train_32x32.mat", "test_32x32.mat"):
         (served / f).write_bytes((src / f).read_bytes())
-    monkeypatch.setattr(images, "SVHN_CHECKSUMS", {f: _sha((served / f).read_bytes()) for f in ("train_32x32.mat", "test_32x32.mat")})
+    monkeypatch.setattr(images, "SVHN_CHECKSUMS",
+                        {f: _sha((served / f).read_bytes()) for f in ("train_32x32.mat", "test_32x32.mat")})
     folder = fetch.fetch("svhn", mirrors=[url], progress=False)
     assert folder == isolated / "svhn" and load("svhn").n_train == 8
     assert load("svhn").meta["files"]["train_32x32.mat"]["verified"] == "file"

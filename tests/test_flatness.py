@@ -170,7 +170,8 @@ def test_sharpness_of_quadratic_matches_analytic_box_maximum(config, kind):
     b = config.eps * (w_star.abs() + 1.0)
     exact = 100 * _box_max(A, b) / (1 + c)
     res = sharpness(_quadratic(A, w_star, c), w_star, config)
-    assert res.sharpness <= exact * (1 + 1e-9), f"sharpness {res.sharpness} exceeds the box maximum {exact}: box violated"
+    assert res.sharpness <= exact * (1 + 1e-9), \
+        f"sharpness {res.sharpness} exceeds the box maximum {exact}: box violated"
     if kind in ("diagonal", "rank-one"):
         # Every local maximum over the box is global here, so ascent must find it.
         assert math.isclose(res.sharpness, exact, rel_tol=1e-6), f"{kind}: {res.sharpness} vs exact {exact} (rel 1e-6)"
@@ -201,7 +202,8 @@ def test_z5_bounds_for_the_box_at_a_quadratic_minimum():
         half = eps * (w_star.abs() + 1.0)
         lo = sharpness_from_spectral_norm(norm, c, eps=float(half.min()))
         hi = sharpness_from_spectral_norm(norm, c, eps=float(half.norm()))
-        assert lo * (1 - 1e-9) <= res.sharpness <= hi * (1 + 1e-9), f"Z5 bounds {lo:.3e} <= {res.sharpness:.3e} <= {hi:.3e}"
+        assert lo * (1 - 1e-9) <= res.sharpness <= hi * (1 + 1e-9), \
+            f"Z5 bounds {lo:.3e} <= {res.sharpness:.3e} <= {hi:.3e}"
     # Second case: A = 3 J / n + 0.01 I has top eigenvector (1,...,1)/sqrt(n), pointing at a vertex
     # of the cube |d_i| <= eps, where 1/2 d^T A d = 1/2 (3.01) n eps^2 = 1/2 ||H|| r_max^2: the upper
     # bound is attained.

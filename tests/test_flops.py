@@ -163,7 +163,8 @@ def test_achieved_flops_rejects_non_numbers(flop_count, seconds):
 
 @given(work=st.floats(1.0, 1e18), seconds=st.floats(1e-6, 1e5))
 def test_achieved_flops_times_seconds_is_the_work(work, seconds):
-    assert achieved_flops(work, seconds) * seconds == pytest.approx(work, rel=1e-12), "rate x time must give the work back"
+    assert achieved_flops(work, seconds) * seconds == pytest.approx(work, rel=1e-12), \
+        "rate x time must give the work back"
 
 
 def test_measure_gemm_flops_positive_and_validated():
@@ -200,7 +201,8 @@ def test_device_peak_cuda_uses_the_table(monkeypatch, tf32, precision, tflops):
     monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: "NVIDIA H100 80GB HBM3")
     peak = device_peak(torch.device("cuda"), torch.float32, tf32=tf32, measure=False)
     assert (peak.kind, peak.precision) == ("datasheet", precision), f"got {peak}"
-    assert peak.flops == pytest.approx(tflops * 1e12, rel=1e-12), f"H100 SXM5 {precision} dense peak is {tflops} TFLOP/s"
+    assert peak.flops == pytest.approx(tflops * 1e12, rel=1e-12), \
+        f"H100 SXM5 {precision} dense peak is {tflops} TFLOP/s"
     assert "H100 SXM5" in peak.source
 
 
@@ -249,7 +251,8 @@ def test_peak_memory_cuda_counts_device_tensors():
 
 
 def test_flops_module_imports_no_test_or_plot_libraries():
-    code = ("import sys, volbench.flops; bad = [m for m in ('pytest', 'matplotlib', 'hypothesis') if m in sys.modules]; "
+    code = ("import sys, volbench.flops; "
+            "bad = [m for m in ('pytest', 'matplotlib', 'hypothesis') if m in sys.modules]; "
             "print(bad); sys.exit(1 if bad else 0)")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
                           cwd=Path(flops.__file__).resolve().parents[1])

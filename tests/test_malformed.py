@@ -26,9 +26,8 @@ from hypothesis import strategies as st
 from torch import nn
 
 import volbench
-from volbench import boolean, flatness, nngp
+from volbench import boolean, flatness, lab, models, nngp
 from volbench import data as vdata
-from volbench import lab, models
 from volbench import preconditioners as pc
 from volbench.costs import ModelCost
 from volbench.report import files
@@ -260,7 +259,8 @@ def test_unknown_measure_name(measure):
 @given(directions=st.one_of(st.text(max_size=8).filter(lambda d: d not in ("isotropic", "filter", "prior")), st.none(),
                             st.integers()))
 def test_unknown_direction_kind(directions):
-    with pytest.raises(ValueError, match="directions must be 'isotropic', 'filter', 'prior' or a \\[K, n\\] tensor") as info:
+    with pytest.raises(ValueError,
+                       match="directions must be 'isotropic', 'filter', 'prior' or a \\[K, n\\] tensor") as info:
         call("estimate", directions=directions)
     assert repr(directions) in str(info.value)
 
@@ -363,7 +363,8 @@ def test_model_cost_unknown_loss(loss):
 
 
 @FEW
-@given(position=st.integers(0, 5), bad=st.sampled_from([math.nan, math.inf]), where=st.sampled_from(["inputs", "anchor"]))
+@given(position=st.integers(0, 5), bad=st.sampled_from([math.nan, math.inf]),
+       where=st.sampled_from(["inputs", "anchor"]))
 def test_model_cost_with_nan_or_inf_inputs_or_anchor(position, bad, where):
     model = nn.Linear(2, 2)
     x = torch.zeros(3, 2)
@@ -521,7 +522,8 @@ def test_store_bad_keys(tmp_path_factory, key):
     (lambda s: s.key({"lr": math.nan}), ValueError, "config\\['config'\\]\\['lr'\\] is nan"),
     (lambda s: s.key({"x": torch.ones(2)}), TypeError, "is an array; put its fingerprint"),
     (lambda s: s.key({}), ValueError, "config must be a non-empty dict"),
-    (lambda s: s.put(s.key({"a": 1}), {"params": [1.0]}, {}), TypeError, "tensors\\['params'\\] must be a torch.Tensor"),
+    (lambda s: s.put(s.key({"a": 1}), {"params": [1.0]}, {}), TypeError,
+     "tensors\\['params'\\] must be a torch.Tensor"),
     (lambda s: s.put(s.key({"a": 1}), {"params": torch.ones(1)}, {"loss": math.inf}), TypeError, "without NaN/inf"),
     (lambda s: s.get_or_train({"a": 2}, "train"), TypeError, "train_fn must be callable, got str"),
     (lambda s: s.get_or_train({"a": 3}, lambda: None), TypeError, "train_fn must return \\(tensors"),
@@ -579,7 +581,8 @@ def test_flatness_bad_input():
     f = lambda w: (w ** 2).sum()  # noqa: E731
     with pytest.raises(ValueError, match="theta has NaN or Inf"):
         flatness.hessian_spectral_norm(f, torch.tensor([math.nan, 1.0]))
-    with pytest.raises(ValueError, match="theta must be a non-empty flat floating-point \\[n\\] tensor, got shape \\(2, 2\\)"):
+    with pytest.raises(ValueError,
+                       match="theta must be a non-empty flat floating-point \\[n\\] tensor, got shape \\(2, 2\\)"):
         flatness.hessian_spectral_norm(f, torch.ones(2, 2))
     with pytest.raises(ValueError, match="loss_fn must return a scalar tensor .* got \\(2,\\)"):
         flatness.hessian_spectral_norm(lambda w: w ** 2, torch.ones(2))
@@ -614,7 +617,8 @@ def test_boolean_bad_input(call_, error, fragment):
 
 @FEW
 @given(eps=st.one_of(st.floats(max_value=-1e-12), st.just(math.nan), st.just(math.inf), st.text(max_size=2)),
-       shape=st.lists(st.integers(1, 3), min_size=2, max_size=3).map(tuple).filter(lambda s: s[0] != s[-1] or len(s) == 3))
+       shape=st.lists(st.integers(1, 3), min_size=2, max_size=3).map(tuple)
+       .filter(lambda s: s[0] != s[-1] or len(s) == 3))
 def test_make_preconditioner_bad_eps_and_shape(eps, shape):
     with pytest.raises(ValueError, match="eps must be a finite number >= 0") as info:
         pc.make_preconditioner(torch.ones(3), eps=eps)

@@ -115,16 +115,19 @@ def test_kernel_is_symmetric_psd_and_block_consistent(seed, m, d, depth, sw, sb,
     assert torch.equal(K, K.T), "kernel of X with itself must be exactly symmetric"
     eig = torch.linalg.eigvalsh(K)
     scale = float(K.diagonal().max())
-    assert float(eig.min()) >= -1e-10 * scale, f"kernel not PSD: min eigenvalue {float(eig.min()):.3e} (tol 1e-10 x max diag)"
+    assert float(eig.min()) >= -1e-10 * scale, \
+        f"kernel not PSD: min eigenvalue {float(eig.min()):.3e} (tol 1e-10 x max diag)"
     k = m // 2
     if 0 < k < m:
         cross = nngp_kernel(X[:k], X[k:], depth=depth, sigma_w=sw, sigma_b=sb)
         err = float((cross - K[:k, k:]).abs().max())
-        assert err < 1e-12 * max(1.0, scale), f"cross kernel differs from the joint kernel's block by {err:.2e} (tol 1e-12)"
+        assert err < 1e-12 * max(1.0, scale), \
+            f"cross kernel differs from the joint kernel's block by {err:.2e} (tol 1e-12)"
     # Diagonal in closed form: K^L(x, x) = sb^2 sum_{j<L} (sw^2/2)^j + (sw^2/2)^L (sb^2 + sw^2 |x|^2 / d).
     q = sw**2 / 2
     diag = sum(sb**2 * q**j for j in range(depth)) + q**depth * (sb**2 + sw**2 * (X * X).sum(1) / d)
-    assert torch.allclose(K.diagonal(), diag, rtol=1e-12, atol=1e-300), "diagonal must follow the closed form (rtol 1e-12)"
+    assert torch.allclose(K.diagonal(), diag, rtol=1e-12, atol=1e-300), \
+        "diagonal must follow the closed form (rtol 1e-12)"
 
 
 def test_kernel_dtype_device_and_config():
@@ -191,7 +194,8 @@ def _exact_log_orthant(K: np.ndarray, y: np.ndarray) -> float:
     if m == 3:
         return math.log(0.125 + (math.asin(R[0, 1]) + math.asin(R[0, 2]) + math.asin(R[1, 2])) / (4 * math.pi))
     # P(y f > 0) = P(-y f < 0) = cdf at 0 of N(0, C). abseps 1e-6 gives log errors below 1e-3 here.
-    p = multivariate_normal.cdf(np.zeros(m), cov=C, abseps=1e-6, releps=0, maxpts=10**6 * m, rng=np.random.default_rng(0))
+    p = multivariate_normal.cdf(np.zeros(m), cov=C, abseps=1e-6, releps=0, maxpts=10**6 * m,
+                                rng=np.random.default_rng(0))
     return math.log(p)
 
 
@@ -353,7 +357,8 @@ def test_log_prior_probability_of_function_combines_kernel_and_ep():
     ref = ep_log_marginal(ZHANG_FCN_KERNEL.kernel(X), y.to(F64))
     assert isinstance(res, EPResult) and res.likelihood == "heaviside"
     assert res.log_marginal == ref.log_marginal, "convenience must equal nngp_kernel + ep_log_marginal exactly"
-    assert res.converged and -15 * math.log(2) < res.log_marginal < 0, "a labelling's log-probability lies in (log 2^-m, 0)"
+    assert res.converged and -15 * math.log(2) < res.log_marginal < 0, \
+        "a labelling's log-probability lies in (log 2^-m, 0)"
     assert res.site_precision.min() >= 0 and res.posterior_var.max() <= ZHANG_FCN_KERNEL.kernel(X).diagonal().max()
     assert len(res.history) == res.iterations and res.config["m"] == 15
 

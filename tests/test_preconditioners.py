@@ -12,13 +12,13 @@ import math
 
 import pytest
 import torch
+from helpers import devices
 from hypothesis import given
 from hypothesis import strategies as st
 from torch import nn
 
 import volbench.preconditioners as pre_mod
 import volbench.priors as priors_mod
-from helpers import devices
 from volbench.estimator.measures import log_unit_ball_volume
 from volbench.preconditioners import (
     HESSIAN_MAX_PARAMS,
@@ -27,9 +27,9 @@ from volbench.preconditioners import (
     adam_second_moment,
     adam_state_vectors,
     filter_preconditioner,
+    hesscale_diagonal,
     hessian,
     hessian_diagonal,
-    hesscale_diagonal,
     hutchinson_diagonal,
     loss_of_flat_params,
     make_preconditioner,
@@ -257,14 +257,15 @@ def test_full_hessian_preconditioner_gives_the_exact_volume_of_a_rotated_ellipso
     assert abs(float(torch.linalg.slogdet(M)[1])) < 1e-10, "the buggy map also has |det| = 1"
     bad = _log_terms(U @ M.T, A, c)
     assert float(bad.std()) > 1.0, \
-        f"diag(p) V^T must not make the ellipsoid round: per-direction log-terms spread {float(bad.std()):.3g} nats (> 1)"
+        f"diag(p) V^T must not make the ellipsoid round: per-direction log-terms spread " \
+        f"{float(bad.std()):.3g} nats (> 1)"
 
 
 def test_paper_code_variant_is_the_diagonal_law_of_its_map():
     """eigen_preconditioner_sweeps' paper-code entry is p (eigh order) used as a diagonal: for every
     u, the paper code's ray diag(p) V^T u is the diagonal preconditioner's ray for u' = V^T u, with
     the same importance weight, so the two estimators have one law (claim S5's labelled variant)."""
-    n, tau, K = 8, 0.3, 500
+    n, K = 8, 500
     g = _gen(12)
     Q = _random_rotation(n, g)
     A = Q @ torch.diag(torch.logspace(-2, 2, n, dtype=F64)) @ Q.T
@@ -539,7 +540,8 @@ def test_hesscale_is_close_on_deeper_cross_entropy_nets(sizes, act, bound, mean_
         assert torch.allclose(got[-n_last:], exact[-n_last:], rtol=1e-10, atol=1e-14), "last layer exact (rtol 1e-10)"
         errs.append(_rel(got[:-n_last], exact[:-n_last]))
         assert errs[-1] < bound, f"seed {seed}: hidden-layer relative error {errs[-1]:.3f} must be < {bound}"
-    assert sum(errs) / len(errs) < mean_bound, f"mean hidden-layer relative error {sum(errs) / 5:.3f} must be < {mean_bound}"
+    assert sum(errs) / len(errs) < mean_bound, \
+        f"mean hidden-layer relative error {sum(errs) / 5:.3f} must be < {mean_bound}"
 
 
 def test_hesscale_handles_inplace_activation_and_leading_flatten():

@@ -61,7 +61,8 @@ def test_comments_docstrings_and_layout_do_not_change_the_digest(tmp_path, monke
     path.write_text('def f(x):\n    if x is None:\n        raise ValueError("a message")\n    return x + 1\n')
     os.utime(path, ns=(1, 10**9 + 9))
     with_raise = entry_digest(name)
-    path.write_text('def f(x):\n    if x is None:\n        raise ValueError(f"another {x}") from None\n    return x + 1\n')
+    path.write_text('def f(x):\n    if x is None:\n        raise ValueError(f"another {x}") from None\n'
+                    '    return x + 1\n')
     os.utime(path, ns=(1, 10**9 + 11))
     assert entry_digest(name) == with_raise, "an error's message is not code that computes a result"
     path.write_text('def f(x):\n    if x is None:\n        raise TypeError("a message")\n    return x + 1\n')

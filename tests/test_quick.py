@@ -3,7 +3,6 @@ apart from real verdicts in the report; data-driven skips with the one-line reas
 from __future__ import annotations
 
 import json
-import math
 import os
 import subprocess
 import sys

@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from hypothesis import given
 from filelock import Timeout
+from hypothesis import given
 from hypothesis import strategies as st
 
 from volbench import store as store_mod

@@ -38,9 +38,10 @@ import os
 import re
 import shutil
 import time
+from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from filelock import FileLock, Timeout
 
@@ -218,7 +219,8 @@ def summarise(found: list[CacheEntry]) -> list[dict[str, Any]]:
         cur = [e for e in mine if e.current]
         rows.append({"kind": kind, "entries": len(mine), "bytes": sum(e.bytes for e in mine),
                      "current": len(cur), "current_bytes": sum(e.bytes for e in cur),
-                     "stale": len(mine) - len(cur), "stale_bytes": sum(e.bytes for e in mine) - sum(e.bytes for e in cur)})
+                     "stale": len(mine) - len(cur),
+                     "stale_bytes": sum(e.bytes for e in mine) - sum(e.bytes for e in cur)})
     return rows
 
 

@@ -33,16 +33,19 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from typing import Any, Callable, Literal
+from typing import Any, Literal
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .models import check_accepts
-from .models import alpha_scale  # one implementation (Zhang et al. eq. 9); re-exported here
+from .models import (
+    alpha_scale,  # one implementation (Zhang et al. eq. 9); re-exported here
+    check_accepts,
+)
 
 __all__ = [
     "ModelLoss",
@@ -268,7 +271,7 @@ def hessian_spectral_norm(
     hvp = hessian_vector_product(loss_fn, theta)
     v = _start_vector(theta.numel(), seed, theta)
     value, rayleigh, converged, it = 0.0, 0.0, False, 0
-    for it in range(1, max_iter + 1):
+    for it in range(1, max_iter + 1):  # noqa: B007  `it` is read after the loop (the iteration count returned)
         w = hvp(v)
         new = float(w.norm())
         rayleigh = float(v @ w)
@@ -325,7 +328,8 @@ def hessian_top_eigenvalues(
     theta = _check_theta(theta)
     n = theta.numel()
     if isinstance(k, bool) or not isinstance(k, int) or not 0 < k < n:
-        raise ValueError(f"k must be an int with 0 < k < n = {n} (ARPACK); for k >= n use torch.func.hessian, got {k!r}")
+        raise ValueError(f"k must be an int with 0 < k < n = {n} (ARPACK); for k >= n use torch.func.hessian, got "
+                         f"{k!r}")
     hvp = hessian_vector_product(loss_fn, theta)
 
     def matvec(x: np.ndarray) -> np.ndarray:

@@ -35,14 +35,13 @@ Example:
 from __future__ import annotations
 
 import math
-import platform
 import re
 import resource
 import sys
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Iterator
 
 import torch
 
@@ -131,7 +130,8 @@ def gpu_peak(device_name: str) -> GpuPeak | None:
     """The :class:`GpuPeak` whose pattern matches ``device_name`` (e.g. the string from
     ``torch.cuda.get_device_name()``), or None for a GPU not in :data:`GPU_PEAKS`."""
     if not isinstance(device_name, str):
-        raise TypeError(f"device_name must be a str such as torch.cuda.get_device_name(), got {type(device_name).__name__}")
+        raise TypeError("device_name must be a str such as torch.cuda.get_device_name(), got "
+                        f"{type(device_name).__name__}")
     for peak in GPU_PEAKS:
         if re.search(peak.pattern, device_name, flags=re.IGNORECASE):
             return peak

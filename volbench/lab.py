@@ -39,17 +39,18 @@ import os
 import tempfile
 import time
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 
 from . import data as vdata
-from ._writes import explain_write_error
 from . import models as vmodels
 from . import provenance
+from ._writes import explain_write_error
 from .costs import ModelCost
 from .estimator.core import check_n_directions, estimate_log_volume_many
 from .estimator.directions import DIRECTION_GENERATOR
@@ -57,8 +58,9 @@ from .reference import reference_log_volume_many
 from .store import MinimaStore
 from .train import TrainConfig, train
 
-__all__ = ["MinimumSpec", "Minimum", "Measurement", "CacheWriteWarning", "CorruptCacheWarning", "load_dataset", "training_batch", "landscape_batch",
-           "check_compatible", "train_minimum", "measure", "measure_many", "Ledger", "LEDGER", "LAB_VERSION"]
+__all__ = ["MinimumSpec", "Minimum", "Measurement", "CacheWriteWarning", "CorruptCacheWarning", "load_dataset",
+           "training_batch", "landscape_batch", "check_compatible", "train_minimum", "measure", "measure_many",
+           "Ledger", "LEDGER", "LAB_VERSION"]
 
 # Bump when the meaning of a spec or measurement changes, so caches from older code are not reused.
 LAB_VERSION = 3  # 3: measurements carry their resolution bracket and direction seed
@@ -452,8 +454,10 @@ def _landscape_cost(minimum: Minimum, landscape_size: int, *, loss, landscape_ex
         if not 0 < landscape_extras <= n_extra:
             raise ValueError(f"landscape_extras must be in 1..{n_extra} (the minimum's extras), got {landscape_extras}")
         lo, hi = spec.train_size, spec.train_size + landscape_extras
-        batch = vdata.Batch(torch.cat([batch.inputs, own.inputs[lo:hi]]), torch.cat([batch.targets, own.targets[lo:hi]]),
-                            None if batch.labels is None or own.labels is None else torch.cat([batch.labels, own.labels[lo:hi]]))
+        batch = vdata.Batch(torch.cat([batch.inputs, own.inputs[lo:hi]]),
+                            torch.cat([batch.targets, own.targets[lo:hi]]),
+                            None if batch.labels is None or own.labels is None
+                            else torch.cat([batch.labels, own.labels[lo:hi]]))
     model = minimum.build_model(device=device, dtype=dtype)
     return ModelCost(model, batch.inputs, batch.targets, loss=loss, device=device, dtype=dtype)
 

@@ -365,7 +365,8 @@ def _contradictions(K: torch.Tensor, y: torch.Tensor, kernel_rtol: float, limit:
     for start in range(0, K.shape[0], rows):
         block = K[start:start + rows] * scale[start:start + rows, None] * scale[None, :]
         bad = (1.0 - block <= 4.0 * kernel_rtol) & (y[start:start + rows, None] != y[None, :])
-        bad &= torch.arange(start, start + block.shape[0], device=K.device)[:, None] < torch.arange(K.shape[0], device=K.device)[None, :]
+        bad &= (torch.arange(start, start + block.shape[0], device=K.device)[:, None]
+                < torch.arange(K.shape[0], device=K.device)[None, :])
         count += int(bad.sum())
         for i, j in bad.nonzero().tolist()[: max(0, limit - len(pairs))]:
             pairs.append((start + i, j, float(1.0 - block[i, j])))
@@ -383,7 +384,7 @@ def _ep_sequential(K, y, likelihood, max_iter, tol, damping):
     changes: list[float] = []
     converged = False
     sweeps = 0
-    for sweeps in range(1, max_iter + 1):
+    for sweeps in range(1, max_iter + 1):  # noqa: B007  `sweeps` is read after the loop (the count returned)
         tau_old, nu_old = tau.clone(), nu.clone()
         tau_f, nu_f, y_f = tau.tolist(), nu.tolist(), y.tolist()  # per-site scalar work in floats
         for i in range(m):
@@ -663,8 +664,9 @@ def log_prior_probability_of_function(
             i, j = pair
             raise ValueError(
                 f"the labelling has zero probability under the Heaviside likelihood: inputs {i} and {j} are identical "
-                f"but labelled {float(y[i]):+g} and {float(y[j]):+g}, and a function gives identical inputs one output. "
-                "Remove contradictory duplicates, or use likelihood='probit' (Heaviside on K + I), which tolerates them"
+                f"but labelled {float(y[i]):+g} and {float(y[j]):+g}, and a function gives identical inputs one "
+                "output. Remove contradictory duplicates, or use likelihood='probit' (Heaviside on K + I), which "
+                "tolerates them"
             )
     return ep_log_marginal(K, y.to(K.device), likelihood=likelihood, schedule=schedule, max_iter=max_iter, tol=tol,
                            damping=damping)

@@ -44,8 +44,9 @@ from __future__ import annotations
 
 import copy
 import math
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass
-from typing import Callable, Iterable, Literal, Sequence
+from typing import Literal
 
 import numpy as np
 import torch
@@ -177,16 +178,19 @@ class _LossSpec:
 def _loss_spec(loss) -> _LossSpec:
     if isinstance(loss, str):
         if loss not in ("cross_entropy", "mse"):
-            raise ValueError(f"loss must be 'cross_entropy' or 'mse' (or an nn.CrossEntropyLoss/nn.MSELoss), got {loss!r}")
+            raise ValueError("loss must be 'cross_entropy' or 'mse' (or an nn.CrossEntropyLoss/nn.MSELoss), got "
+                             f"{loss!r}")
         return _LossSpec(loss, "mean")
     if isinstance(loss, nn.CrossEntropyLoss):
         if loss.weight is not None or loss.label_smoothing != 0.0:
-            raise ValueError("nn.CrossEntropyLoss with class weights or label smoothing is not supported; use a plain one")
+            raise ValueError("nn.CrossEntropyLoss with class weights or label smoothing is not supported; use a plain "
+                             "one")
         kind = "cross_entropy"
     elif isinstance(loss, nn.MSELoss):
         kind = "mse"
     else:
-        raise TypeError(f"loss must be 'cross_entropy', 'mse', nn.CrossEntropyLoss or nn.MSELoss, got {type(loss).__name__}")
+        raise TypeError("loss must be 'cross_entropy', 'mse', nn.CrossEntropyLoss or nn.MSELoss, got "
+                        f"{type(loss).__name__}")
     if loss.reduction not in ("mean", "sum"):
         raise ValueError(f"loss reduction must be 'mean' or 'sum' (a scalar loss), got {loss.reduction!r}")
     return _LossSpec(kind, loss.reduction)
@@ -201,7 +205,8 @@ def _check_targets(spec: _LossSpec, outputs_shape: tuple, targets: Tensor) -> No
             if targets.shape[0] != B:
                 raise ValueError(f"class-index targets must be [B={B}], got {tuple(targets.shape)}")
             if targets.min() < 0 or targets.max() >= C:
-                raise ValueError(f"class-index targets must lie in [0, {C}); got range [{int(targets.min())}, {int(targets.max())}]")
+                raise ValueError(f"class-index targets must lie in [0, {C}); got range [{int(targets.min())}, "
+                                 f"{int(targets.max())}]")
             return
         if targets.shape == (B, C) and targets.is_floating_point():
             if (targets < 0).any():
@@ -210,7 +215,8 @@ def _check_targets(spec: _LossSpec, outputs_shape: tuple, targets: Tensor) -> No
         raise ValueError(f"cross-entropy targets must be [B] class indices (integer) or [B, C] probabilities "
                          f"(float) with B={B}, C={C}; got {tuple(targets.shape)} {targets.dtype}")
     if targets.shape != (B, C) or not targets.is_floating_point():
-        raise ValueError(f"MSE targets must be a float [B={B}, C={C}] tensor like the outputs; got {tuple(targets.shape)} {targets.dtype}")
+        raise ValueError(f"MSE targets must be a float [B={B}, C={C}] tensor like the outputs; got "
+                         f"{tuple(targets.shape)} {targets.dtype}")
 
 
 def _apply_loss(spec: _LossSpec, outputs: Tensor, targets: Tensor) -> Tensor:
@@ -752,7 +758,8 @@ def preconditioners_from_eigh(evals: Tensor, V: Tensor, eps: float, *, exponent:
     eigh however its values arrive."""
     if not isinstance(eps, (int, float)) or not math.isfinite(eps) or eps < 0:
         raise ValueError(f"eps must be a finite number >= 0, got {eps!r}")
-    return _matrix_from_eigh(evals, V, float(exponent), float(eps)), torch.exp(_log_p(evals, float(exponent), float(eps)))
+    return (_matrix_from_eigh(evals, V, float(exponent), float(eps)),
+            torch.exp(_log_p(evals, float(exponent), float(eps))))
 
 
 def filter_preconditioner(scale: Tensor) -> Tensor:

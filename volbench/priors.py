@@ -113,7 +113,8 @@ def prior_std_rms(initial_params: Tensor) -> float:
     if not isinstance(initial_params, Tensor):
         raise TypeError(f"initial_params must be a torch.Tensor, got {type(initial_params).__name__}")
     if initial_params.numel() == 0 or not initial_params.is_floating_point():
-        raise ValueError("initial_params must be a non-empty floating-point tensor (e.g. parameters_to_vector(model.parameters()))")
+        raise ValueError("initial_params must be a non-empty floating-point tensor (e.g. "
+                         "parameters_to_vector(model.parameters()))")
     x = initial_params.detach().to(torch.float64)
     if not torch.isfinite(x).all():
         raise ValueError("initial_params has non-finite entries")

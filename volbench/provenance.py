@@ -7,10 +7,11 @@ recompute, while a run of unchanged code reuses everything.
 
 The digest of a source entry is the SHA-256 of its abstract syntax tree with docstrings and the
 messages of raised errors removed (``ast.dump`` without line numbers): edits to comments,
-docstrings, error messages and layout do not change it; any change to what the code computes does. An entry is a module (``"volbench.train"``), a package
-(``"volbench.estimator"``: every ``.py`` file in it, by relative path), or one top-level function
-or class of a module (``"volbench.lab:training_batch"``), so a module that mixes computing code
-with bookkeeping (the lab: measurement caching, the ledger) contributes only its computing parts.
+docstrings, error messages and layout do not change it; any change to what the code computes does.
+An entry is a module (``"volbench.train"``), a package (``"volbench.estimator"``: every ``.py`` file in
+it, by relative path), or one top-level function or class of a module
+(``"volbench.lab:training_batch"``), so a module that mixes computing code with bookkeeping (the
+lab: measurement caching, the ledger) contributes only its computing parts.
 
 Which sources count (the lists below) is a judgement kept deliberately narrow: the CLI, the
 report, the download code (``volbench.data.fetch``, ``download``, ``roots``) and the caching code
@@ -33,9 +34,10 @@ from __future__ import annotations
 import ast
 import hashlib
 import importlib.util
-from functools import lru_cache
+from collections.abc import Sequence
+from functools import cache
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 __all__ = ["TRAINING_SOURCES", "MEASUREMENT_SOURCES", "source_digest", "entry_digest", "versions",
            "training_provenance", "measurement_provenance", "compare_provenance"]
@@ -115,7 +117,7 @@ def _stat_key(path: Path) -> tuple[str, int, int]:
     return str(path), st.st_mtime_ns, st.st_size
 
 
-@lru_cache(maxsize=None)
+@cache
 def _file_digest(path: str, mtime_ns: int, size: int, name: str = "") -> str:
     """Digest of a whole file, or of its top-level definition ``name``; mtime and size are part
     of the cache key only, so an edited file is parsed again."""
@@ -151,7 +153,7 @@ def source_digest(entries: Sequence[str]) -> str:
     """One SHA-256 over the digests of ``entries`` (order-independent, duplicates ignored)."""
     h = hashlib.sha256()
     for entry in sorted(set(entries)):
-        h.update(f"{entry}={entry_digest(entry)}\n".encode("utf-8"))
+        h.update(f"{entry}={entry_digest(entry)}\n".encode())
     return h.hexdigest()
 
 

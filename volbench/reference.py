@@ -32,18 +32,28 @@ from __future__ import annotations
 
 import math
 import time
-from typing import Any, Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import torch
 
 from . import __version__
-from .estimator.core import (_check_anchor_tensor, _check_threshold, as_batched_cost, check_anchor,
-                             check_batch_size, check_dtype, check_n_directions, check_seed, default_device,
-                             filter_scale_at)
+from .estimator.core import (
+    _check_anchor_tensor,
+    _check_threshold,
+    as_batched_cost,
+    check_anchor,
+    check_batch_size,
+    check_dtype,
+    check_n_directions,
+    check_seed,
+    default_device,
+    filter_scale_at,
+)
 from .estimator.directions import DIRECTION_GENERATOR, raw_gaussian, row_norms
-from .estimator.walk import Question, grid_walk
 from .estimator.result import ReferenceEstimate
+from .estimator.walk import Question, grid_walk
 
 __all__ = ["paper_coefficients", "reference_log_volume", "reference_log_volume_many", "paper_loop_radii",
            "reference_scale"]

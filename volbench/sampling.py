@@ -64,8 +64,14 @@ import numpy as np
 import torch
 
 from .estimator.measures import check_prior_mean, describe_prior_mean
-from .estimator.prior_rays import CALIBRATION_STREAM, SAMPLING_STREAM, _MAX_BLOCK_ELEMENTS, check_prior_std, \
-    prior_points, prior_ray_directions
+from .estimator.prior_rays import (
+    _MAX_BLOCK_ELEMENTS,
+    CALIBRATION_STREAM,
+    SAMPLING_STREAM,
+    check_prior_std,
+    prior_points,
+    prior_ray_directions,
+)
 
 __all__ = ["SamplingEstimate", "InsufficientSamplesError", "clopper_pearson", "sample_star_domain_measure",
            "sample_local_scales", "Calibration", "calibrate_thresholds", "calibrate_local_scales",
@@ -338,9 +344,9 @@ def sample_star_domain_measure(
     dev = default_device(cost, anchor, device)
     accepted = accepted_upper = checked = 0
     inner_config: dict[str, Any] = {}
-    for u, dist, lo, hi, evals, inner_config in _ray_blocks(cost, anchor, n_draws=n_samples, std=std, mean=mean,
-                                                            seed=seed, stream=SAMPLING_STREAM, search=search,
-                                                            block_rows=rows, progress=progress, what="sampling"):
+    for u, dist, lo, hi, evals, inner_config in _ray_blocks(  # noqa: B007  inner_config is read after the loop
+            cost, anchor, n_draws=n_samples, std=std, mean=mean, seed=seed, stream=SAMPLING_STREAM, search=search,
+            block_rows=rows, progress=progress, what="sampling"):
         n_evals += evals
         sure = dist <= lo
         accepted += int(sure.sum())
@@ -429,9 +435,9 @@ def sample_local_scales(
     n_evals = 0
     accepted, upper, checked, check_evals = [0] * len(cs), [0] * len(cs), [0] * len(cs), [0] * len(cs)
     inner_config: dict[str, Any] = {}
-    for u, dist, lo, hi, evals, inner_config in _ray_blocks(cost, anchor, n_draws=n_samples, std=shape, mean=mean,
-                                                            seed=seed, stream=SAMPLING_STREAM, search=search,
-                                                            block_rows=rows, progress=progress, what="sampling"):
+    for u, dist, lo, hi, evals, inner_config in _ray_blocks(  # noqa: B007  inner_config is read after the loop
+            cost, anchor, n_draws=n_samples, std=shape, mean=mean, seed=seed, stream=SAMPLING_STREAM, search=search,
+            block_rows=rows, progress=progress, what="sampling"):
         n_evals += evals
         for j, c in enumerate(cs):
             length = c * dist

@@ -56,10 +56,11 @@ import shutil
 import tempfile
 import time
 import warnings
+from collections.abc import Callable
 from datetime import datetime, timezone
 from enum import Enum
 from pathlib import Path, PurePath
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch

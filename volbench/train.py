@@ -40,8 +40,9 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -257,7 +258,7 @@ class TrainResult:
         }
 
     @classmethod
-    def from_stored(cls, tensors: dict[str, Tensor], metadata: dict[str, Any]) -> "TrainResult":
+    def from_stored(cls, tensors: dict[str, Tensor], metadata: dict[str, Any]) -> TrainResult:
         """Rebuild a result from :meth:`tensors` and :meth:`metadata` (e.g. a store hit)."""
         try:
             cfg = dict(metadata["config"])

@@ -304,7 +304,8 @@ def test_matmul_and_vmap_paths_agree_within_the_documented_tolerance(minimum_and
     matmul = ModelCost(s["model"], s["batch"].inputs, s["batch"].targets, path="matmul", **kw)
     vmap = ModelCost(s["model"], s["batch"].inputs, s["batch"].targets, path="vmap", **kw)
     g = torch.Generator().manual_seed(12)
-    params = (matmul.anchor.double() + 0.3 * torch.randn(64, matmul.n_params, generator=g, dtype=torch.float64)).to(dtype)
+    params = (matmul.anchor.double()
+              + 0.3 * torch.randn(64, matmul.n_params, generator=g, dtype=torch.float64)).to(dtype)
     a, b = matmul(params).double(), vmap(params).double()
     tol = rounding_tolerance(s["model"], params, s["batch"].inputs, s["batch"].targets, dtype)
     assert ((a - b).abs() <= tol).all(), f"{dtype}: matmul and vmap costs differ by {(a - b).abs().max():.2e}"

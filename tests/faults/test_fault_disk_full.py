@@ -65,7 +65,8 @@ def _limit_file_size(limit: int):
 
 def _child_env(**extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items()
-           if k not in ("VOLBENCH_REPORT_DIR", "PYTEST_ADDOPTS") and not k.startswith(("PYTEST_XDIST", "PYTEST_CURRENT"))}
+           if k not in ("VOLBENCH_REPORT_DIR", "PYTEST_ADDOPTS")
+           and not k.startswith(("PYTEST_XDIST", "PYTEST_CURRENT"))}
     env["PYTHONPATH"] = os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])
     env["OMP_NUM_THREADS"] = "1"  # the children's torch work is tiny; extra threads only contend
     env.update(extra)

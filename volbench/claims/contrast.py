@@ -36,8 +36,9 @@ Example (two measurements sharing four directions, the second 3 nats lower in ev
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Protocol, Sequence
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -334,12 +335,13 @@ def equivalence_statement(id: str, text: str, comparison: Comparable, *, low: fl
     reason = ""
     if verdict == "inconclusive":
         edge = low if abs(comparison.point - low) < abs(comparison.point - high) else high
-        reason = (f"the {level:.0%} interval [{lo:.4g}, {hi:.4g}] is neither inside nor outside ({low:.4g}, {high:.4g}); "
+        reason = (f"the {level:.0%} interval [{lo:.4g}, {hi:.4g}] is neither inside nor outside "
+                  f"({low:.4g}, {high:.4g}); "
                   + comparison.undecided(edge, level))
     stat = Statistic(what, comparison.point if math.isfinite(comparison.point) else math.nan,
                      low=lo if finite else None, high=hi if finite else None, level=level if finite else None,
                      unit=comparison.unit)
-    rule = (f"equivalence: pass if the {level:.0%} interval lies inside ({low:.4g}, {high:.4g}){scale_text}; fail if it "
-            "lies entirely outside; otherwise inconclusive")
+    rule = (f"equivalence: pass if the {level:.0%} interval lies inside ({low:.4g}, {high:.4g}){scale_text}; "
+            "fail if it lies entirely outside; otherwise inconclusive")
     return Statement(id=id, text=text, verdict=verdict, statistic=stat, rule=rule, reason=reason, paper=paper,
                      numbers={"comparison": comparison.as_dict(level), "bounds": [low, high], **dict(extra or {})})

@@ -18,7 +18,8 @@ Example:
 from __future__ import annotations
 
 import math
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from ..report.schema import STATEMENT_VERDICTS, Statement, Statistic, combine_verdicts
 

@@ -56,7 +56,8 @@ Example:
 from __future__ import annotations
 
 import math
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from ..report.schema import Statement, Statistic
 from .core import not_judged
@@ -285,7 +286,8 @@ def e5_against_truth(id: str, text: str, *, fit: tuple[float, float, float], tru
     point = math.log(slope / true_lambda) if slope > 0 else lo_r
     verdict = equivalence(lo_r, hi_r, tolerance)
     stat = Statistic("log(lambda_hat / lambda)", point, low=lo_r, high=hi_r, level=0.95)
-    rule = (f"equivalence: pass if the 95% bootstrap interval of log(lambda_hat / lambda) lies inside +-{tolerance:.4f} "
+    rule = (f"equivalence: pass if the 95% bootstrap interval of log(lambda_hat / lambda) lies inside "
+            f"+-{tolerance:.4f} "
             f"(+-10% of lambda), fail if it lies outside on one side, else inconclusive")
     nums = {"lambda_hat": [slope, low, high], "true_lambda": true_lambda, "tolerance": tolerance}
     nums.update(numbers or {})

@@ -10,7 +10,7 @@ Example (E1 with a clear growth on two minima, five replicates each):
 from __future__ import annotations
 
 import math
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 
@@ -123,7 +123,8 @@ def e2_ordering_stable(large: Mapping[str, Aggregate], small: Mapping[str, Aggre
 def e3_same_radii(*, settings_spread: Mapping[str, float], spread_tol: Mapping[str, float],
                   gpu: Mapping[str, float] | None, gpu_tol: float,
                   reference_vs_loop: Mapping[str, float] | None = None,
-                  principled_overlap: Mapping[str, float] | None = None) -> list[Statement]:
+                  principled_overlap: Mapping[str, float] | None = None,
+                  overlap_tol: Mapping[str, float] | None = None) -> list[Statement]:
     """E3: batched, chunked, CPU and GPU evaluation give the same radii, against independent oracles.
 
     (a) reference only: the batched paper mode's radii equal the sequential paper loop's
@@ -131,7 +132,10 @@ def e3_same_radii(*, settings_spread: Mapping[str, float], spread_tol: Mapping[s
     the settings (batch sizes, lookahead); it must be 0 (the same grid point), in float32 and float64.
     (b) principled only: the search's [inside, outside] brackets overlap those of an independent
     scalar per-ray search for every ray and setting: ``principled_overlap[dtype]`` is the largest
-    gap between non-overlapping brackets (<= 0 means every pair overlaps).
+    gap between non-overlapping brackets (<= 0 means every pair overlaps), allowed up to
+    ``overlap_tol[dtype]`` (default 0): the two searches evaluate the cost through different kernels
+    (the ray interface's cached first layer, the plain forward pass), whose values differ by a few
+    ulps, so a point within that of tau may fall on either side.
     (c) batched and chunked settings agree with each other on one device: ``settings_spread[dtype]``
     is the largest |log r| difference across direction batch sizes and data chunk sizes; within
     ``spread_tol[dtype]``.
@@ -151,13 +155,16 @@ def e3_same_radii(*, settings_spread: Mapping[str, float], spread_tol: Mapping[s
             numbers={"per_dtype": dict(reference_vs_loop)}))
     if principled_overlap is not None:
         worst_gap = max(principled_overlap.values())
+        tols = dict(overlap_tol or {})
+        bad_gap = {k: v for k, v in principled_overlap.items() if v > tols.get(k, 0.0)}
         out.append(Statement(
             "b", "the principled search's brackets agree with an independent scalar per-ray search",
-            "pass" if worst_gap <= 0.0 else "fail",
+            "fail" if bad_gap else "pass",
             statistic=Statistic("max gap between the two [inside, outside] log-radius brackets", worst_gap),
             rule="pass if, for every ray, setting and dtype, the search's bracket and the scalar search's bracket "
-                 "overlap (both contain the first exit); fail if some pair is disjoint",
-            numbers={"per_dtype": dict(principled_overlap)}))
+                 f"overlap (both contain the first exit) to within {tols or 0} in log-radius (the cost's rounding "
+                 "across kernels); fail if some pair is further apart",
+            numbers={"per_dtype": dict(principled_overlap), "tolerance": tols}))
     bad = {k: v for k, v in settings_spread.items() if v > spread_tol.get(k, 0.0)}
     out.append(Statement(
         "c", "batched and chunked settings give the same radii on one device", "fail" if bad else "pass",

@@ -20,14 +20,25 @@ Example (F3 on three seeds whose own minimum wins by 4, 5 and 6 nats in every di
 from __future__ import annotations
 
 import math
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
 from ..report.schema import Statement, Statistic
 from .core import decide, interval_statement, not_judged
-from .stats import (DEFAULT_LEVEL, Aggregate, SeedEstimate, Terms, aggregate, every_comparison, paired_difference,
-                    seed_slope, seed_value, what_would_decide)
+from .stats import (
+    DEFAULT_LEVEL,
+    Aggregate,
+    SeedEstimate,
+    Terms,
+    aggregate,
+    every_comparison,
+    paired_difference,
+    seed_slope,
+    seed_value,
+    what_would_decide,
+)
 
 __all__ = [
     "PAPER_ALPHA", "f1_poison_smaller", "f2_own_largest_small", "f3_own_largest_every_size", "f4_not_universal",
@@ -197,7 +208,7 @@ def _gap_ratio_verdict(measured, *, sizes, seeds, margin, level) -> tuple[str, d
                 continue
             dof = s - 1
 
-            def ratio_interval(lv):
+            def ratio_interval(lv, *, agg=agg, spread=spread, dof=dof):  # this iteration's values, bound now
                 lo, hi = agg.interval(lv)
                 a = 1 - lv
                 s_lo = spread * math.sqrt(dof / stats.chi2.ppf(1 - a / 2, dof))
@@ -588,7 +599,7 @@ def f10_grokking(volumes: Mapping[tuple[int, int], Terms], *, checkpoints: Seque
     b = Statement("b", "training loss stays flat over the same checkpoints",
                   "pass" if below and worst < headroom_ratio else "fail",
                   statistic=Statistic("max over seeds of max/min headroom tau - L(train) across checkpoints", worst),
-                  rule=f"pass if the training loss stays below tau at every checkpoint and its headroom tau - L changes "
+                  rule="pass if the training loss stays below tau at every checkpoint and its headroom tau - L changes "
                        f"by less than {headroom_ratio:g}x across checkpoints for every seed; fail otherwise",
                   numbers={"headroom_ratio": ratios,
                            "train_loss": {str(s): [train_loss[(s, c)] for c in checkpoints] for s in seeds}},
@@ -620,10 +631,10 @@ def f10_grokking(volumes: Mapping[tuple[int, int], Terms], *, checkpoints: Seque
                                       low=rlo if math.isfinite(rlo) else None,
                                       high=rhi if math.isfinite(rhi) else None,
                                       level=level if math.isfinite(rlo) else None),
-                  rule=f"pass if, at the first checkpoint with 100% training accuracy, test accuracy is below chance + "
-                       f"{low_margin:g} for every seed, its rise to the last checkpoint has a {level:.0%} interval above "
-                       f"0, and the half-way epoch of that rise is >= {late_factor:g}x the memorisation epoch (median "
-                       "over seeds); fail if it starts high, does not rise, or rises at memorisation",
+                  rule="pass if, at the first checkpoint with 100% training accuracy, test accuracy is below chance + "
+                       f"{low_margin:g} for every seed, its rise to the last checkpoint has a {level:.0%} interval "
+                       f"above 0, and the half-way epoch of that rise is >= {late_factor:g}x the memorisation epoch "
+                       "(median over seeds); fail if it starts high, does not rise, or rises at memorisation",
                   reason=why,
                   numbers={"memorisation_epoch": memorised, "accuracy_at_memorisation": starts,
                            "halfway_epoch": halfway, "rise": rise.as_dict(level), "chance": chance},
@@ -671,8 +682,8 @@ def f12_toy_closed_form(rows: Sequence[Mapping[str, float]], *, quad_slack: floa
           for r in rows]
     worst = max(rows, key=lambda r: abs(r["area"] / r["closed_form"] - 1))
     stat = Statistic("max |area / closed form - 1|", abs(worst["area"] / worst["closed_form"] - 1))
-    rule = ("pass if, for every (s, b), the closed form lies between the areas from the last radius evaluated inside and "
-            f"the first evaluated outside (+-{quad_slack:.1%} angular quadrature slack); fail if one misses it")
+    rule = ("pass if, for every (s, b), the closed form lies between the areas from the last radius evaluated inside "
+            f"and the first evaluated outside (+-{quad_slack:.1%} angular quadrature slack); fail if one misses it")
     return [Statement("a", "the star-domain area matches the paper's closed form for every b and s",
                       "pass" if all(ok) else "fail", statistic=stat, rule=rule,
                       numbers={"rows": list(rows), "missed": [dict(r) for r, good in zip(rows, ok) if not good]},

@@ -22,14 +22,21 @@ Example (S3 with 200 repeats that never overestimate by log 2):
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
 from ..report.schema import Statement, Statistic
-from .contrast import (Comparable, contrast_over_seeds, direction_contrast, equivalence_statement,
-                       judge_all, slope_weights)
+from .contrast import (
+    Comparable,
+    contrast_over_seeds,
+    direction_contrast,
+    equivalence_statement,
+    judge_all,
+    slope_weights,
+)
 from .core import not_judged
 from .stats import DEFAULT_LEVEL, Terms
 
@@ -46,16 +53,16 @@ PAPER: Mapping[str, str] = {
     "S2": "Sec. 3.1, eq. 13 and Fig. 1: for large n the log-estimate is the largest sample; 'already very nearly true "
           "for tiny networks of a few thousand parameters'",
     "S3": "Sec. 3.1, eq. 14: P(log vol-hat - log vol >= log k) <= 1/k (Markov)",
-    "S4": "Sec. 3.2, eq. 16: P proportional to H^(-1/2) makes a quadratic basin round: 'an estimator with zero variance, "
-          "returning the exact volume every time'",
+    "S4": "Sec. 3.2, eq. 16: P proportional to H^(-1/2) makes a quadratic basin round: 'an estimator with zero "
+          "variance, returning the exact volume every time'",
     "S5": "Sec. 4.1, Fig. 1 (k = 3,000, digits MLP): full Hessian 'very similar to the unpreconditioned'; diag(H), "
           "HesScale, Adam nu 'perform much better, and very similarly to each other'; Adam mu 'somewhere in between'; "
           "eps 0.1 best for H, 0.01 for diag(H) and HesScale, 0.001 for both Adam preconditioners",
-    "S6": "Sec. 4.1, Fig. 3 (ConvNeXt Atto, CIFAR-10): 'the poisoned network has a smaller local volume (with or without "
-          "preconditioning)'",
+    "S6": "Sec. 4.1, Fig. 3 (ConvNeXt Atto, CIFAR-10): 'the poisoned network has a smaller local volume (with or "
+          "without preconditioning)'",
     "S7": "Sec. 4.2, Fig. 4-5 (Pythia 31M, ConvNeXt): 'local volume tends to decrease during training'",
-    "S8": "Sec. 4.3, Fig. 6-7: 'the log-log slope is consistent with n/2' (Pythia); 'at very high cutoffs (>= 10 nats) the "
-          "Adam preconditioner begins to fail'; for ConvNeXt it fails 'sooner'",
+    "S8": "Sec. 4.3, Fig. 6-7: 'the log-log slope is consistent with n/2' (Pythia); 'at very high cutoffs (>= 10 nats) "
+          "the Adam preconditioner begins to fail'; for ConvNeXt it fails 'sooner'",
     "S9": "App. A, eq. 21: Var(u^T A u) = 2/(n+2) Var(lambda) for u uniform on the sphere",
     "S10": "Sec. 3.3: 'several pixel locations are never used in the digits validation set, so the corresponding input "
            "weight parameters ... will have no effect' (infinite Lebesgue radius); the Gaussian measure 'guarantees "
@@ -185,7 +192,8 @@ def s1_jensen(basins: Mapping[str, Repeats], *, equivalence: float = 0.1, domina
             v = "inconclusive"
         verdicts_a[name] = v
         rows_a[name] = {"mean_ratio": mean, "low": lo, "high": hi, "largest_repeat_share": share, "verdict": v}
-    text_a = "premise: V-hat is unbiased on the linear scale (mean of V-hat / V is 1) where n is small enough to measure it"
+    text_a = ("premise: V-hat is unbiased on the linear scale (mean of V-hat / V is 1) where n is small enough to "
+              "measure it")
     if not verdicts_a:
         a = not_judged("a", text_a, "no basin has a measurable linear mean: the largest of the repeats carries "
                        + ", ".join(f"{s:.0%} of the linear sum in {k}" for k, s in skipped.items())
@@ -199,9 +207,9 @@ def s1_jensen(basins: Mapping[str, Repeats], *, equivalence: float = 0.1, domina
         a = Statement("a", text_a, verdict, statistic=_stat(f"mean V-hat / V [{key}]", row["mean_ratio"], row["low"],
                                                             row["high"], level),
                       rule=f"on every basin where no repeat carries >= {dominance:.0%} of the linear sum: fail if the "
-                           f"Bonferroni ({strict:.4g}) t-interval of mean V-hat / V (resolution in the margin) excludes "
-                           f"1; pass if the {level:.0%} interval lies within 1 +- {equivalence:g} and holds 1; else "
-                           "inconclusive",
+                           f"Bonferroni ({strict:.4g}) t-interval of mean V-hat / V (resolution in the margin) "
+                           f"excludes 1; pass if the {level:.0%} interval lies within 1 +- {equivalence:g} and holds "
+                           "1; else inconclusive",
                       reason="" if verdict != "inconclusive" else
                       f"an interval is wider than 1 +- {equivalence:g}: more repeats would decide it",
                       paper=PAPER["S1"],
@@ -228,9 +236,9 @@ def s1_jensen(basins: Mapping[str, Repeats], *, equivalence: float = 0.1, domina
     b = Statement("b", "the mean of log-estimates lies below the true log-volume", verdict_b,
                   statistic=_stat(f"mean(log V-hat - log V) [{worst}]", rows_b[worst]["mean_gap"], rows_b[worst]["low"],
                                   rows_b[worst]["high"], level, "nats"),
-                  rule=f"pass if, in every basin, the {level:.0%} t-interval over repeats of log V-hat - log V (widened "
-                       f"by the resolution bracket) lies below 0; fail if one lies above 0 at the Bonferroni level "
-                       f"{strict:.4g}; otherwise inconclusive",
+                  rule=f"pass if, in every basin, the {level:.0%} t-interval over repeats of log V-hat - log V "
+                       "(widened by the resolution bracket) lies below 0; fail if one lies above 0 at the Bonferroni "
+                       f"level {strict:.4g}; otherwise inconclusive",
                   reason=reason_b, paper=PAPER["S1"], numbers={"basins": rows_b})
     # (c)
     text_c = "the Jensen gap grows with the estimator's variance"
@@ -267,17 +275,18 @@ def s1_jensen(basins: Mapping[str, Repeats], *, equivalence: float = 0.1, domina
     row = rows_c[key]
     reason_c = "" if verdict_c != "inconclusive" else "; ".join(
         f"{k}: " + ("the variances are not distinguishable (log ratio interval "
-                    f"[{r['log_variance_ratio_low']:.3g}, {r['log_variance_ratio_high']:.3g}])" if not r["variance_decided"]
+                    f"[{r['log_variance_ratio_low']:.3g}, "
+                    f"{r['log_variance_ratio_high']:.3g}])" if not r["variance_decided"]
                     else f"gap difference [{r['low']:.3g}, {r['high']:.3g}] straddles 0")
         for k, r in rows_c.items() if verdicts_c[k] == "inconclusive")
     c = Statement("c", text_c, verdict_c,
                   statistic=_stat(f"mean gap(higher variance) - gap(lower variance) [{key}]", row["gap_difference"],
                                   row["low"], row["high"], level, "nats"),
-                  rule=f"basins ordered by the variance of log V-hat; for each consecutive pair, once the variance ratio "
-                       f"is decided (bootstrap {level:.0%} interval of the log ratio above 0), pass if the paired "
-                       f"{level:.0%} t-interval of the gap difference (same direction seeds, resolution in the margin) "
-                       f"lies below 0, fail if it lies above 0 at the Bonferroni level {strict_c:.4g}; undecided "
-                       "variances leave the pair inconclusive",
+                  rule="basins ordered by the variance of log V-hat; for each consecutive pair, once the variance "
+                       f"ratio is decided (bootstrap {level:.0%} interval of the log ratio above 0), pass if the "
+                       f"paired {level:.0%} t-interval of the gap difference (same direction seeds, resolution in the "
+                       f"margin) lies below 0, fail if it lies above 0 at the Bonferroni level {strict_c:.4g}; "
+                       "undecided variances leave the pair inconclusive",
                   reason=reason_c, paper=PAPER["S1"], numbers={"pairs": rows_c})
     return [a, b, c]
 
@@ -327,14 +336,15 @@ def s2_smooth_max(quadratic: Mapping[int, Sequence[float]], network: Sequence[fl
         va = "pass" if lo > 0 else "fail" if hi < 0 else "inconclusive"
         a = Statement("a", text_a, va, statistic=_stat("slope of the largest sample's share on log10 n", mean, lo, hi,
                                                        level, "per decade"),
-                      rule=f"pass if the {level:.0%} t-interval over {R} replicates (independent direction seeds) of the "
-                           "per-replicate least-squares slope lies above 0; fail if it lies below 0",
+                      rule=f"pass if the {level:.0%} t-interval over {R} replicates (independent direction seeds) of "
+                           "the per-replicate least-squares slope lies above 0; fail if it lies below 0",
                       reason="" if va != "inconclusive" else f"the slope's interval [{lo:.3g}, {hi:.3g}] straddles 0; "
                                                             "more replicates would decide it",
                       paper=PAPER["S2"],
                       numbers={"n": ns, "share_mean": [float(np.mean(quadratic[n])) for n in ns],
                                "per_replicate_slopes": slopes.tolist(),
-                               "by_construction": "|log V-hat - max log-term| <= log K always (reported, not evidence)"})
+                               "by_construction": "|log V-hat - max log-term| <= log K always (reported, not "
+                                                  "evidence)"})
     text_b = "on the digits MLP the estimate sits at the largest sample (Fig. 1)"
     if network is None or len(network) < 2:
         b = not_judged("b", text_b, network_reason or "fewer than two direction replicates on the network",
@@ -429,15 +439,16 @@ def s4_perfect_preconditioner(preconditioned: Terms, plain: Terms, *, exact: flo
         va = "inconclusive"
     else:
         va = "pass"
-    a = Statement("a", "with P proportional to H^(-1/2) (unit determinant) every direction returns the exact volume", va,
+    a = Statement("a", "with P proportional to H^(-1/2) (unit determinant) every direction returns the exact "
+                       "volume", va,
                   statistic=Statistic("max distance of the exact log V outside a direction's bracket", max(miss, 0.0),
                                       unit="nats"),
-                  rule=f"pass if every direction's [inside, outside]-radius bracket of its log-term holds the exact log V "
-                       f"(+-{float_slack:.2g} nats of float64 rounding) and the widest bracket is below a tenth of the "
-                       "unpreconditioned spread; fail if one bracket misses it",
+                  rule="pass if every direction's [inside, outside]-radius bracket of its log-term holds the exact log "
+                       f"V (+-{float_slack:.2g} nats of float64 rounding) and the widest bracket is below a tenth of "
+                       "the unpreconditioned spread; fail if one bracket misses it",
                   reason="" if va != "inconclusive" else f"the widest bracket {width:.3g} nats is not below a tenth of "
-                                                        f"the unpreconditioned spread {spread:.3g}: a smaller rtol would "
-                                                        "decide it",
+                                                        f"the unpreconditioned spread {spread:.3g}: a smaller rtol "
+                                                        "would decide it",
                   paper=PAPER["S4"], numbers={"exact": exact, "max_miss": miss, "widest_bracket": width,
                                               "float_slack": float_slack, "directions": len(lo)})
     vb = "pass" if spread > 1.0 and spread > 10 * width else "fail"
@@ -499,8 +510,8 @@ def s5_preconditioner_ranking(terms: Mapping[str, Mapping[int, Terms]], *, seeds
                                    "preconditioner", comp("full Hessian", "none"), low=-scale, high=scale,
                               what="log V(full Hessian) - log V(none)", level=level,
                               scale_text=f" = +-s, the unpreconditioned samples' sd {scale:.4g} nats",
-                              paper=PAPER["S5"] + ". The paper's code applies the matrix as diag(p) V^T x; that variant "
-                                                  "is reported beside ('paper_code_variant'), not judged")
+                              paper=PAPER["S5"] + ". The paper's code applies the matrix as diag(p) V^T x; that "
+                                                  "variant is reported beside ('paper_code_variant'), not judged")
     if paper_code is not None:
         pc = comp("full Hessian as the paper's code applies it", "none", a=paper_code)
         emulated = equivalence_statement("b.paper-code", "paper-code variant", pc, low=-scale, high=scale,
@@ -518,7 +529,8 @@ def s5_preconditioner_ranking(terms: Mapping[str, Mapping[int, Terms]], *, seeds
                       numbers=numbers)
     comps_c = {"Adam 1st moment - none": comp("Adam 1st moment", "none")}
     comps_c.update({f"{g} - Adam 1st moment": comp(g, "Adam 1st moment") for g in GOOD_PRECONDITIONERS})
-    c = judge_all("c", "Adam's first moment lies in between: above none, below diag(H), HesScale and Adam's second moment",
+    c = judge_all("c", "Adam's first moment lies in between: above none, below diag(H), HesScale and Adam's second "
+                       "moment",
                   comps_c, what="paired log V difference", level=level, paper=PAPER["S5"])
     text_d = "the paper's eps (0.1 for H, 0.01 for diag(H) and HesScale, 0.001 for Adam) gives the largest estimate"
     if not sweep:
@@ -609,11 +621,11 @@ def s8_cutoff_scaling(quadratic: Sequence[Terms], *, quadratic_n: int, network: 
     a = Statement("a", "for a quadratic cost the slope of log V on log cutoff is n/2", va,
                   statistic=Statistic("slope / (n/2), quadratic", q.point, low=min(qlo, q.point),
                                       high=max(qhi, q.point), unit=""),
-                  rule=f"pass if 1 lies in the resolution bracket of slope / (n/2) (+-{quadratic_slack:g}; every radius "
-                       f"scales as sqrt(cutoff), so the slope has no direction noise) and the bracket is narrower than "
-                       f"{coarse:g}; fail if 1 lies outside it",
-                  reason="" if va != "inconclusive" else f"the bracket [{qlo:.4g}, {qhi:.4g}] is wider than {coarse:g}: "
-                                                        "a smaller rtol would decide it",
+                  rule=f"pass if 1 lies in the resolution bracket of slope / (n/2) (+-{quadratic_slack:g}; every "
+                       "radius scales as sqrt(cutoff), so the slope has no direction noise) and the bracket is "
+                       f"narrower than {coarse:g}; fail if 1 lies outside it",
+                  reason="" if va != "inconclusive" else f"the bracket [{qlo:.4g}, {qhi:.4g}] is wider than "
+                                                        f"{coarse:g}: a smaller rtol would decide it",
                   paper=PAPER["S8"], numbers={"n": quadratic_n, "cutoffs": list(cutoffs)})
     inside = [i for i, c in enumerate(cutoffs) if slope_range[0] <= c <= slope_range[1]]
     text_b = "on the digits MLP the slope of log V on log cutoff is consistent with n/2"
@@ -645,7 +657,8 @@ def s8_cutoff_scaling(quadratic: Sequence[Terms], *, quadratic_n: int, network: 
     else:
         hi_i, ref_i = list(cutoffs).index(max(highs)), list(cutoffs).index(reference_cutoff)
         deg = contrast_over_seeds(
-            {s: [preconditioned[s][hi_i], network[s][hi_i], preconditioned[s][ref_i], network[s][ref_i]] for s in seeds},
+            {s: [preconditioned[s][hi_i], network[s][hi_i], preconditioned[s][ref_i], network[s][ref_i]]
+             for s in seeds},
             [1.0, -1.0, -1.0, 1.0], label=f"A({max(highs):g}) - A({reference_cutoff:g})", seeds=seeds)
         adv = {f"{cv:g}": float(np.mean([preconditioned[s][i].log_volume - network[s][i].log_volume for s in seeds]))
                for i, cv in enumerate(cutoffs)}
@@ -733,8 +746,8 @@ def s10_zero_pixel(*, n_dead_pixels: int, censored: bool, lebesgue_growth: float
     else:
         b = Statement("b", text_b, "fail", statistic=Statistic("Lebesgue log-estimate growth for 100x max_radius",
                                                                lebesgue_growth, unit="nats"),
-                      rule="the ray along a dead weight must be censored at every max_radius (the cost cannot depend on "
-                           "it); fail if it leaves",
+                      rule="the ray along a dead weight must be censored at every max_radius (the cost cannot depend "
+                           "on it); fail if it leaves",
                       paper=PAPER["S10"], numbers={"censored": censored, "expected_growth": expected_growth})
     g = [float(v) for v in gaussian_log_mass]
     finite = all(math.isfinite(v) for v in g)
@@ -750,7 +763,8 @@ def s10_zero_pixel(*, n_dead_pixels: int, censored: bool, lebesgue_growth: float
                   rule=f"pass if the Gaussian-measure term along the dead weight is finite at both maximum radii and "
                        f"within {tolerance:g} nats of an independent adaptive quadrature of the integral to infinity; "
                        "fail otherwise; inconclusive when the quadrature's error estimate exceeds the tolerance",
-                  reason="" if vc != "inconclusive" else f"quadrature error estimate {quadrature_error:.3g} > {tolerance:g}",
+                  reason="" if vc != "inconclusive" else f"quadrature error estimate {quadrature_error:.3g} > "
+                                                         f"{tolerance:g}",
                   paper=PAPER["S10"],
                   numbers={"gaussian_log_mass": g, "quadrature_log_mass": quadrature_log_mass,
                            "quadrature_error": quadrature_error, **numbers})

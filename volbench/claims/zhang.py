@@ -23,14 +23,16 @@ Example (Z1 on three seeds whose volumes fall linearly with the error):
 from __future__ import annotations
 
 import math
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
 from ..report.schema import Statement, Statistic
 
 __all__ = ["PAPER", "STRONG", "correlation_over_seeds", "z1_volume_error", "z2_adam_breaks_sharpness",
-           "z3_alpha_scaling", "z4_boolean_sharpness_volume", "z5_spectral_norm", "z6_overtraining", "spearman_interval"]
+           "z3_alpha_scaling", "z4_boolean_sharpness_volume", "z5_spectral_norm", "z6_overtraining",
+           "spearman_interval"]
 
 DEFAULT_LEVEL = 0.95
 #: "strong" negative correlation: Cohen's convention |r| >= 0.5, fixed before any data was seen.
@@ -211,11 +213,12 @@ def z2_adam_breaks_sharpness(sgd: Mapping[int, Mapping[str, Sequence[float]]],
         f"z_SGD - z_Adam = {mean:.3g} [{lo:.3g}, {hi:.3g}] straddles 0 ({inference}); "
         + (_seeds_needed(list(d), 0.0, level) if len(d) >= 2 else "seeds would decide it"))
     a = Statement("a", "the sharpness-error correlation is weaker under Adam than under SGD", va,
-                  statistic=_stat("Fisher z(r_SGD(log sharpness, error)) - z(r_Adam(log sharpness, error))", mean, lo, hi,
+                  statistic=_stat("Fisher z(r_SGD(log sharpness, error)) - z(r_Adam(log sharpness, "
+                                  "error))", mean, lo, hi,
                                   level),
-                  rule=f"per seed the difference of Fisher's z of Pearson r(log sharpness, test error) between SGD and "
-                       f"Adam (paired: same S, attack sets and initialisation); pass if its {level:.0%} t-interval over "
-                       "seeds lies above 0; fail if below 0; else inconclusive",
+                  rule="per seed the difference of Fisher's z of Pearson r(log sharpness, test error) between SGD and "
+                       f"Adam (paired: same S, attack sets and initialisation); pass if its {level:.0%} t-interval "
+                       "over seeds lies above 0; fail if below 0; else inconclusive",
                   reason=reason, paper=PAPER["Z2"],
                   numbers={"per_seed": rows, "inference": inference, **dict(extra or {})})
     adam_vol = {s: (adam[s]["log_volume"], adam[s]["test_error"]) for s in adam}
@@ -266,11 +269,12 @@ def z3_alpha_scaling(layers: Sequence[Mapping[str, Any]], *, alpha: float, mater
     a = Statement("a", f"alpha-scaling (alpha = {alpha:g}) leaves the network's outputs identical", va,
                   statistic=Statistic("max |output change| / float tolerance", worst["max_output_diff"] /
                                       worst["tolerance"] if worst["tolerance"] > 0 else math.inf),
-                  rule="pass if, for every scaled layer, every output on S u E changes by at most the float tolerance and "
-                       "no label flips; fail if an output moves beyond it or a label flips where the unscaled output is "
-                       "further than the tolerance from 0; inconclusive if the only flips are within the tolerance of 0",
-                  reason="" if va != "inconclusive" else "labels flipped only where the output is within float rounding "
-                                                        "of 0",
+                  rule="pass if, for every scaled layer, every output on S u E changes by at most the float tolerance "
+                       "and no label flips; fail if an output moves beyond it or a label flips where the unscaled "
+                       "output is further than the tolerance from 0; inconclusive if the only flips are within the "
+                       "tolerance of 0",
+                  reason="" if va != "inconclusive" else "labels flipped only where the output is within float "
+                                                        "rounding of 0",
                   paper=PAPER["Z3"], numbers={"layers": rows_a})
     diffs, unconverged = [], []
     for r in layers:
@@ -281,10 +285,10 @@ def z3_alpha_scaling(layers: Sequence[Mapping[str, Any]], *, alpha: float, mater
     vb = "fail" if dmax > ep_tolerance else "inconclusive" if unconverged else "pass"
     b = Statement("b", "log V(f) of the rescaled network, computed afresh, is identical", vb,
                   statistic=Statistic("max |log V(scaled) - log V(unscaled)|", dmax, unit="nats"),
-                  rule=f"EP run afresh on the rescaled network's labels (no cache): pass if |difference| <= "
+                  rule="EP run afresh on the rescaled network's labels (no cache): pass if |difference| <= "
                        f"{ep_tolerance:g} nats and both runs converged; fail if larger; inconclusive if a run did not "
-                       "converge. V(f) depends on the labels only: with (a) this is implied; it checks that nothing else "
-                       "enters our V(f), not EP's accuracy",
+                       "converge. V(f) depends on the labels only: with (a) this is implied; it checks that nothing "
+                       "else enters our V(f), not EP's accuracy",
                   reason="" if vb != "inconclusive" else f"EP did not converge for layer(s) {unconverged}",
                   paper=PAPER["Z3"],
                   numbers={"per_layer": [{"layer": r["layer"], "log_volume": r["log_volume"],
@@ -310,11 +314,12 @@ def z3_alpha_scaling(layers: Sequence[Mapping[str, Any]], *, alpha: float, mater
     least = min(rows_c, key=lambda r: r["ratio_of_best"])
     c = Statement("c", f"alpha-scaling (alpha = {alpha:g}) makes the network sharper", vc,
                   statistic=Statistic("min over layers of best sharpness after / best before", least["ratio_of_best"]),
-                  rule=f"per layer over seeded restarts of the box maximisation: 'rises' if every restart after exceeds "
+                  rule="per layer over seeded restarts of the box maximisation: 'rises' if every restart after exceeds "
                        f"every one before and the best after is > {material:g} x the best before; pass if every layer "
                        f"rises; fail if one falls or stays within a factor {material:g}; else inconclusive",
                   reason="" if vc != "inconclusive" else "the restarts before and after overlap beyond the material "
-                                                        f"factor {material:g} for some layer: more restarts would decide",
+                                                        f"factor {material:g} for some layer: more restarts would "
+                                                        "decide",
                   paper=PAPER["Z3"], numbers={"layers": rows_c})
     return [a, b, c]
 
@@ -398,9 +403,9 @@ def z5_spectral_norm(nets: Sequence[Mapping[str, Any]], *, low: float = 0.5, hig
         "a", "for small eps sharpness ~ 100 ||H||_2 eps^2 / (2 (1 + L))", verdict,
         statistic=Statistic(f"measured / formula at eps = {worst['eps'][-1]:g} [seed {worst.get('seed')}, |A| = "
                             f"{worst.get('n_attack')}]", worst["ratio"][-1]),
-        rule=f"pass if, for every net, measured / formula lies in [{low:g}, {high:g}] at the two smallest eps; fail if at "
-             f"the smallest eps it exceeds {high:g} for some net (measured sharpness is a lower bound of the box maximum "
-             "and the power iteration converged, so the true ratio is larger still); else inconclusive",
+        rule=f"pass if, for every net, measured / formula lies in [{low:g}, {high:g}] at the two smallest eps; fail if "
+             f"at the smallest eps it exceeds {high:g} for some net (measured sharpness is a lower bound of the box "
+             "maximum and the power iteration converged, so the true ratio is larger still); else inconclusive",
         reason=reason, paper=PAPER["Z5"],
         numbers={"nets": [{k: v for k, v in r.items()} for r in nets]})]
 
@@ -456,8 +461,8 @@ def z6_overtraining(per_seed: Mapping[int, Mapping[str, Any]], *, stays: float =
     vb = "inconclusive" if math.isnan(lo) else "pass" if hi < 0 else "fail" if lo > 0 else "inconclusive"
     b = Statement("b", "after zero training error sharpness keeps falling", vb,
                   statistic=_stat("slope of log sharpness on the epoch", mean, lo, hi, level, "per epoch"),
-                  rule=f"pass if the {level:.0%} interval of the slope of log sharpness on the epoch ({inference}) lies "
-                       "below 0; fail if it lies above 0; else inconclusive",
+                  rule=f"pass if the {level:.0%} interval of the slope of log sharpness on the epoch ({inference}) "
+                       "lies below 0; fail if it lies above 0; else inconclusive",
                   reason="" if vb != "inconclusive" else f"the slope's interval [{lo:.3g}, {hi:.3g}] straddles 0",
                   paper=PAPER["Z6"], numbers={"per_seed": rows, "inference": inference})
     return [a, b]

@@ -8,15 +8,23 @@ from __future__ import annotations
 import copy
 import math
 import numbers
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 
 from ..estimator.core import as_device, check_dtype
 from ..models import check_accepts
-from .chunking import (ChunkingDefaults, CostOutOfMemoryError, is_oom, optional_positive_int, round_down, round_up,
-                       same_device)
+from .chunking import (
+    ChunkingDefaults,
+    CostOutOfMemoryError,
+    is_oom,
+    optional_positive_int,
+    round_down,
+    round_up,
+    same_device,
+)
 from .engines import Batch, forward_matmul, forward_vmap, matmul_plan, prepare_batch
 from .layout import ParamInfo, describe_parameters, filter_scale
 from .losses import LOSSES, ExampleLoss, as_multiclass, check_targets
@@ -25,6 +33,9 @@ from .rays import RayBatch
 __all__ = ["PATHS", "ModelCost"]
 
 PATHS: tuple[str, ...] = ("auto", "matmul", "vmap")
+
+# The default ``chunking`` of ModelCost: one shared instance (the class is a frozen dataclass).
+_DEFAULT_CHUNKING = ChunkingDefaults()
 
 
 class ModelCost:
@@ -140,7 +151,7 @@ class ModelCost:
         memory_budget_bytes: int | None = None,
         early_exit: bool = True,
         path: str = "auto",
-        chunking: ChunkingDefaults = ChunkingDefaults(),
+        chunking: ChunkingDefaults = _DEFAULT_CHUNKING,
         first_layer_cache: bool = True,
         ray_interface: bool = True,
     ) -> None:
@@ -285,7 +296,8 @@ class ModelCost:
         first = self.first_layer_flops_per_example()
         units = first / (2.0 * next(op.n_in for op in self._ops if hasattr(op, "n_in"))) if first else 0.0
         plain = self.n_examples_evaluated - self.n_linear_examples
-        return plain * full + self.n_linear_examples * (full - first + 2.0 * units) + self.n_first_layer_examples * first
+        return (plain * full + self.n_linear_examples * (full - first + 2.0 * units)
+                + self.n_first_layer_examples * first)
 
     # ------------------------------------------------------------------ public helpers
     def unflatten(self, flat: Tensor) -> dict[str, Tensor]:
@@ -400,7 +412,7 @@ class ModelCost:
         room = int(self.memory_budget_bytes * self._chunking.ray_cache_fraction) - self._first_layer_bytes()
         return int(max(1, min(self._chunking.max_vectors, room // max(1, units * self.n_examples * elem))))
 
-    def prefix(self, size: int) -> "ModelCost":
+    def prefix(self, size: int) -> ModelCost:
         """This cost on its first ``size`` examples (same model, anchor, loss, device, dtype and
         settings): landscape ``size`` when the data are in a nested order. It computes what a
         cost built on those examples computes, bit for bit."""

@@ -16,8 +16,17 @@ from .download import download_file
 from .images import ten_k_split
 from .registry import load, names, options
 from .roots import ENV_VAR, data_roots, user_cache_dir
-from .subsets import (Batch, Extras, NestedSubsets, attack_set, data_seed_for, imbalanced_extras,
-                      nested_subsets, poisoned_extras, take)
+from .subsets import (
+    Batch,
+    Extras,
+    NestedSubsets,
+    attack_set,
+    data_seed_for,
+    imbalanced_extras,
+    nested_subsets,
+    poisoned_extras,
+    take,
+)
 
 __all__ = [
     "Dataset", "DatasetNotFoundError", "ChecksumError",

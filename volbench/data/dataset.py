@@ -59,7 +59,7 @@ class DatasetNotFoundError(FileNotFoundError):
         return (_rebuild_not_found, (type(self), str(self.args[0]) if self.args else "", self.dataset, self._reason))
 
 
-def _rebuild_not_found(cls, message: str, dataset: str, reason: str) -> "DatasetNotFoundError":
+def _rebuild_not_found(cls, message: str, dataset: str, reason: str) -> DatasetNotFoundError:
     return cls(message, dataset=dataset, reason=reason)
 
 
@@ -71,7 +71,8 @@ def _check_split(name: str, split: str, inputs: Any, targets: Any, labels: Any) 
     if not isinstance(inputs, torch.Tensor) or not isinstance(targets, torch.Tensor):
         raise TypeError(f"{name}: {split}_inputs and {split}_targets must be torch tensors")
     if not inputs.dtype.is_floating_point:
-        raise TypeError(f"{name}: {split}_inputs must be floating point (float32 in [0, 1] for images), got {inputs.dtype}")
+        raise TypeError(f"{name}: {split}_inputs must be floating point (float32 in [0, 1] for images), got "
+                        f"{inputs.dtype}")
     if targets.dtype not in (torch.int64, torch.float32, torch.float64, torch.float16, torch.bfloat16):
         raise TypeError(f"{name}: {split}_targets must be int64 class labels or float targets, got {targets.dtype}")
     if inputs.shape[0] != targets.shape[0]:
@@ -168,7 +169,7 @@ class Dataset:
             return torch.nn.functional.one_hot(labels, num_classes=t.shape[1]).to(t.dtype)
         raise ValueError(f"{self.name}: cannot encode labels for targets of shape {tuple(t.shape)}")
 
-    def to(self, device: torch.device | str | None = None, dtype: torch.dtype | None = None) -> "Dataset":
+    def to(self, device: torch.device | str | None = None, dtype: torch.dtype | None = None) -> Dataset:
         """A copy with tensors on ``device``; ``dtype`` applies to inputs and float targets only
         (integer labels stay int64)."""
         def move(x: torch.Tensor | None) -> torch.Tensor | None:

@@ -39,8 +39,9 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from filelock import FileLock
 from tqdm import tqdm
@@ -188,7 +189,8 @@ def download_file(url: str, dest: str | os.PathLike[str], *, sha256: str | None 
                             try:
                                 chunk = read(_CHUNK)
                             except (OSError, http.client.HTTPException) as e:
-                                raise DownloadError(f"{url}: the transfer broke off after {received} bytes ({e})") from e
+                                raise DownloadError(f"{url}: the transfer broke off after {received} bytes "
+                                                    f"({e})") from e
                             if not chunk:
                                 break
                             try:

@@ -36,9 +36,10 @@ import shutil
 import tarfile
 import tempfile
 import urllib.error
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 from .dataset import ChecksumError, DatasetNotFoundError
 from .download import DownloadError, download_file

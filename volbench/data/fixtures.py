@@ -58,7 +58,8 @@ _FOLDERS = {"mnist": "mnist", "fashion_mnist": "fashion-mnist", "cifar10": "cifa
             "svhn": "svhn"}
 
 
-def _images(rng: np.random.Generator, n: int, shape: tuple[int, ...], prototypes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _images(rng: np.random.Generator, n: int, shape: tuple[int, ...],
+            prototypes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     labels = rng.permutation(np.arange(n) % len(prototypes))
     x = prototypes[labels] + rng.normal(0.0, _NOISE_STD, size=(n, *shape))
     return np.clip(np.rint(x), 0, 255).astype(np.uint8), labels.astype(np.int64)

@@ -29,9 +29,10 @@ import hashlib
 import io
 import json
 import pickle
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -373,7 +374,8 @@ def load_cifar10(*, root: Any = None, seed: int = 0) -> Dataset:
     folder, candidates = _find_cifar10(root)
     if folder is None:
         layout = (f"  {' or '.join(s + '/' for s in _CIFAR_SUBDIRS)} holding "
-                  f"{', '.join(_CIFAR_FILES)} (the python version of CIFAR-10, as extracted from cifar-10-python.tar.gz)")
+                  f"{', '.join(_CIFAR_FILES)} (the python version of CIFAR-10, as extracted from "
+                  "cifar-10-python.tar.gz)")
         raise DatasetNotFoundError(not_found_message("cifar10", candidates, layout, download_hint=False),
                                    dataset="cifar10", reason=_one_line("cifar10"))
     parts = [_read_cifar_batch(folder / f) for f in _CIFAR_FILES]
@@ -459,7 +461,8 @@ def load_svhn(*, root: Any = None, seed: int = 0) -> Dataset:
         if marker is not None:
             return _check_synthetic(marker, f, str(folder / f), h)
         # A re-saved .mat differs in bytes but may hold the same arrays, so no match is not an error.
-        return {"path": str(folder / f), "sha256_file": h, "verified": "file" if SVHN_CHECKSUMS[f] == h else "unverified"}
+        return {"path": str(folder / f), "sha256_file": h,
+                "verified": "file" if SVHN_CHECKSUMS[f] == h else "unverified"}
 
     meta = {
         "n_train": int(train_x.shape[0]), "n_test": int(test_x.shape[0]), "split": "official train/test files",

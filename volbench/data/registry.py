@@ -11,8 +11,9 @@ Example:
 from __future__ import annotations
 
 import inspect
+from collections.abc import Callable, Mapping
 from types import MappingProxyType
-from typing import Any, Callable, Mapping
+from typing import Any
 
 import torch
 

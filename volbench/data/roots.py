@@ -20,8 +20,9 @@ Example:
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Iterable, Mapping, Sequence, Union
+from typing import Union
 
 __all__ = ["ENV_VAR", "data_roots", "user_cache_dir", "not_found_message"]
 

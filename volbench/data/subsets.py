@@ -17,7 +17,8 @@ Example (the main paper's MNIST design: base 60, nested extras; data seed = mode
 from __future__ import annotations
 
 import dataclasses
-from typing import Iterator, NamedTuple, Sequence
+from collections.abc import Iterator, Sequence
+from typing import NamedTuple
 
 import torch
 
@@ -52,7 +53,8 @@ def _check_indices(indices: object, n: int, what: str) -> torch.Tensor:
         raise TypeError(f"{what} must be a 1-D int64 index tensor, got {indices.dtype} of shape {tuple(indices.shape)}")
     idx = indices.cpu()
     if idx.numel() and (int(idx.min()) < 0 or int(idx.max()) >= n):
-        raise ValueError(f"{what} must index the train split [0, {n}), got values in [{int(idx.min())}, {int(idx.max())}]")
+        raise ValueError(f"{what} must index the train split [0, {n}), got values in [{int(idx.min())}, "
+                         f"{int(idx.max())}]")
     if torch.unique(idx).numel() != idx.numel():
         raise ValueError(f"{what} contains repeated indices; each example may appear once")
     return idx

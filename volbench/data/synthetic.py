@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import hashlib
 import math
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import torch
 
@@ -84,7 +85,8 @@ def load_swiss_roll(*, root: Any = None, seed: int = 0, n_train: int = 800, n_te
     for name, n in (("n_train", n_train), ("n_test", n_test)):
         check_count(n, name)
         if n % 2:
-            raise ValueError(f"{name} must be even (each point comes with its mirror image in the other class), got {n}")
+            raise ValueError(f"{name} must be even (each point comes with its mirror image in the other class), got "
+                             f"{n}")
     seeds = {"train": derive_seed(seed, "train"), "test": derive_seed(seed, "test")}
     xtr, ytr = swiss_roll_points(n_train // 2, seed=seeds["train"], noise=noise)
     xte, yte = swiss_roll_points(n_test // 2, seed=seeds["test"], noise=noise)

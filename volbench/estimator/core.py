@@ -25,20 +25,28 @@ import math
 import numbers
 import time
 import warnings
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 import torch
 
 from .. import __version__
 from .directions import DIRECTION_GENERATOR, DirectionSampler, row_norms
-from .measures import (check_prior_mean, describe_prior_mean, gaussian_log_ray_mass_at, gaussian_ray_coefficients,
-                       log_unit_ball_volume, log_unit_sphere_area)
+from .measures import (
+    check_prior_mean,
+    describe_prior_mean,
+    gaussian_log_ray_mass_at,
+    gaussian_ray_coefficients,
+    log_unit_ball_volume,
+    log_unit_sphere_area,
+)
 from .result import CensoredRaysWarning, VolumeEstimate
 from .search import SearchConfig, search_radii
 from .walk import FlatRays, Question, search_walk
 
-__all__ = ["estimate_log_volume", "estimate_log_volume_many", "default_rtol", "DEFAULT_RESOLUTION_NATS", "filter_scale_at", "check_anchor", "as_batched_cost", "default_device", "as_device", "check_seed",
+__all__ = ["estimate_log_volume", "estimate_log_volume_many", "default_rtol", "DEFAULT_RESOLUTION_NATS",
+           "filter_scale_at", "check_anchor", "as_batched_cost", "default_device", "as_device", "check_seed",
            "check_dtype", "check_n_directions", "check_batch_size"]
 
 Cost = Callable[..., torch.Tensor]
@@ -314,7 +322,8 @@ def estimate_log_volume(
             fine_scan=fine_scan, progress=progress)
     results = _estimate(cost, anchor, thresholds=[threshold], sizes=None, strict=True, **dict(
         n_directions=n_directions, directions=directions, preconditioner=preconditioner, measure=measure,
-        prior_std=prior_std, prior_mean=prior_mean, rtol=rtol, max_radius=max_radius, seed=seed, device=device, dtype=dtype,
+        prior_std=prior_std, prior_mean=prior_mean, rtol=rtol, max_radius=max_radius, seed=seed, device=device,
+        dtype=dtype,
         batch_size=batch_size, initial_radius=initial_radius, growth=growth, fine_scan=fine_scan,
         progress=progress, resolution_nats=resolution_nats, search=search, robust=robust))
     return next(iter(results.values()))
@@ -358,7 +367,8 @@ def _anchor_costs(cost, anchor: torch.Tensor, sizes, thresholds, strict: bool, d
         c0 = cost.prefix_costs(anchor, sizes)
     else:
         if sizes is not None:
-            raise ValueError("sizes (nested data prefixes) need a cost with the ray interface (volbench.costs.ModelCost)")
+            raise ValueError("sizes (nested data prefixes) need a cost with the ray interface "
+                             "(volbench.costs.ModelCost)")
         evaluate = as_batched_cost(cost, math.inf)
         c0 = evaluate(anchor.unsqueeze(0)).detach().to(torch.float64).cpu()
 
@@ -412,7 +422,7 @@ def _estimate(cost, anchor, *, thresholds, sizes, strict, n_directions=500, dire
         c0, opener = _anchor_costs(cost, anchor_t, sizes, thresholds, strict, dtype)
     anchor = anchor_t
     n = anchor.numel()
-    size_list = None if sizes is None else tuple(getattr(cost, "_check_sizes")(sizes))
+    size_list = None if sizes is None else tuple(cost._check_sizes(sizes))
     explicit, precond, label = _resolve_directions(cost, anchor, directions, preconditioner)
     K = check_n_directions(n_directions) if explicit is None else explicit.shape[0]
     sampler = DirectionSampler(n, seed=seed, preconditioner=precond, explicit=explicit)
@@ -481,7 +491,8 @@ def _estimate(cost, anchor, *, thresholds, sizes, strict, n_directions=500, dire
         if measure == "gaussian":
             const = (log_unit_sphere_area(n) - n * log_norm_w).unsqueeze(1)
             # Only the offset from the prior's centre enters the ray's Gaussian integral.
-            coeffs = gaussian_ray_coefficients(v, anchor if mean is None else anchor.double() - mean.to(anchor.device), std_d)
+            coeffs = gaussian_ray_coefficients(v, anchor if mean is None else anchor.double() - mean.to(anchor.device),
+                                               std_d)
             terms.append(torch.stack([gaussian_log_ray_mass_at(lo[:, a], coeffs, n) for a in range(lo.shape[1])], 1)
                          + const)
             terms_upper.append(torch.stack([gaussian_log_ray_mass_at(hi[:, a], coeffs, n)

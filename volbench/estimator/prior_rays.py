@@ -65,7 +65,8 @@ def check_prior_std(prior_std, n: int) -> torch.Tensor:
     if prior_std is None:
         raise ValueError("the Gaussian measure needs prior_std (a float or an [n] tensor); see volbench.priors")
     if isinstance(prior_std, bool) or not isinstance(prior_std, (int, float, torch.Tensor)):
-        raise TypeError(f"prior_std must be a positive float or a positive [{n}] tensor, got {type(prior_std).__name__}")
+        raise TypeError(f"prior_std must be a positive float or a positive [{n}] tensor, got "
+                        f"{type(prior_std).__name__}")
     std = torch.as_tensor(prior_std, dtype=torch.float64).detach().cpu()
     if std.ndim == 0:
         std = std.expand(n)

@@ -31,8 +31,9 @@ Costs are read from a ray evaluator: ``ModelCost.open_rays`` (``volbench.costs.R
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import torch
 
@@ -216,6 +217,10 @@ def search_walk(rays: Any, questions: Sequence[Question], cfg: Any, *, dtype: to
     hist = History(K, anchor_values)
     eps_d = torch.finfo(dtype).eps
     log_tol = math.log1p(cfg.rtol)
+    # The largest radius as the compute dtype holds it: points are evaluated at radii rounded to
+    # dtype, and a max_radius that rounds down (11,379.8 in float32) would otherwise never be
+    # reached by the last inside point, so the ray would propose it for ever.
+    max_r = float(torch.tensor(cfg.max_radius, dtype=F64).to(dtype).to(F64))
     # ITP state per (ray, question): bracket at initialisation, n_max, iteration, kappa1.
     itp_a = torch.full((K, A), math.nan, dtype=F64)
     itp_b = torch.full((K, A), math.nan, dtype=F64)
@@ -253,17 +258,18 @@ def search_walk(rays: Any, questions: Sequence[Question], cfg: Any, *, dtype: to
         # 1. Bracketing up: to the crossing predicted by c(t) - c0 ~ a t^2, at most x growth; x
         #    growth^flat_steps while the cost has risen by less than 1% of tau - c0 (nothing
         #    measurable to hide an exit behind: one step instead of several doublings).
-        up = growing & (lo < cfg.max_radius)
+        up = growing & (lo < max_r)
         rise = b["v_lo"] - c0
         ratio = torch.where(rise > 1e-6 * depth, depth / rise.clamp_min(1e-300), torch.full_like(rise, math.inf))
         flat = rise < 1e-2 * depth
         # Aim 5% past the predicted crossing; on a flat stretch at 70% of it (stay inside).
         factor = (ratio ** 0.5) * torch.where(flat, torch.full_like(ratio, 0.7), torch.full_like(ratio, 1.05))
-        cap = torch.where(flat, torch.full_like(ratio, cfg.growth ** cfg.flat_steps), torch.full_like(ratio, cfg.growth))
+        cap = torch.where(flat, torch.full_like(ratio, cfg.growth ** cfg.flat_steps),
+                          torch.full_like(ratio, cfg.growth))
         factor = torch.where(misses >= 2, cap, factor)
         factor = torch.minimum(factor.clamp(min=1.0 + 4.0 * cfg.rtol), cap)
         step_up = torch.where(lo > 0, lo * factor, torch.full_like(lo, cfg.initial_radius))
-        prop = torch.where(up, step_up.clamp(max=cfg.max_radius), prop)
+        prop = torch.where(up, step_up.clamp(max=max_r), prop)
 
         # 2. Bracketing down: only the anchor inside below the first outside point.
         down = ~growing & (lo <= 0)

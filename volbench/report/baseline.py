@@ -29,8 +29,9 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 from .schema import CaseResult, RunReport, Statistic
 
@@ -142,7 +143,8 @@ def update_baseline(results: Iterable[CaseResult], path: Path, *, prune: bool = 
         os.replace(tmp, path)
     except OSError as exc:
         tmp.unlink(missing_ok=True)
-        raise explain_write_error(exc, path, what="the verdict baseline", kept="the previous baseline is unchanged")
+        raise explain_write_error(exc, path, what="the verdict baseline",
+                                  kept="the previous baseline is unchanged") from exc
     return sum(len(v) for v in fresh.values()), changes
 
 

@@ -38,13 +38,15 @@ from __future__ import annotations
 import json
 import os
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Callable
+from typing import Any
 
 import pytest
 
+from .._writes import write_fix
 from .files import (
     REPORT_DIR_ENV,
     RESULTS_NAME,
@@ -53,7 +55,6 @@ from .files import (
     save_run,
     utc_now,
 )
-from .._writes import write_fix
 from .schema import TIERS, CaseResult, RunReport, SchemaError
 
 __all__ = ["record_case", "ReportRecorder", "RESULT_PROPERTY", "CASE_PROPERTY"]

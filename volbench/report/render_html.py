@@ -183,7 +183,8 @@ _TEMPLATE = r"""<!DOCTYPE html>
   <td>{{ row.r.claim }}</td>
   <td class="case"><a href="#case-{{ row.index }}">{{ row.r.case_id }}</a></td>
   <td>{{ row.r.estimator or "-" }}</td>
-  <td><span class="v v-{{ row.r.verdict }}">{{ row.r.verdict }}</span>{% if row.r.quick %} <span class="quick">quick</span>{% endif %}
+  <td><span class="v v-{{ row.r.verdict }}">{{ row.r.verdict }}</span>{% if row.r.quick
+      %} <span class="quick">quick</span>{% endif %}
       {% if row.test_failed %}<span class="warn" title="pytest outcome">test {{ row.r.outcome }}</span>{% endif %}</td>
   <td class="stat">{{ row.stat }}</td>
   <td class="num">{{ row.paper }}</td>
@@ -215,7 +216,8 @@ _TEMPLATE = r"""<!DOCTYPE html>
 <h3>{{ case_id }}{% if title %}: {{ title }}{% endif %}</h3>
 {% for index, r in members %}
 <div class="card" id="case-{{ index }}">
-<h4>{{ r.estimator or "case" }} <span class="v v-{{ r.verdict }}">{{ r.verdict }}</span>{% if r.quick %} <span class="quick">quick</span>{% endif %}</h4>
+<h4>{{ r.estimator or "case" }} <span class="v v-{{ r.verdict }}">{{ r.verdict }}</span>{% if r.quick
+  %} <span class="quick">quick</span>{% endif %}</h4>
 <dl>
 {% if r.statistic is not none %}<dt>statistic</dt><dd>{{ r.statistic.format() }}</dd>{% endif %}
 {% if r.rule %}<dt>rule</dt><dd>{{ r.rule }}</dd>{% endif %}
