@@ -22,7 +22,8 @@ def test_readme_holds_the_two_commands():
     cmds = _readme_commands().commands((REPO / "README.md").read_text(encoding="utf-8"))
     setup = ("python3 -m venv .venv && . .venv/bin/activate && pip install torch==2.13.0 "
              "&& pip install -e '.[test,report]'")
-    assert cmds["main"] == setup + " && python -m pytest cases/ -k mnist", "the main job is `pytest cases/ -k mnist`"
+    assert cmds["main"] == setup + " && python -m pytest cases/ -k mnist -n 2", \
+        "the main job is `pytest cases/ -k mnist` on two workers"
     assert cmds["test"].startswith(setup + " && python -m pytest -n 2 && ")
     assert "python -m pytest cases/ --quick -n 2" in cmds["test"], "CI runs every nightly case in quick mode"
 
