@@ -192,3 +192,30 @@ def test_reference_crossing_is_strictly_above_tau():
     assert est.crossing_index.tolist() == [20, 20, 20]
     loop = paper_loop_radii(cost, torch.zeros(4), threshold=tau, directions=g)
     assert torch.allclose(loop, torch.full((3,), r_up, dtype=loop.dtype))
+
+
+def test_reference_crossing_is_strictly_above_tau_through_the_ray_interface():
+    """The same tie through a ``ModelCost`` (the lab's path: the ray interface's grid walk, which
+    re-decides points within its rounding margin of tau on the plain path): a zero-one cost that
+    equals tau on a stretch of the grid is not a crossing there."""
+    from torch import nn
+
+    from volbench import reference_log_volume
+    from volbench.costs import ModelCost
+    from volbench.reference import paper_loop_radii
+
+    model = nn.Linear(1, 2)
+    with torch.no_grad():
+        model.weight.copy_(torch.tensor([[0.0], [1.0]]))
+        model.bias.copy_(torch.tensor([0.0, -0.5]))  # class 1 iff x > 0.5: all four examples right
+    x = torch.tensor([[1.0], [2.0], [3.0], [4.0]])
+    y = torch.ones(4, dtype=torch.long)
+    cost = ModelCost(model, x, y, loss="zero_one", dtype=torch.float64)
+    assert getattr(cost, "accepts_rays", False), "the test is about the ray interface's path"
+    # Lower bias 1 by t = 2 c_j: example x = 1 is wrong from t = 0.5 (cost 0.25 = tau, grid point
+    # 50), x = 2 from t = 1.5 (cost 0.5 > tau, grid point 86).
+    g = torch.tensor([[0.0, 0.0, 0.0, -2.0]], dtype=torch.float64)
+    est = reference_log_volume(cost, cost.anchor, threshold=0.25, directions=g, dtype=torch.float64)
+    assert est.crossing_index.tolist() == [86]
+    loop = paper_loop_radii(cost, cost.anchor, threshold=0.25, directions=g, dtype=torch.float64)
+    assert est.radii.tolist() == pytest.approx(loop.tolist(), rel=1e-12)
