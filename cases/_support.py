@@ -181,6 +181,8 @@ def quick_params(params: Mapping[str, Any], overrides: Mapping[str, Any] | None 
     for key in ("cutoffs", "eps", "eps_sweep", "s_values", "b_values"):
         if isinstance(p.get(key), (tuple, list)):
             p[key] = _sweep(p[key])
+    if isinstance(p.get("control"), Mapping):  # a positive control runs the same rule on another setting (F4)
+        p["control"] = quick_params(p["control"])[0]
     p.update(overrides or {})
     changes = {k: [params.get(k), v] for k, v in p.items() if k not in params or params[k] != v}
     return p, changes

@@ -114,6 +114,20 @@ def e4_draws(count: int, rate: float, cap: int) -> int:
     return int(min(cap, math.ceil(count * (1 - rate) / rate)))
 
 
+# --quick: the nightly E4/E5 code paths at tiny scale (the generic shrink in _support.quick_params
+# does not reach the nested budgets): one target rate, a few hundred draws and rays per level, a
+# handful of directions for the lower bounds; E5 one quadratic, one DLN, one net.
+QUICK = {
+    "test_sampling_agreement": dict(
+        targets_small=(0.3,), targets_big=(0.3,), count=100,
+        small=dict(cap=(512,), K_iso=64, pilot=128, segment_check=16),
+        big=dict(cap=(48,), K_iso=8, pilot=48, segment_check=8),  # a pilot places rate 0.3 on >= 10 draws
+        lower_bounds=dict(K=4, sources=("HesScale",))),
+    "test_llc_scaling": dict(quad_ns=(10,), dlns=(((2, 1, 2), 0, "origin"),), K=50, eps_min=1e-6, decades=1.0,
+                             nets=("digits-mlp",), net_K=4, net_examples=64),
+}
+
+
 CASES = {
     "test_sampling_agreement": cases("E4", "sampling-agreement", "small-nets", E4_NETS_SMOKE, E4_NETS_NIGHTLY),
     "test_llc_scaling": cases(
