@@ -79,10 +79,6 @@ def cases(claim, slug, title, smoke=(), nightly=(), smoke_skip=None, **params):
     return out
 
 
-# --quick (beyond _support.quick_params): F5's nightly CNN variant trains and measures a CNN per
-# size; two sizes keep its code path at ~2 min of one core instead of ~4.5 (measured).
-QUICK = {"test_power_law": {"sizes": (60, 120)}}
-
 CASES = {
     "test_poisoned_minima_are_smaller": cases(
         "F1", "poison-smaller", "Poisoned minima are smaller in the clean base landscape",
