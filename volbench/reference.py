@@ -44,6 +44,7 @@ from .estimator.core import (
     _check_threshold,
     as_batched_cost,
     check_anchor,
+    check_anchor_costs,
     check_batch_size,
     check_dtype,
     check_n_directions,
@@ -335,14 +336,7 @@ def _reference_rays(cost, anchor, *, thresholds, sizes, exact_costs, strict, n_d
 
     c0 = torch.tensor([float(plain_of(si)(anchor.unsqueeze(0))[0]) for si in range(len(size_list))],
                       dtype=torch.float64)
-    if not bool(torch.isfinite(c0).all()):
-        bad = c0.tolist()
-        raise ValueError(f"the cost at the anchor is {bad[0] if len(bad) == 1 else bad}: the cost function or the "
-                         "minimum is broken")
-    if strict and not float(c0[-1]) < thresholds[0]:
-        raise ValueError(
-            f"the anchor's cost {float(c0[-1]):.6g} is not below the threshold {thresholds[0]:.6g}: the anchor is not "
-            "inside its own basin; train it further or raise the threshold")
+    check_anchor_costs(c0, thresholds, strict)
     keys, questions = [], []
     for si, size in enumerate([None] if sizes is None else size_list):
         for tau in thresholds:

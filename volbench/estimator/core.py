@@ -374,6 +374,13 @@ def _anchor_costs(cost, anchor: torch.Tensor, sizes, thresholds, strict: bool, d
 
         def opener(origin, dirs):
             return FlatRays(cost, origin, dirs, check=_check_output)
+    check_anchor_costs(c0, thresholds, strict)
+    return c0, opener
+
+
+def check_anchor_costs(c0: torch.Tensor, thresholds: Sequence[float], strict: bool) -> None:
+    """The anchor's costs per data size (float64 [S]) must be finite, and with ``strict`` the
+    whole data set's below the first threshold; else a ValueError naming the fix."""
     if not bool(torch.isfinite(c0).all()):
         bad = c0.tolist()
         raise ValueError(f"the cost at the anchor is {bad[0] if len(bad) == 1 else bad}: the cost function or the "
@@ -383,7 +390,6 @@ def _anchor_costs(cost, anchor: torch.Tensor, sizes, thresholds, strict: bool, d
             f"the anchor's cost {float(c0[-1]):.6g} is not below the threshold {thresholds[0]:.6g}: the anchor is not "
             "inside its own basin; train it further or raise the threshold"
         )
-    return c0, opener
 
 
 def _check_output(out: torch.Tensor, params: torch.Tensor) -> None:
