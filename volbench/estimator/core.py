@@ -470,6 +470,8 @@ def _estimate(cost, anchor, *, thresholds, sizes, strict, n_directions=500, dire
     n_evals = 1  # the anchor
     rounds = 0
     std_d = None if std is None else std.to(device)
+    # Only the offset from the prior's centre enters each ray's Gaussian integral: once, in float64.
+    offset = None if std is None else (anchor if mean is None else anchor.double() - mean.to(anchor.device))
     batches = range(0, K, batch_size)
     if progress:
         from tqdm.auto import tqdm
@@ -496,9 +498,7 @@ def _estimate(cost, anchor, *, thresholds, sizes, strict, n_directions=500, dire
         log_norm_all.append(log_norm_w)
         if measure == "gaussian":
             const = (log_unit_sphere_area(n) - n * log_norm_w).unsqueeze(1)
-            # Only the offset from the prior's centre enters the ray's Gaussian integral.
-            coeffs = gaussian_ray_coefficients(v, anchor if mean is None else anchor.double() - mean.to(anchor.device),
-                                               std_d)
+            coeffs = gaussian_ray_coefficients(v, offset, std_d)
             terms.append(torch.stack([gaussian_log_ray_mass_at(lo[:, a], coeffs, n) for a in range(lo.shape[1])], 1)
                          + const)
             terms_upper.append(torch.stack([gaussian_log_ray_mass_at(hi[:, a], coeffs, n)
