@@ -36,6 +36,9 @@ def pytest_addoption(parser):
                     help="run every nightly case's code path at tiny scale on the CPU (generated stand-ins "
                          "for absent data sets, a temporary store); verdicts are marked quick; also "
                          "VOLBENCH_QUICK=1")
+    group.addoption("--store-durations", action="store_true", default=False,
+                    help="merge this run's tests of >= 2 s into .test_durations, which orders later runs "
+                         "longest first (even xdist workers)")
     group.addoption("--strict-claims", action="store_true", default=False,
                     help="fail the test of a claim case whose verdict is fail or inconclusive "
                          "(by default verdicts go to the report and the test passes if it ran)")
@@ -54,6 +57,8 @@ def pytest_configure(config):
         raise pytest.UsageError("--quick runs the nightly cases at tiny scale; it cannot be combined with "
                                 f"--tier {tier}")
     os.environ["VOLBENCH_TIER"] = tier  # so xdist workers and subprocesses agree
+    if getattr(config.option, "numprocesses", None) and getattr(config.option, "maxschedchunk", 0) is None:
+        config.option.maxschedchunk = 1  # one test at a time: see "longest first" below
     if quick:
         os.environ["VOLBENCH_QUICK"] = "1"
         if not os.environ.get("PYTEST_XDIST_WORKER"):
@@ -69,17 +74,91 @@ def pytest_configure(config):
 
 
 def pytest_collection_modifyitems(config, items):
-    """Tests marked `gpu` skip cleanly, with the reason, where torch sees no CUDA device."""
+    """Longest tests first (see :func:`_longest_first`); tests marked `gpu` skip cleanly, with the
+    reason, where torch sees no CUDA device."""
     import torch
 
+    _longest_first(config, items)
     if torch.cuda.is_available():
         return
-    import pytest
-
     skip = pytest.mark.skip(reason="needs a CUDA device (gpu marker); none is visible to torch")
     for item in items:
         if "gpu" in item.keywords:
             item.add_marker(skip)
+
+
+# ----------------------------------------------------------------------------- longest first
+# On two xdist workers a run ends when its slowest worker does, and xdist's default scheduler
+# hands each worker a contiguous chunk of the collection: the quick tier's three 115-135 s cases,
+# collected side by side, ran one after another on one worker (417 s wall for 560 s of work).
+# Under xdist we therefore (1) have the controller send tests one at a time (`--maxschedchunk 1`
+# unless given: each worker then holds its running test and one queued), and (2) order the
+# collection longest-processing-time-first from measured durations, the rule pytest-split applies
+# with the same kind of file: worker w's first two slots are the w-th longest test and a short
+# one, so the W longest start at once; the other known ones follow, longest first, then every
+# test absent from the file in collection order. `.test_durations` holds measured call times
+# (seconds, >= 2 s) by node id; `--store-durations` merges a run's into it. Every worker reads
+# the same file, so all collect the same order, as xdist requires. Without xdist nothing moves.
+DURATIONS = Path(__file__).resolve().parent / ".test_durations"
+_STORE_DURATIONS_MIN_S = 2.0
+
+
+def _known_durations() -> dict[str, float]:
+    import json
+
+    try:
+        data = json.loads(DURATIONS.read_text())
+    except (OSError, ValueError):
+        return {}
+    return {str(k): float(v) for k, v in data.items()} if isinstance(data, dict) else {}
+
+
+def longest_first(items: list, durations: dict[str, float], workers: int) -> list:
+    """``items`` reordered for ``workers`` xdist workers fed one test at a time (see above).
+
+    Example:
+        >>> class T:
+        ...     def __init__(self, nodeid): self.nodeid = nodeid
+        ...     def __repr__(self): return self.nodeid
+        >>> longest_first([T(n) for n in "abcdef"], {"c": 9.0, "e": 7.0, "f": 5.0}, workers=2)
+        [c, a, e, b, f, d]
+    """
+    known = sorted((it for it in items if it.nodeid in durations), key=lambda it: -durations[it.nodeid])
+    unknown = [it for it in items if it.nodeid not in durations]
+    head = []
+    for first in known[:workers]:
+        head.append(first)
+        if unknown:
+            head.append(unknown.pop(0))
+    return head + known[workers:] + unknown
+
+
+def _longest_first(config, items) -> None:
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    known = _known_durations()
+    if workers > 1 and known:
+        items[:] = longest_first(items, known, workers)
+
+
+_RUN_DURATIONS: dict[str, float] = {}  # this session's long calls (on xdist: the controller gets every report)
+
+
+def pytest_runtest_logreport(report):
+    if report.when == "call" and report.duration >= _STORE_DURATIONS_MIN_S:
+        _RUN_DURATIONS[report.nodeid] = round(float(report.duration), 1)
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """With --store-durations, merge this run's long tests into `.test_durations` (atomically)."""
+    config = session.config
+    if not config.getoption("--store-durations") or os.environ.get("PYTEST_XDIST_WORKER"):
+        return
+    import json
+
+    merged = {**_known_durations(), **_RUN_DURATIONS}
+    tmp = DURATIONS.with_suffix(".tmp")
+    tmp.write_text(json.dumps(dict(sorted(merged.items(), key=lambda kv: -kv[1])), indent=1) + "\n")
+    os.replace(tmp, DURATIONS)
 
 
 def _quick_setup(config) -> None:

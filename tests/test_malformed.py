@@ -282,6 +282,17 @@ def test_preconditioner_not_positive_or_not_finite(values):
     assert "non-finite" in str(info.value) or "strictly positive" in str(info.value)
 
 
+def test_matrix_preconditioner_asymmetric_or_indefinite():
+    asymmetric = torch.eye(N, dtype=torch.float64)
+    asymmetric[0, 1] = 0.5
+    with pytest.raises(ValueError, match="matrix preconditioner must be symmetric"):
+        call("estimate", preconditioner=asymmetric)
+    indefinite = torch.eye(N, dtype=torch.float64)
+    indefinite[0, 0] = -1.0  # symmetric, one negative eigenvalue: its Cholesky stops at column 0
+    with pytest.raises(ValueError, match="must be positive definite .*fails at column 0.*add eps"):
+        call("estimate", preconditioner=indefinite)
+
+
 @FEW
 @given(shape=st.lists(st.integers(0, 6), min_size=1, max_size=3).map(tuple).filter(lambda s: s != (3, N)))
 def test_explicit_directions_of_wrong_shape(shape):

@@ -166,12 +166,18 @@ def normalise_preconditioner(p: torch.Tensor, n_params: int) -> torch.Tensor:
             raise ValueError("diagonal preconditioner must be strictly positive (add eps to the curvature)")
         return p / torch.exp(torch.log(p).mean())
     if p.shape == (n_params, n_params):
-        if not torch.allclose(p, p.T, rtol=1e-6, atol=1e-12 * float(p.abs().max())):
+        # max |P - P^T| against max |P|: one [n, n] temporary, where allclose makes several
+        # (7.6 s -> ~1 s over S5's ten 4,810 x 4,810 matrices).
+        if float(torch.sub(p, p.T).abs_().max()) > 1e-6 * float(p.abs().max()):
             raise ValueError("matrix preconditioner must be symmetric (use V diag(p) V^T)")
-        sign, logdet = torch.linalg.slogdet(p)
-        eig_min = torch.linalg.eigvalsh(p).min()
-        if sign <= 0 or eig_min <= 0:
-            raise ValueError("matrix preconditioner must be positive definite")
+        # One Cholesky factorisation both proves positive definiteness and gives log det P =
+        # 2 sum log diag L: about n^3/3 flops, where slogdet plus eigvalsh cost ~10x more (4.5 s
+        # -> 0.5 s per matrix at the digits MLP's n = 4,810 on one core).
+        factor, info = torch.linalg.cholesky_ex(p)
+        if int(info) != 0:
+            raise ValueError(f"matrix preconditioner must be positive definite (its Cholesky factorisation "
+                             f"fails at column {int(info) - 1}); add eps to the curvature's eigenvalues")
+        logdet = 2.0 * torch.log(torch.diagonal(factor)).sum()
         return p / torch.exp(logdet / n_params)
     raise ValueError(
         f"preconditioner shape {tuple(p.shape)} does not match n_params={n_params}: "
