@@ -99,6 +99,9 @@ cases = functools.partial(smoke_and_nightly, _T)
 # S5: K = 100 (the paper's default k; Fig. 1 used 3,000: nightly), eps sweep with the first 30 directions.
 # S6: 4 seeds (a t-interval over seeds needs >= 3), S7: 3 seeds x 4 checkpoints, K = 100.
 # S8: cutoffs 1e-4 .. 10 nats: the paper sees the Adam preconditioner fail at >= 10 nats.
+# Quick tier: S5 sweeps the smoke tier's three eps values (with the paper's, {1e-3, 1e-2, 1e-1}),
+# not five: each further eps builds and normalises two dense 4,810 x 4,810 preconditioners (~10 s).
+QUICK = {"test_preconditioner_ranking": {"eps_sweep": (1e-3, 1e-2, 1e-1)}}
 CASES = {
     "test_jensen_biased_low": cases("S1", "jensen", "quadratic",
                                     dict(n=20, K=4, repeats=4000, spreads=(0.25, 0.75, 1.5), seed=0, dominance=0.02),
