@@ -78,7 +78,7 @@ def pytest_collection_modifyitems(config, items):
     reason, where torch sees no CUDA device."""
     import torch
 
-    _longest_first(config, items)
+    _longest_first(items)
     if torch.cuda.is_available():
         return
     skip = pytest.mark.skip(reason="needs a CUDA device (gpu marker); none is visible to torch")
@@ -133,7 +133,7 @@ def longest_first(items: list, durations: dict[str, float], workers: int) -> lis
     return head + known[workers:] + unknown
 
 
-def _longest_first(config, items) -> None:
+def _longest_first(items) -> None:
     workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
     known = _known_durations()
     if workers > 1 and known:
