@@ -349,9 +349,10 @@ def baseline_problems(results: Sequence[CaseResult]) -> list[str]:
     return [line for r in results for line in moved(r, baseline)]
 
 
-def enforce(results: Sequence[CaseResult], strict: bool) -> None:
-    """Fail the test when a verdict moved against the baseline (naming the case, the old and new
-    verdict and both statistics), and, with --strict-claims, on a fail or inconclusive verdict."""
+def verdicts_hold(results: Sequence[CaseResult], strict: bool) -> bool:
+    """True when every verdict of ``results`` equals the checked-in baseline (and, with
+    --strict-claims, none is fail or inconclusive); otherwise the test fails here, naming the case,
+    the old and new verdict and both statistics. Cases call it as ``assert verdicts_hold(...)``."""
     problems = baseline_problems(results)
     if problems:
         pytest.fail("verdict moved against the checked-in baseline (cases/baseline/smoke.json):\n  "
@@ -362,3 +363,4 @@ def enforce(results: Sequence[CaseResult], strict: bool) -> None:
         bad = [f"{r.estimator}: {r.verdict}" for r in results if r.verdict in ("fail", "inconclusive")]
         if bad:
             pytest.fail("claim not reproduced: " + "; ".join(bad))
+    return True

@@ -37,7 +37,7 @@ import time
 from dataclasses import dataclass
 
 import torch
-from _support import enforce, finish, smoke_and_nightly, start
+from _support import finish, smoke_and_nightly, start, verdicts_hold
 from torch import nn
 
 from volbench import estimate_log_volume
@@ -404,7 +404,7 @@ def test_sampling_agreement(case, device, record_case, strict):
                               "table": [_jsonable(r) for r in table], "threshold_rule": THRESHOLD_RULE,
                               "scale_rule": SCALE_RULE},
                      series=series if name == "isotropic" else ())
-        enforce([res], strict)
+        assert verdicts_hold([res], strict)
 
 
 def _jsonable(row):
@@ -629,4 +629,4 @@ def test_llc_scaling(case, device, record_case, strict):
                  seeds={"seed": case["seed"]}, series=series,
                  numbers={"fit_rule": FIT_RULE, "local_std": LOCAL_STD, "epsilons": eps,
                           "devinterp_version": version})
-    enforce([res], strict)
+    assert verdicts_hold([res], strict)

@@ -19,7 +19,7 @@ from dataclasses import replace
 import numpy as np
 import torch
 from _measure import ESTIMATORS, PRINCIPLED_RTOL, REPLICATE_STRIDE, FanLab, mean_curve, measurement_row, seeds_of
-from _support import Case, enforce, finish, start
+from _support import Case, finish, start, verdicts_hold
 
 from volbench.claims import estimator as erules
 from volbench.claims import fan as rules
@@ -199,7 +199,7 @@ def test_poisoned_minima_are_smaller(case, store, device, record_case, strict):
             series=[{"kind": "xy", "x": xs, "y": ys, "label": est, "x_label": "poisoned extras",
                      "y_label": "log V in the clean base landscape",
                      "title": "F1: log V of clean and poisoned minima (the claim: it falls with poison)"}]))
-    enforce(results, strict)
+    assert verdicts_hold(results, strict)
 
 
 # ----------------------------------------------------------------------------- F2, F3, E2, F11
@@ -222,7 +222,7 @@ def test_small_landscape_prefers_own_minimum(case, store, device, record_case, s
                    "landscape": f"D={D}"} for Dp in case["sizes"]]
         results.append(finish(record_case, case, est, statements=statements, started=clock, device=device,
                               seeds=seeds_of(case), numbers={"measurements": rows}, series=series))
-    enforce(results, strict)
+    assert verdicts_hold(results, strict)
 
 
 def test_found_minimum_largest_in_own_landscape(case, store, device, record_case, strict):
@@ -237,7 +237,7 @@ def test_found_minimum_largest_in_own_landscape(case, store, device, record_case
                                                      n_directions=case["K"])
         results.append(finish(record_case, case, est, statements=statements, started=clock, device=device,
                               seeds=seeds_of(case), numbers={"measurements": rows}))
-    enforce(results, strict)
+    assert verdicts_hold(results, strict)
 
 
 def test_ordering_stable_with_few_directions(case, store, device, record_case, strict):
@@ -257,7 +257,7 @@ def test_ordering_stable_with_few_directions(case, store, device, record_case, s
         results.append(finish(record_case, case, est, statements=statements, started=clock, device=device,
                               seeds=seeds_of(case, f"model seed (K={case['K']}); model seed + {REPLICATE_STRIDE} "
                                                    f"(K={case['K_small']}, independent)")))
-    enforce(results, strict)
+    assert verdicts_hold(results, strict)
 
 
 def test_trend_robust_to_variants(case, store, device, record_case, strict):
@@ -286,7 +286,7 @@ def test_trend_robust_to_variants(case, store, device, record_case, strict):
                                       not_run=not_run, paper=F11_PAPER, n_directions=case["K"])
         results.append(finish(record_case, case, est, statements=statements, started=clock, device=device,
                               seeds=seeds_of(case)))
-    enforce(results, strict)
+    assert verdicts_hold(results, strict)
 
 
 # ----------------------------------------------------------------------------- F4, F5, F6
@@ -306,7 +306,7 @@ def test_not_universal_swiss_and_mod97(case, store, device, record_case, strict)
                                             control_sizes=control_case["sizes"], control_seeds=control_case["seeds"])
         results.append(finish(record_case, case, est, statements=statements, started=clock, device=device,
                               seeds=seeds_of(case), numbers={"measurements": rows}))
-    enforce(results, strict)
+    assert verdicts_hold(results, strict)
 
 
 def test_power_law(case, store, device, record_case, strict):
@@ -368,7 +368,7 @@ def test_power_law(case, store, device, record_case, strict):
                              if math.isfinite(statements[0].numbers["r_squared"]) else 0.0},
                      **({"paper_alpha": rules.PAPER_ALPHA[case.setting]}
                         if case.setting in rules.PAPER_ALPHA else {})}]))
-    enforce(results, strict)
+    assert verdicts_hold(results, strict)
 
 
 def test_minima_shrink_when_data_added(case, store, device, record_case, strict):
@@ -395,7 +395,7 @@ def test_minima_shrink_when_data_added(case, store, device, record_case, strict)
         statements = rules.f6_minima_shrink(measured, sizes=sizes, seeds=seeds, n_directions=case["K"])
         results.append(finish(record_case, case, est, statements=statements, started=clock, device=device,
                               seeds=seeds_of(case), numbers={"measurements": rows}, series=series))
-    enforce(results, strict)
+    assert verdicts_hold(results, strict)
 
 
 # ----------------------------------------------------------------------------- F7, F8, F9, F10
@@ -422,7 +422,7 @@ def test_class_imbalance_can_grow_volume(case, store, device, record_case, stric
         statements = rules.f7_imbalance_grows(by_extras, steps=steps, seeds=case["seeds"], n_directions=case["K"])
         results.append(finish(record_case, case, est, statements=statements, started=clock, device=device,
                               seeds=seeds_of(case), numbers={"measurements": rows}, series=series))
-    enforce(results, strict)
+    assert verdicts_hold(results, strict)
 
 
 def _test_acc(m) -> float:
@@ -456,7 +456,7 @@ def test_sam_finds_larger_minima(case, store, device, record_case, strict):
                                          n_test=_n_test(case), n_directions=case["K"])
         results.append(finish(record_case, case, est, statements=statements, started=clock, device=device,
                               seeds=seeds_of(case), numbers={"measurements": rows}))
-    enforce(results, strict)
+    assert verdicts_hold(results, strict)
 
 
 def test_small_batches_find_larger_minima(case, store, device, record_case, strict):
@@ -482,7 +482,7 @@ def test_small_batches_find_larger_minima(case, store, device, record_case, stri
             series=[{"kind": "xy", "x": [float(b) for (s, b) in vols], "y": [t.log_volume for t in vols.values()],
                      "x_label": "batch size", "y_label": "log V", "x_scale": "log", "label": est,
                      "title": "F9: log V against batch size (the claim: it falls)"}]))
-    enforce(results, strict)
+    assert verdicts_hold(results, strict)
 
 
 def test_grokking_volume_shrinks(case, store, device, record_case, strict):
@@ -521,7 +521,7 @@ def test_grokking_volume_shrinks(case, store, device, record_case, strict):
                      "y": [vols[(s0, e)].log_volume for e in ckpts], "test_accuracy": [acc[(s0, e)] for e in ckpts],
                      "train_loss": [loss[(s0, e)] for e in ckpts], "label": f"{est}, seed {s0}", "x_label": "epoch",
                      "title": "F10: log V across checkpoints (the claim: it falls while test accuracy jumps late)"}]))
-    enforce(results, strict)
+    assert verdicts_hold(results, strict)
 
 
 # ----------------------------------------------------------------------------- E1
@@ -550,7 +550,7 @@ def test_log_volume_grows_with_directions(case, store, device, record_case, stri
         statements = erules.e1_grows_with_k(reps, brackets, Ks=Ks, seeds=case["seeds"])
         results.append(finish(record_case, case, est, statements=statements, started=clock, device=device,
                               seeds=seeds_of(case, "independent per (K, replicate)"), series=series))
-    enforce(results, strict)
+    assert verdicts_hold(results, strict)
 
 
 # ----------------------------------------------------------------------------- F12, F13, E3
@@ -616,7 +616,7 @@ def test_toy_scale_invariance(case, device, record_case, strict):
         statements = rules.f12_toy_closed_form(rows)
         results.append(finish(record_case, case, est, statements=statements, started=clock, device="cpu",
                               seeds={"directions": "even angular grid"}))
-    enforce(results, strict)
+    assert verdicts_hold(results, strict)
 
 
 def test_filter_normalisation_invariance(case, store, device, record_case, strict):
@@ -679,7 +679,7 @@ def test_filter_normalisation_invariance(case, store, device, record_case, stric
         results.append(finish(record_case, case, est, statements=statements, started=clock, device=device,
                               seeds={"model": seed, "data": seed + 10, "directions": seed},
                               numbers={**numbers, "alpha": a}))
-    enforce(results, strict)
+    assert verdicts_hold(results, strict)
 
 
 def _scalar_bracket(cost, anchor, v, tau, r_max, *, scan=64, rtol=1e-6):
@@ -784,4 +784,4 @@ def test_batched_chunked_devices_agree(case, store, device, record_case, strict)
         results.append(finish(record_case, case, est, statements=statements, started=clock, device=device,
                               seeds={"model": seed, "data": seed + 10, "directions": f"torch.Generator({seed})"},
                               numbers={"first_log_radii": rows, "settings": [s[0] for s in settings]}))
-    enforce(results, strict)
+    assert verdicts_hold(results, strict)

@@ -38,7 +38,7 @@ import math
 
 import numpy as np
 import torch
-from _support import enforce, finish, smoke_and_nightly, start
+from _support import finish, smoke_and_nightly, start, verdicts_hold
 from torch.func import functional_call, grad, jvp, vmap
 
 from volbench import estimate_log_volume
@@ -373,7 +373,7 @@ def test_jensen_biased_low(case, device, record_case, strict):
         rows.append({"basin": name, "log_spectrum_spread": spread, "exact_log_volume": exact,
                      "mean_gap": float(np.mean(lo - exact)), "var_log_estimate": float(np.var(lo, ddof=1))})
     statements = rules.s1_jensen(basins, dominance=case["dominance"])
-    enforce([finish(record_case, case, EST, statements=statements, started=clock, device=device,
+    assert verdicts_hold([finish(record_case, case, EST, statements=statements, started=clock, device=device,
                     seeds={"directions": case["seed"], "repeats": f"{R} blocks of {K} directions of that seed"},
                     numbers={"n": n, "K": K, "repeats": R, "basins": rows})], strict)
 
@@ -400,7 +400,7 @@ def test_smooth_max(case, device, record_case, strict):
             est.log_terms.double().numpy()), "ess": est.ess, "log_volume": est.log_volume,
             "max_log_term": est.max_log_term})
     statements = rules.s2_smooth_max(shares, [d["share"] for d in digits])
-    enforce([finish(record_case, case, EST, statements=statements, started=clock, device=device,
+    assert verdicts_hold([finish(record_case, case, EST, statements=statements, started=clock, device=device,
                     seeds={"quadratic_directions": [case["seed"] + r * REPLICATE_STRIDE
                                                     for r in range(case["replicates"])],
                            "digits_model": 0, "digits_directions": [d["direction_seed"] for d in digits]},
@@ -419,7 +419,7 @@ def test_markov_bound(case, device, record_case, strict):
     exact = q.exact_log_volume(1.0)
     lo, hi = blocks(quad_estimate(q, K=case["K"] * case["repeats"], seed=case["seed"]), case["K"], case["repeats"])
     statements = rules.s3_markov(lo - exact, hi - exact, ks=case["ks"])
-    enforce([finish(record_case, case, EST, statements=statements, started=clock, device=device,
+    assert verdicts_hold([finish(record_case, case, EST, statements=statements, started=clock, device=device,
                     seeds={"directions": case["seed"],
                            "repeats": f"{case['repeats']} blocks of {case['K']} directions"},
                     numbers={"n": case["n"], "K": case["K"], "repeats": case["repeats"]})], strict)
@@ -442,7 +442,7 @@ def test_perfect_preconditioner(case, device, record_case, strict):
     # float64 rounding of a log-term: ~n ulps of its size (the sums over n coordinates).
     slack = 1e-12 * n * max(1.0, abs(exact))
     statements = rules.s4_perfect_preconditioner(pre, plain, exact=exact, float_slack=slack)
-    enforce([finish(record_case, case, EST, statements=statements, started=clock, device=device,
+    assert verdicts_hold([finish(record_case, case, EST, statements=statements, started=clock, device=device,
                     seeds={"directions": 0, "rotation": 7},
                     numbers={"n": n, "K": K, "exact": exact, "rtol": QUAD_RTOL,
                              "unpreconditioned_log_volume": plain.log_volume})], strict)
@@ -490,7 +490,7 @@ def test_preconditioner_ranking(case, device, record_case, strict):
     _, result, _ = digits_net(seeds[0])
     ess = {name: digits_estimate(seeds[0], device, K=K, preconditioner=name).ess
            for name in ("none",) + PRECONDITIONERS}
-    enforce([finish(
+    assert verdicts_hold([finish(
         record_case, case, EST, statements=statements, started=clock, device=device, seeds=seeds_record(seeds),
         numbers={"K": K, "sweep_K": kS, "log_volume": {n: {str(s): t[s].log_volume for s in seeds} for n, t in
                                                        terms.items()},
@@ -518,7 +518,7 @@ def test_poisoned_smaller(case, device, record_case, strict):
             rows.append({"seed": s, "n_poison": n_p, "log_volume": (clean if n_p == 0 else poisoned)[s].log_volume,
                          "train_loss": result.train_loss, "test_accuracy": result.test_accuracy})
     statements = rules.s6_poisoned_smaller(clean, poisoned, seeds=seeds)
-    enforce([finish(record_case, case, EST, statements=statements, started=clock, device=device,
+    assert verdicts_hold([finish(record_case, case, EST, statements=statements, started=clock, device=device,
                     seeds={**seeds_record(seeds), "poison": [1000 + s for s in seeds]},
                     numbers={"n_poison": p, "n_train": N_TRAIN, "K": case["K"], "networks": rows})], strict)
 
@@ -533,7 +533,7 @@ def test_volume_falls_during_training(case, device, record_case, strict):
     vols = {(s, e): digits_terms(s, device, K=case["K"], epoch=e) for s in seeds for e in cks}
     statements = rules.s7_checkpoints(vols, checkpoints=cks, seeds=seeds)
     mean = [float(np.mean([vols[(s, e)].log_volume for s in seeds])) for e in cks]
-    enforce([finish(record_case, case, EST, statements=statements, started=clock, device=device,
+    assert verdicts_hold([finish(record_case, case, EST, statements=statements, started=clock, device=device,
                     seeds=seeds_record(seeds),
                     numbers={"epochs": list(cks), "K": case["K"],
                              "log_volume": {str(s): [vols[(s, e)].log_volume for e in cks] for s in seeds}},
@@ -563,7 +563,7 @@ def test_cutoff_scaling(case, device, record_case, strict):
                                          cutoffs=cutoffs, seeds=seeds)
     logc = [math.log10(c) for c in cutoffs]
     mean = lambda d: [float(np.mean([d[s][i].log_volume for s in seeds])) for i in range(len(cutoffs))]  # noqa: E731
-    enforce([finish(
+    assert verdicts_hold([finish(
         record_case, case, EST, statements=statements, started=clock, device=device, seeds=seeds_record(seeds),
         numbers={"cutoffs": list(cutoffs), "quadratic_n": n, "digits_n": n_net, "K_digits": Kd,
                  "digits_log_volume": mean(net), "digits_log_volume_adam2": mean(adam)},
@@ -596,7 +596,7 @@ def test_ellipsoid_variance_law(case, device, record_case, strict):
                          "formula": 2.0 / (n + 2) * float(lam.var(unbiased=False)),
                          "se": float(c.std() / math.sqrt(len(y)))})  # standard error of the sample variance
     statements = rules.s9_ellipsoid_variance(rows)
-    enforce([finish(record_case, case, EST, statements=statements, started=clock, device=device,
+    assert verdicts_hold([finish(record_case, case, EST, statements=statements, started=clock, device=device,
                     seeds={"monte_carlo": case["seed"]}, numbers={"samples": case["samples"]})], strict)
 
 
@@ -691,5 +691,5 @@ def test_zero_pixel_gaussian_finite(case, device, record_case, strict):
             lebesgue_growth=leb[1].log_volume - leb[0].log_volume, expected_growth=n * math.log(100.0),
             gaussian_log_mass=[g.log_volume for g in gau], quadrature_log_mass=exact, quadrature_error=q_err,
             tolerance=tol, numbers=numbers)
-    enforce([finish(record_case, case, EST, statements=statements, started=clock, device=device,
+    assert verdicts_hold([finish(record_case, case, EST, statements=statements, started=clock, device=device,
                     seeds={"model": seed, "data": seed + 10, "directions": seed}, numbers=numbers)], strict)

@@ -52,7 +52,7 @@ import math
 
 import numpy as np
 import torch
-from _support import enforce, finish, smoke_and_nightly, start
+from _support import finish, smoke_and_nightly, start, verdicts_hold
 
 from volbench.boolean import (
     boolean_inputs,
@@ -329,7 +329,7 @@ def test_volume_correlates_with_error(case, store, device, record_case, strict):
     lv, err = [r["log_volume"] for r in used], [r["test_error"] for r in used]
     pooled = float(np.corrcoef(lv, err)[0, 1]) if len(used) > 2 else math.nan
     statements = rules.z1_volume_error(per_seed, extra={"pooled_pearson_all_nets": pooled, "n_nets": len(used)})
-    enforce([finish(
+    assert verdicts_hold([finish(
         record_case, case, EP_EST, statements=statements, started=clock, device=device,
         seeds=mnist_seeds(case, sharpness_seeds=False),
         numbers={"nets": rows, "n_used": len(used), "setting": paper_setting(case)},
@@ -361,7 +361,7 @@ def test_adam_breaks_sharpness_correlation(case, store, device, record_case, str
         x, y = sorted_xy([math.log10(max(u["sharpness"], 1e-12)) for u in used], [u["test_error"] for u in used])
         series.append({"kind": "xy", "x": x, "y": y, "label": opt, "x_label": "log10 sharpness",
                        "y_label": "test error on E", "title": case.id})
-    enforce([finish(
+    assert verdicts_hold([finish(
         record_case, case, EP_EST, statements=statements, started=clock, device=device, seeds=mnist_seeds(case),
         numbers={"nets": rows["sgd"] + rows["adam"], "setting": paper_setting(case)}, series=series)], strict)
 
@@ -410,7 +410,7 @@ def test_alpha_scaling(case, store, device, record_case, strict):
         extra.append({"layer": layer, "spectral_norm_ratio": norm / norm0,
                       "inverse_alpha_sharpness_ratio": inv_sharp / base[0]})
     statements = rules.z3_alpha_scaling(rows, alpha=case["alpha"], material=MATERIAL, ep_tolerance=0.0)
-    enforce([finish(
+    assert verdicts_hold([finish(
         record_case, case, EP_EST, statements=statements, started=clock, device=device,
         seeds={"model": case["seed"], "data": case["data_seed"], "sharpness": list(range(case["restarts"]))},
         numbers={"layers": rows, "diagnostics": extra, "spectral_norm_unscaled": norm0, "setting": paper_setting(case),
@@ -477,7 +477,7 @@ def test_boolean_sharpness_tracks_volume(case, device, record_case, strict):
              "spearman_without_constant_functions": list(rho_rest),
              "paper_caption": "Fig. 2: the largest volume / lowest sharpness function is the trivial one"}
     statements = rules.z4_boolean_sharpness_volume(lv, sh, [r["spectral_norm"] for r in used], extra=extra)
-    enforce([finish(
+    assert verdicts_hold([finish(
         record_case, case, SAMPLING_EST, statements=statements, started=clock, device=device,
         seeds={"sampling": case["sample_seed"], "model": [r["model_seed"] for r in rows],
                "sharpness": [r["model_seed"] for r in rows]},
@@ -523,7 +523,7 @@ def test_sharpness_vs_spectral_norm(case, store, device, record_case, strict):
                          "measured_over_first_order": [m / x for m, x in zip(measured, linear)],
                          "loglog_slope_sharpness_vs_eps": slope})
     statements = rules.z5_spectral_norm(rows)
-    enforce([finish(
+    assert verdicts_hold([finish(
         record_case, case, "", statements=statements, started=clock, device=device, paper_value=1.0,
         seeds={"model": list(case["seeds"]), "data": case["data_seed"], "sharpness": list(case["seeds"]),
                "power_iteration": list(case["seeds"])},
@@ -593,7 +593,7 @@ def test_overtraining_volume_stays_sharpness_falls(case, store, device, record_c
                     "y": [math.log10(max(r["sharpness"], 1e-12)) for r in rows], "label": f"sharpness s{seed}",
                     "x_label": "epoch", "y_label": "log10 sharpness", "title": case.id}]
     statements = rules.z6_overtraining(per_seed)
-    enforce([finish(
+    assert verdicts_hold([finish(
         record_case, case, EP_EST, statements=statements, started=clock, device=device,
         seeds={"model": list(case["seeds"]), "data": case["data_seed"], "sharpness": list(case["seeds"]),
                "minibatch_order": list(case["seeds"])},
