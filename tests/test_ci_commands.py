@@ -24,11 +24,14 @@ def test_readme_holds_the_two_commands():
              "&& pip install -e '.[test,report]'")
     assert cmds["main"] == setup + " && python -m pytest cases/ -k mnist -n 2", \
         "the main job is `pytest cases/ -k mnist` on two workers"
-    assert cmds["test"].startswith(setup + " && python -m pytest tests -n 2 && ")
+    # The test command also installs devinterp (the crosscheck extra) for E5's independent answer.
+    assert cmds["test"].startswith(setup.replace("[test,report]", "[test,report,crosscheck]")
+                                   + " && python -m pytest tests -n 2 && ")
     # The test command judges the smoke claims the main job does not (-k mnist there, the
-    # complement here, with Fashion-MNIST in both: the main job may lack its data), so that CI
-    # judges every smoke case once.
-    assert 'python -m pytest cases/ -k "not mnist or fashion" -n 2' in cmds["test"]
+    # complement here, with Fashion-MNIST in both: the main job may lack its data; and E5, whose
+    # devinterp statements need the extra the main job lacks), so that CI judges every smoke case
+    # in full.
+    assert 'python -m pytest cases/ -k "not mnist or fashion or E5" -n 2' in cmds["test"]
     assert "python -m pytest cases/ --quick -n 2" in cmds["test"], "CI runs every nightly case in quick mode"
 
 

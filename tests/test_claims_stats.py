@@ -159,6 +159,16 @@ def test_power_estimate_predicts_the_seeds_that_decide():
     assert stats.t.ppf(0.975, n - 2) * sd / math.sqrt(n - 1) >= mean
 
 
+def test_a_comparison_almost_all_resolution_says_the_resolution_stands_in_the_way():
+    """Bracket half-width 9.99 against a distance of 10 from 0: the seeds would have to pin the
+    mean to 0.01, and the reason says the resolution is what stands in the way."""
+    agg = aggregate([seed_value(v, low=v - 9.99, high=v + 9.99) for v in (9.8, 10.2, 9.9, 10.1)])
+    text = what_would_decide(agg)
+    assert "more than 200 seeds" in text and "resolution" in text and "leaves only" in text
+    loose = aggregate([seed_value(v) for v in (3.0, -20.0, 30.0, 0.5)])
+    assert "resolution" not in what_would_decide(loose, max_seeds=3)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("estimator,kind,minimum", [("principled", "difference", 0.90), ("principled", "slope", 0.90),
                                                     ("reference", "difference", 0.90)])

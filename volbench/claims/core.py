@@ -57,10 +57,12 @@ def interval_statement(id: str, text: str, statistic: Statistic, *, rule: str, a
                      paper=paper, numbers=dict(numbers or {}))
 
 
-def not_judged(id: str, text: str, reason: str, *, paper: str = "", numbers: Mapping[str, Any] | None = None
-               ) -> Statement:
-    """A statement this tier cannot afford, with the measured reason (never a pass)."""
-    return Statement(id=id, text=text, verdict="not-judged", reason=reason, paper=paper, numbers=dict(numbers or {}))
+def not_judged(id: str, text: str, reason: str, *, paper: str = "", numbers: Mapping[str, Any] | None = None,
+               needs: str = "") -> Statement:
+    """A statement this tier cannot afford, with the measured reason (never a pass); ``needs`` names
+    the optional extra whose absence is that reason (the baseline then leaves it unchecked)."""
+    return Statement(id=id, text=text, verdict="not-judged", reason=reason, paper=paper, numbers=dict(numbers or {}),
+                     needs=needs)
 
 
 def claim_verdict(statements: list[Statement]) -> str:

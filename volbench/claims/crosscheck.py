@@ -324,6 +324,7 @@ def e5_against_estimate(id: str, text: str, *, fit: tuple[float, float, float], 
     return Statement(id=id, text=text, verdict=verdict, statistic=stat, rule=rule, reason=reason, numbers=nums)
 
 
-def e5_not_judged(id: str, text: str, reason: str, **numbers: Any) -> Statement:
-    """A statement the run cannot judge (devinterp missing, a fit range without finite log V)."""
-    return not_judged(id, text, reason, numbers=numbers)
+def e5_not_judged(id: str, text: str, reason: str, *, needs: str = "", **numbers: Any) -> Statement:
+    """A statement the run cannot judge (devinterp missing: ``needs="crosscheck"``; a fit range
+    without finite log V)."""
+    return not_judged(id, text, reason, numbers=numbers, needs=needs)

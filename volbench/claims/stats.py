@@ -341,7 +341,12 @@ def what_would_decide(agg: Aggregate, *, n_directions: int | None = None, bounda
                 options.append(f"about {s_new} seeds{k_text}")
                 break
     if not options:
-        return f"more than {max_seeds} seeds would be needed at the measured variance (sd over seeds {agg.sd:.3g})"
+        text = f"more than {max_seeds} seeds would be needed at the measured variance (sd over seeds {agg.sd:.3g})"
+        if margin > 0.5 * gap:  # the bracket, not the seeds, is what stands in the way
+            text += (f": the estimator's resolution ({margin:.3g} {agg.unit} between the point estimate and its "
+                     f"bracket) leaves only {room:.3g} of the distance {gap:.3g} from {boundary:g}, so a finer "
+                     "resolution (smaller rtol for the principled search) or a larger effect would decide it")
+        return text
     return ("measured power (sd over seeds {:.3g}, within-seed sd {:.3g}): {} would decide it".format(
         agg.sd, math.sqrt(var_w), " or ".join(dict.fromkeys(options))))
 

@@ -33,10 +33,10 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from .schema import CaseResult, RunReport, Statistic
+from .schema import CaseResult, RunReport, Statistic, combine_verdicts
 
-__all__ = ["BASELINE_ENV", "default_baseline_path", "load_baseline", "entry_of", "moved", "update_baseline",
-           "baseline_as_run", "BaselineError"]
+__all__ = ["BASELINE_ENV", "default_baseline_path", "load_baseline", "entry_of", "moved", "unchecked",
+           "update_baseline", "baseline_as_run", "BaselineError"]
 
 BASELINE_ENV = "VOLBENCH_BASELINE"  # a path, or "off" to skip the check
 FORMAT = 1
@@ -74,6 +74,19 @@ def entry_of(result: CaseResult) -> dict[str, Any]:
     }
 
 
+def _merged_entry(result: CaseResult, old: Mapping[str, Any] | None) -> dict[str, Any]:
+    """``entry_of(result)``, keeping the old entry's judgement of statements that need a missing
+    extra, so that an update from a run without the extra does not forget them."""
+    entry = entry_of(result)
+    skipped = unchecked(result) & set((old or {}).get("statements", {}))
+    if not skipped:
+        return entry
+    for sid in skipped:
+        entry["statements"][sid] = dict(old["statements"][sid])
+    entry["verdict"] = combine_verdicts([st["verdict"] for st in entry["statements"].values()])
+    return entry
+
+
 def load_baseline(path: Path) -> dict[str, dict[str, dict[str, Any]]]:
     try:
         data = json.loads(Path(path).read_text())
@@ -87,20 +100,42 @@ def load_baseline(path: Path) -> dict[str, dict[str, dict[str, Any]]]:
     return dict(data["cases"])
 
 
+def unchecked(result: CaseResult) -> set[str]:
+    """The statements of ``result`` left "not-judged" because an optional extra is missing
+    (``Statement.needs``): the baseline records them as judged with the extra, so a run without it
+    leaves them, and their share of the case's verdict, unchecked."""
+    return {st.id for st in result.statements if st.needs}
+
+
+def _expected_verdict(entry: Mapping[str, Any], skipped: set[str]) -> str:
+    """The baseline's case verdict, recomputed with the ``skipped`` statements not judged."""
+    if not skipped:
+        return entry["verdict"]
+    old = entry.get("statements", {})
+    return combine_verdicts(["not-judged" if sid in skipped else old[sid]["verdict"] for sid in old])
+
+
 def moved(result: CaseResult, baseline: Mapping[str, Mapping[str, Mapping[str, Any]]]) -> list[str]:
-    """The differences between ``result`` and its baseline entry, one line each (empty: none)."""
+    """The differences between ``result`` and its baseline entry, one line each (empty: none).
+    Statements that need a missing extra are not compared (:func:`unchecked`)."""
     entry = baseline.get(result.case_id, {}).get(result.estimator)
     where = f"{result.case_id} [{result.estimator or '-'}]"
     if entry is None:
         return [f"{where}: not in the verdict baseline (new case?): verdict {result.verdict}, "
                 f"{_stat_text(result.statistic)}; record it with `volbench baseline update`"]
     out = []
-    if entry["verdict"] != result.verdict:
-        out.append(f"{where} verdict: {entry['verdict']} -> {result.verdict} "
-                   f"(baseline {_stat_text(entry.get('statistic'))}; now {_stat_text(result.statistic)})")
+    skipped = unchecked(result)
+    expected = _expected_verdict(entry, skipped)
+    if expected != result.verdict:
+        without = (f"; the baseline's {entry['verdict']} without the statements that need a missing extra "
+                   f"({', '.join(sorted(skipped))})" if skipped else "")
+        out.append(f"{where} verdict: {expected} -> {result.verdict} "
+                   f"(baseline {_stat_text(entry.get('statistic'))}; now {_stat_text(result.statistic)}{without})")
     old = entry.get("statements", {})
     new = {st.id: st for st in result.statements}
     for sid in sorted(set(old) | set(new)):
+        if sid in skipped:
+            continue
         if sid not in new:
             out.append(f"{where} statement ({sid}): {old[sid]['verdict']} -> missing")
         elif sid not in old:
@@ -130,7 +165,7 @@ def update_baseline(results: Iterable[CaseResult], path: Path, *, prune: bool = 
         if r.tier != "smoke" or r.quick or r.verdict == "error":
             continue
         changes += [line for line in moved(r, cases) if "not in the verdict baseline" not in line]
-        fresh.setdefault(r.case_id, {})[r.estimator] = entry_of(r)
+        fresh.setdefault(r.case_id, {})[r.estimator] = _merged_entry(r, cases.get(r.case_id, {}).get(r.estimator))
     merged = fresh if prune else {**cases, **{k: {**cases.get(k, {}), **v} for k, v in fresh.items()}}
     text = json.dumps({"format": FORMAT, "tier": "smoke",
                        "note": "expected smoke verdicts; update with `volbench baseline update` and commit the diff "

@@ -329,6 +329,9 @@ class Statement:
             reason the tier cannot afford it); required for those two.
         paper: the paper's number or figure statement beside ours, e.g. ``"alpha = -0.1835 (Table 1)"``.
         numbers: named JSON-able values behind the decision.
+        needs: the optional extra (``pip install -e '.[NAME]'``) whose absence left the statement
+            "not-judged", e.g. ``"crosscheck"`` for devinterp; empty otherwise. Such a statement is
+            not compared with the verdict baseline, which records it as judged with the extra.
 
     Example:
         >>> st = Statement("a", "alpha < 0", "pass", Statistic("alpha", -0.18, low=-0.2, high=-0.1,
@@ -345,13 +348,17 @@ class Statement:
     reason: str = ""
     paper: str = ""
     numbers: Mapping[str, Any] = field(default_factory=dict)
+    needs: str = ""
 
     def __post_init__(self) -> None:
         value = _text(self.id, "Statement.id", nonempty=True)
         if not _ID_RE.match(value):
             raise SchemaError(f"Statement.id {value!r} must not contain whitespace")
-        for name in ("text", "rule", "reason", "paper"):
+        for name in ("text", "rule", "reason", "paper", "needs"):
             _text(getattr(self, name), f"Statement.{name}")
+        if self.needs and self.verdict != "not-judged":
+            raise SchemaError(f"statement {self.id!r} names a missing extra ({self.needs!r}) but has verdict "
+                              f"{self.verdict!r}; only a not-judged statement can need an extra")
         if self.verdict not in STATEMENT_VERDICTS:
             raise SchemaError(f"Statement.verdict is {self.verdict!r}; use one of {STATEMENT_VERDICTS}")
         statistic = self.statistic
