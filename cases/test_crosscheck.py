@@ -522,11 +522,6 @@ def _devinterp(model, X, Y, loss, case, null_loss=math.inf):
         cal, ""
 
 
-def _needs() -> str:
-    """The extra a devinterp statement needs, when devinterp is not installed (else ``""``)."""
-    return "" if devinterp_available()[0] else "crosscheck"
-
-
 def _devinterp_numbers(res, cal, why):
     return {"devinterp": None if res is None else [res.llc, res.low, res.high],
             "devinterp_settings": None if res is None else res.settings,
@@ -540,7 +535,9 @@ def test_llc_scaling(case, device, record_case, strict):
     clock = start()
     eps = epsilon_ladder(case["eps_min"], case["decades"], 2)
     statements, points = [], []
-    version = devinterp_available()[1] if devinterp_available()[0] else None
+    has_devinterp, version = devinterp_available()
+    version = version if has_devinterp else None
+    needs = "" if has_devinterp else "crosscheck"  # the extra its devinterp statements need
     mse = lambda o, y: ((o - y) ** 2).mean(dim=1)  # noqa: E731  (DeepLinearCost's per-example loss)
     ce = lambda o, t: nn.functional.cross_entropy(o, t, reduction="none")  # noqa: E731
     # (a) regular quadratics: lambda = n/2
@@ -568,7 +565,7 @@ def test_llc_scaling(case, device, record_case, strict):
             ratio = [math.log(v / lam) if v > 0 else -math.inf for v in (di.llc, di.low, di.high)]
             why = (f"reported: devinterp's estimate is the independent answer, not our claim; "
                    f"log(llc_devinterp / lambda) = {ratio[0]:.3g} [{ratio[1]:.3g}, {ratio[2]:.3g}]")
-        statements.append(e5_not_judged(f"{sid}.devinterp", di_text, why, needs=_needs(), true_lambda=lam,
+        statements.append(e5_not_judged(f"{sid}.devinterp", di_text, why, needs=needs, true_lambda=lam,
                                         **di_nums))
         try:
             fit = fit_volume_scaling(eps, ladder_terms(cost, anchor, L0, eps, case["K"], case["seed"]))
@@ -620,7 +617,7 @@ def test_llc_scaling(case, device, record_case, strict):
                 except VolumeScalingError as err:
                     nums["slope_at_devinterp_scale"] = str(err)
         if di is None:
-            statements.append(e5_not_judged(sid, text, why, needs=_needs(), lambda_hat=[fit.slope, fit.low, fit.high],
+            statements.append(e5_not_judged(sid, text, why, needs=needs, lambda_hat=[fit.slope, fit.low, fit.high],
                                             **nums))
         else:
             statements.append(e5_against_estimate(sid, text, fit=(fit.slope, fit.low, fit.high),
