@@ -555,6 +555,11 @@ def test_log_volume_grows_with_directions(case, store, device, record_case, stri
 
 # ----------------------------------------------------------------------------- F12, F13, E3
 
+#: F13's control: isotropic radii must move by more than a hundred times the two searches' combined
+#: resolution 2 log(1 + rtol) (2e-4 at rtol 1e-4), a change neither bracket width nor rounding explains;
+#: the paper's grid radii move by whole steps (>= 2 log(99/98) = 0.02) or not at all.
+CONTROL_MIN_LOG_RADIUS_CHANGE = 100 * 2 * math.log1p(PRINCIPLED_RTOL)
+
 CASES["test_toy_scale_invariance"] = cases(
     "F12", "toy-closed-form", "The 2-D hyperbolic band's star-domain area is the paper's closed form for every b",
     smoke=[{"name": "toy-2d", "s_values": (0.1, 0.2, 0.5), "b_values": (0.3, 1.0, 3.0), "K": 8000}],
@@ -562,7 +567,7 @@ CASES["test_toy_scale_invariance"] = cases(
               "K": 40000}])
 CASES["test_filter_normalisation_invariance"] = cases(
     "F13", "filter-invariance", "Filter-normalised radii are invariant to layer rescaling; isotropic are not",
-    smoke=[{**MNIST_SMOKE, "alpha": 3.0, "K_inv": 16}], nightly=[{**MNIST_NIGHTLY, "alpha": 3.0, "K_inv": 100}])
+    smoke=[{**MNIST_SMOKE, "alpha": 4.0, "K_inv": 16}], nightly=[{**MNIST_NIGHTLY, "alpha": 4.0, "K_inv": 100}])
 CASES["test_batched_chunked_devices_agree"] = cases(
     "E3", "same-radii", "Batched, chunked, CPU and GPU evaluation give the same radii",
     smoke=[{**MNIST_SMOKE, "K_e3": 12}], nightly=[{**MNIST_NIGHTLY, "K_e3": 100}])
@@ -633,6 +638,8 @@ def test_filter_normalisation_invariance(case, store, device, record_case, stric
     crossing grid point of every direction is the same."""
     from volbench import estimate_log_volume, reference_log_volume
     from volbench.costs import ModelCost
+    from volbench.estimator.agreement import bracket_gaps, gap_end_costs, plain_kernel, ray_kernel
+    from volbench.estimator.directions import DirectionSampler
     from volbench.estimator.measures import log_unit_ball_volume
     from volbench.lab import landscape_batch
     from volbench.models import alpha_scale
@@ -648,7 +655,6 @@ def test_filter_normalisation_invariance(case, store, device, record_case, stric
     info = costs[0].layers
     log_det = (sum(p.numel for p in info[:2]) - info[2].numel) * math.log(a)
     K, tau = case["K_inv"], case["tau"]
-    tol = 2 * math.log1p(PRINCIPLED_RTOL) + 1e-5  # two searches' resolution + float32 rounding of the costs
     results = []
     for est in ESTIMATORS:
         clock = start()
@@ -657,8 +663,24 @@ def test_filter_normalisation_invariance(case, store, device, record_case, stric
                                         rtol=PRINCIPLED_RTOL, seed=seed) for c in costs]
             iso = [estimate_log_volume(c, c.anchor, threshold=tau, n_directions=K, rtol=PRINCIPLED_RTOL, seed=seed)
                    for c in costs]
+            # Each ray k in coefficient units t (the point is anchor + t P u_k), model B's shifted by
+            # log|det T| / n so that invariance means equal brackets. The rays are rebuilt as the
+            # search draws them (same seed, same unit-determinant filter preconditioner).
+            rays = []
+            for c, f, shift in zip(costs, filt, (0.0, log_det / n)):
+                sampler = DirectionSampler(n, seed=seed, preconditioner=c.filter_scale(bias="row").double().cpu())
+                v, log_norm = sampler.batch(torch.arange(K), dtype=c.dtype)
+                scale = torch.exp(log_norm + shift)
+                rays.append({"in": f.log_radii.exp() / scale, "out": f.log_radii_upper.exp() / scale,
+                             "dirs": v * scale.to(c.dtype)[:, None], "cost": c})
             log_t = [(f.log_terms - log_unit_ball_volume(n)) / n for f in filt]
             volbench_change = float((log_t[1] - log_t[0] - log_det / n).abs().max())
+            gaps = bracket_gaps(rays[1]["in"], rays[1]["out"], rays[0]["in"], rays[0]["out"])
+            kernels = {f"{name} {kind}": make(r["cost"], r["cost"].anchor, r["dirs"])
+                       for name, r in zip(("original", "rescaled"), rays)
+                       for kind, make in (("plain", plain_kernel), ("rays", ray_kernel))}
+            volbench_gaps = gap_end_costs(gaps, kernels, origin=costs[0].anchor, directions=rays[0]["dirs"], tau=tau,
+                                          bound=lambda pts, o: costs[0].rounding_bound(pts, origin=o))
             iso_change = float((iso[1].log_radii - iso[0].log_radii).abs().max())
             paper_change = math.nan
             numbers = {"log_det_T": log_det, "log_volume_change": filt[1].log_volume - filt[0].log_volume}
@@ -668,11 +690,11 @@ def test_filter_normalisation_invariance(case, store, device, record_case, stric
                                              scale=torch.ones(n)) for c in costs]
             paper_change = float((runs[1].log_radii - runs[0].log_radii).nan_to_num(0).abs().max())
             iso_change = float((iso_runs[1].log_radii - iso_runs[0].log_radii).nan_to_num(0).abs().max())
-            volbench_change = math.nan
+            volbench_change, volbench_gaps = math.nan, None
             numbers = {"crossing_index_changes": int((runs[1].crossing_index != runs[0].crossing_index).sum())}
-        statements = rules.f13_filter_invariance(volbench_change=volbench_change, volbench_tol=tol,
-                                                 paper_change=paper_change, paper_tol=0.0,
-                                                 isotropic_change=iso_change, control_min=100 * tol)
+        statements = rules.f13_filter_invariance(volbench_change=volbench_change, volbench_gaps=volbench_gaps,
+                                                 paper_change=paper_change, isotropic_change=iso_change,
+                                                 control_min=CONTROL_MIN_LOG_RADIUS_CHANGE)
         # Each estimator judges the directions it runs with: (a) principled, (b) reference, (c) both.
         keep = {"principled": ("a", "c"), "reference": ("b", "c")}[est]
         statements = [st for st in statements if st.id in keep]
@@ -708,6 +730,37 @@ def _scalar_bracket(cost, anchor, v, tau, r_max, *, scan=64, rtol=1e-6):
     return lo, hi
 
 
+def _grid_brackets(crossing: torch.Tensor, coef: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The paper's bracket per direction in grid coefficients: (the point before the first
+    crossing, evaluated inside; the crossing, evaluated outside); a direction that never crossed
+    was evaluated inside at the grid's end and never outside."""
+    crossed = crossing >= 0
+    t_in = torch.where(crossed, coef[(crossing - 1).clamp(min=0)], coef[-1])
+    t_out = torch.where(crossed, coef[crossing.clamp(min=0)], torch.full_like(coef[:1], math.inf).expand_as(t_in))
+    return t_in, t_out
+
+
+def _compare_brackets(a, b, costs, anchor, dirs, tau):
+    """(gap-end records, max |log r difference|) of two runs' brackets ``(t_in, t_out, log r)`` along
+    the rays ``anchor + t dirs[k]``, with the plain and ray kernels of every cost involved and the
+    derived rounding bound of the least precise one (TF32 where a CUDA matmul uses it)."""
+    from volbench.costs.rounding import unit_roundoff
+    from volbench.estimator.agreement import bracket_gaps, gap_end_costs, plain_kernel, ray_kernel
+
+    kernels = {}
+    for i, c in enumerate(costs):
+        name = f"{c.device.type}{i}"
+        kernels[f"{name} plain"] = plain_kernel(c, anchor.to(c.device), dirs.to(c.device))
+        kernels[f"{name} rays"] = ray_kernel(c, anchor.to(c.device), dirs.to(c.device))
+    tf32 = any(c.device.type == "cuda" for c in costs) and torch.backends.cuda.matmul.allow_tf32
+    roundoff = max(unit_roundoff(c.dtype, tf32=tf32 and c.device.type == "cuda") for c in costs)
+    base = costs[0]
+    records = gap_end_costs(bracket_gaps(a[0], a[1], b[0], b[1]), kernels, origin=anchor, directions=dirs, tau=tau,
+                            bound=lambda pts, o: base.rounding_bound(pts.to(base.device), origin=o.to(base.device),
+                                                                     roundoff=roundoff))
+    return records, float((a[2] - b[2]).abs().max())
+
+
 def test_batched_chunked_devices_agree(case, store, device, record_case, strict):
     """E3: the same directions give the same radii whatever the direction batch size, the data
     chunk size, the reference grid's lookahead, and (where a GPU is present) the device; and the
@@ -715,72 +768,90 @@ def test_batched_chunked_devices_agree(case, store, device, record_case, strict)
     per-ray search (principled), in float32 and float64. The directions are drawn here and passed
     explicitly (raw Gaussians for the paper's procedure, which scales them by the weight-row norms
     itself; the same Gaussians times volbench's filter scale for the principled search), so the
-    oracles see exactly the rays the estimators search."""
+    oracles see exactly the rays the estimators search.
+
+    Every comparison is of brackets along the same rays ``anchor + t d_k`` and is decided in the
+    cost domain (``volbench.estimator.agreement``): where two runs' brackets are disjoint, the cost
+    at both ends of the gap is evaluated with every kernel involved (ray interface and plain
+    forward pass of each cost) and compared with tau within the derived rounding bound."""
     from volbench import estimate_log_volume, reference_log_volume
     from volbench.costs import ModelCost
+    from volbench.estimator.directions import DirectionSampler
     from volbench.lab import landscape_batch
-    from volbench.reference import paper_loop_radii
+    from volbench.reference import paper_coefficients, paper_loop_radii, reference_scale
 
     lab = FanLab(case, store, device)
-    D, seed, K = case["sizes"][0], case["seeds"][0], case["K_e3"]
+    D, seed, K, tau = case["sizes"][0], case["seeds"][0], case["K_e3"], case["tau"]
     m = lab.minimum(D, seed)
     batch = landscape_batch(case["dataset"], D, seed=seed, base=case["base"])
     settings = [("batch-all", K, None), ("batch-5", 5, None), ("data-chunk-7", K, 7)]
     gpu = torch.cuda.is_available()
+    coef = paper_coefficients()
     results = []
     for est in ESTIMATORS:
         clock = start()
-        spread, oracle, gpu_diff, rows = {}, {}, {}, {}
+        agreement = {"settings": {}, "oracle": {}, "gpu": {}}
+        spread = {"settings": {}, "oracle": {}, "gpu": {}}
+        rows = {}
         for dtype in (torch.float32, torch.float64):
             dname = str(dtype).replace("torch.", "")
             model = m.build_model(device="cpu", dtype=dtype)
-            cpu_cost = ModelCost(model, batch.inputs, batch.targets, loss=case["loss"], dtype=dtype, device="cpu")
-            raw = torch.randn(K, cpu_cost.n_params, generator=torch.Generator().manual_seed(seed))
-            if est == "principled":
-                v = raw.to(dtype) * cpu_cost.filter_scale(bias="row").to(dtype)
-                v = v / v.norm(dim=1, keepdim=True)
-            runs = {}
-            for label, bs, chunk in settings + ([("cuda", K, None)] if gpu else []):
-                dev = "cuda" if label == "cuda" else "cpu"
-                cost = ModelCost(model, batch.inputs, batch.targets, loss=case["loss"], dtype=dtype,
-                                 data_chunk=chunk, device=dev)
+            costs = {label: ModelCost(model, batch.inputs, batch.targets, loss=case["loss"], dtype=dtype,
+                                      data_chunk=chunk, device="cuda" if label == "cuda" else "cpu")
+                     for label, _, chunk in settings + ([("cuda", K, None)] if gpu else [])}
+            base = costs["batch-all"]
+            anchor = base.anchor
+            raw = torch.randn(K, base.n_params, generator=torch.Generator().manual_seed(seed))
+            if est == "principled":  # unit rays exactly as the search forms them from explicit directions
+                filt = raw.to(dtype) * base.filter_scale(bias="row").to(dtype)
+                dirs = DirectionSampler(base.n_params, explicit=filt).batch(torch.arange(K), dtype=dtype)[0]
+            else:  # the paper's perturbation g * weight-row norms; t is the grid coefficient
+                dirs = raw.to(dtype) * reference_scale(base, base.n_params, anchor).to(dtype)
+            brackets = {}
+            for label, bs, _ in settings + ([("cuda", K, None)] if gpu else []):
+                cost = costs[label]
+                dev = cost.device
                 if est == "reference":
-                    r = reference_log_volume(cost, cost.anchor, threshold=case["tau"], directions=raw.to(dev),
+                    r = reference_log_volume(cost, anchor.to(dev), threshold=tau, directions=raw.to(dev),
                                              batch_size=bs, dtype=dtype, lookahead=1 if bs == K else 3)
-                    runs[label] = (r.log_radii.nan_to_num(-1.0), None)
+                    t_in, t_out = _grid_brackets(r.crossing_index, coef)
+                    brackets[label] = (t_in, t_out, r.log_radii.nan_to_num(-1.0))
                 else:
-                    r = estimate_log_volume(cost, cost.anchor, threshold=case["tau"], directions=v.to(dev),
+                    r = estimate_log_volume(cost, anchor.to(dev), threshold=tau, directions=dirs.to(dev),
                                             batch_size=bs, dtype=dtype, rtol=PRINCIPLED_RTOL)
-                    runs[label] = (r.log_radii, r.log_radii_upper)
-            base_r = runs["batch-all"][0]
-            spread[dname] = max(float((val[0] - base_r).abs().max()) for k, val in runs.items() if k != "cuda")
-            if gpu:
-                gpu_diff[dname] = float((runs["cuda"][0] - base_r).abs().max())
+                    brackets[label] = (r.log_radii.exp(), r.log_radii_upper.exp(), r.log_radii)
             if est == "reference":
-                loop = paper_loop_radii(cpu_cost, cpu_cost.anchor, threshold=case["tau"], directions=raw, dtype=dtype)
-                loop_log = torch.log(loop).nan_to_num(-1.0)
-                oracle[dname] = max(float((val[0] - loop_log).abs().max()) for k, val in runs.items() if k != "cuda")
+                loop = paper_loop_radii(base, anchor, threshold=tau, directions=raw, dtype=dtype)
+                # the loop's radius is c_j ||g||: its grid index j, or -1 where it never crossed
+                j = torch.where(torch.isnan(loop), torch.full((K,), -1),
+                                (torch.nan_to_num(loop) / raw.double().norm(dim=1)).unsqueeze(1)
+                                .sub(coef).abs().argmin(dim=1))
+                oracle = (*_grid_brackets(j, coef), torch.log(loop).nan_to_num(-1.0))
             else:
-                lo_est, hi_est = runs["batch-all"]
-                r_max = 2.0 * float(torch.exp(hi_est[torch.isfinite(hi_est)]).max())
-                gaps = []
-                for k in range(K):
-                    olo, ohi = _scalar_bracket(cpu_cost, cpu_cost.anchor, v[k], case["tau"], r_max)
-                    elo, ehi = math.exp(float(lo_est[k])), math.exp(float(hi_est[k]))
-                    # Disjoint brackets: the gap between them (log scale); <= 0 when they overlap.
-                    gaps.append(max(math.log(max(olo, 1e-300)) - math.log(ehi),
-                                    math.log(max(elo, 1e-300)) - math.log(ohi)))
-                oracle[dname] = max(gaps)
-            rows[dname] = {k: [float(x) for x in val[0][:4]] for k, val in runs.items()}
+                hi_est = brackets["batch-all"][1]
+                r_max = 2.0 * float(hi_est[torch.isfinite(hi_est)].max())
+                pairs = [_scalar_bracket(base, anchor, dirs[k], tau, r_max) for k in range(K)]
+                o_in = torch.tensor([p[0] for p in pairs], dtype=torch.float64)
+                o_out = torch.tensor([p[1] for p in pairs], dtype=torch.float64)
+                oracle = (o_in, o_out, torch.log(o_in.clamp(min=1e-300)))
+
+            for label in ("batch-5", "data-chunk-7"):
+                recs, d = _compare_brackets(brackets[label], brackets["batch-all"], [costs["batch-all"], costs[label]],
+                                            anchor, dirs, tau)
+                agreement["settings"].setdefault(dname, []).extend(recs)
+                spread["settings"][dname] = max(spread["settings"].get(dname, 0.0), d)
+            agreement["oracle"][dname], spread["oracle"][dname] = _compare_brackets(
+                oracle, brackets["batch-all"], [base], anchor, dirs, tau)
+            if gpu:
+                agreement["gpu"][dname], spread["gpu"][dname] = _compare_brackets(
+                    brackets["cuda"], brackets["batch-all"], [base, costs["cuda"]], anchor, dirs, tau)
+            rows[dname] = {k: [float(x) for x in val[2][:4]] for k, val in brackets.items()}
         statements = erules.e3_same_radii(
-            settings_spread=spread, spread_tol={"float64": 0.0, "float32": 0.0 if est == "reference" else
-                                                2 * math.log1p(PRINCIPLED_RTOL)},
-            gpu=gpu_diff if gpu else None, gpu_tol=1e-4,
-            reference_vs_loop=oracle if est == "reference" else None,
-            principled_overlap=oracle if est == "principled" else None,
-            # The scalar oracle evaluates the plain forward pass, the search the ray interface's
-            # cached first layer: costs a few ulps apart, i.e. radii a few ulps apart near tau.
-            overlap_tol={"float32": 8 * torch.finfo(torch.float32).eps, "float64": 8 * torch.finfo(torch.float64).eps})
+            settings=agreement["settings"], settings_spread=spread["settings"],
+            gpu=agreement["gpu"] if gpu else None, gpu_spread=spread["gpu"],
+            reference_vs_loop=agreement["oracle"] if est == "reference" else None,
+            principled_vs_oracle=agreement["oracle"] if est == "principled" else None,
+            oracle_spread=spread["oracle"])
         results.append(finish(record_case, case, est, statements=statements, started=clock, device=device,
                               seeds={"model": seed, "data": seed + 10, "directions": f"torch.Generator({seed})"},
                               numbers={"first_log_radii": rows, "settings": [s[0] for s in settings]}))

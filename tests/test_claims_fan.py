@@ -5,7 +5,6 @@ from __future__ import annotations
 import math
 
 import pytest
-import torch
 from claims_helpers import terms
 
 from volbench.claims import estimator as erules
@@ -286,12 +285,21 @@ def test_f12_true_false():
     assert verdicts(fan.f12_toy_closed_form([row, jumped])) == {"a": "fail"}
 
 
+def gap_end(ray: int, ratio: float) -> dict:
+    """One end of a gap between two brackets as ``gap_end_costs`` records it (ratio: the largest
+    |cost - tau| over the kernels, in units of the derived rounding bound)."""
+    return {"ray": ray, "t": 1.0, "costs": {"a": 0.1, "b": 0.1}, "tolerance": 1e-6, "ratio": ratio}
+
+
 def test_f13_true_false():
-    ok = fan.f13_filter_invariance(volbench_change=1e-6, volbench_tol=1e-4, paper_change=0.0, paper_tol=0.0,
+    ok = fan.f13_filter_invariance(volbench_change=1e-6, volbench_gaps=[], paper_change=0.0,
                                    isotropic_change=0.5, control_min=1e-2)
     assert verdicts(ok) == {"a": "pass", "b": "pass", "c": "pass"}
-    broken = fan.f13_filter_invariance(volbench_change=5e-3, volbench_tol=1e-4, paper_change=0.07, paper_tol=0.0,
-                                       isotropic_change=1e-5, control_min=1e-2)
+    within = fan.f13_filter_invariance(volbench_change=1e-6, volbench_gaps=[gap_end(2, 0.3), gap_end(2, 0.8)],
+                                       paper_change=0.0, isotropic_change=0.5, control_min=1e-2)
+    assert verdicts(within)["a"] == "pass"
+    broken = fan.f13_filter_invariance(volbench_change=5e-3, volbench_gaps=[gap_end(2, 0.3), gap_end(2, 40.0)],
+                                       paper_change=0.07, isotropic_change=1e-5, control_min=1e-2)
     assert verdicts(broken) == {"a": "fail", "b": "fail", "c": "fail"}
 
 
@@ -322,14 +330,33 @@ def test_e2_true_false_ambiguous():
 
 
 def test_e3_true_false_and_absent_gpu_is_not_judged():
-    ok = erules.e3_same_radii(settings_spread={"float32": 0.0, "float64": 0.0}, spread_tol={}, gpu=None,
-                              gpu_tol=1e-4, reference_vs_loop={"float32": 0.0, "float64": 4e-16})
+    ok = erules.e3_same_radii(settings={"float32": [], "float64": []}, settings_spread={"float32": 0.0},
+                              reference_vs_loop={"float32": [], "float64": []})
     assert verdicts(ok) == {"a": "pass", "c": "pass", "d": "not-judged"}
-    bad = erules.e3_same_radii(settings_spread={"float32": 0.02, "float64": 0.0}, spread_tol={}, gpu={"float32": 0.1},
-                               gpu_tol=1e-4, principled_overlap={"float32": 0.3, "float64": -1e-6})
+    bad = erules.e3_same_radii(settings={"float32": [gap_end(0, 5.0), gap_end(0, 0.2)]}, settings_spread={},
+                               gpu={"float32": [gap_end(3, 2.0), gap_end(3, 2.0)]},
+                               principled_vs_oracle={"float32": [gap_end(1, 1e3), gap_end(1, 1e3)], "float64": []})
     assert verdicts(bad) == {"b": "fail", "c": "fail", "d": "fail"}
-    assert verdicts(erules.e3_same_radii(settings_spread={"f": 0.0}, spread_tol={}, gpu={"f": 1e-6}, gpu_tol=1e-4,
-                                         principled_overlap={"f": -1e-3})) == {"b": "pass", "c": "pass", "d": "pass"}
+    assert verdicts(erules.e3_same_radii(settings={"f": []}, settings_spread={}, gpu={"f": []},
+                                         principled_vs_oracle={"f": []})) == {"b": "pass", "c": "pass", "d": "pass"}
+
+
+def test_e3_gaps_within_the_rounding_bound_pass_and_real_disagreements_fail():
+    """E3 (b): disjoint brackets whose gap ends all have costs within the derived rounding bound of
+    tau (ratio <= 1, every kernel) are no disagreement; one end clearly away from tau (ratio > 1)
+    under some kernel is, and so is a cost that is not finite."""
+    def b_verdict(*ratios):
+        records = [gap_end(7, r) for r in ratios]
+        statements = erules.e3_same_radii(settings={"float32": []}, settings_spread={},
+                                          principled_vs_oracle={"float32": records})
+        return next(st for st in statements if st.id == "b")
+
+    assert b_verdict().verdict == "pass"
+    assert b_verdict(0.0, 1.0).verdict == "pass"
+    st = b_verdict(0.5, 1.5)
+    assert st.verdict == "fail" and st.statistic.value == 1
+    assert b_verdict(0.5, math.nan).verdict == "fail"
+    assert b_verdict(math.inf, 0.1).verdict == "fail"
 
 
 @pytest.mark.parametrize("fn", [fan.f3_own_largest_every_size])
@@ -337,18 +364,3 @@ def test_rules_are_pure_functions_of_their_inputs(fn):
     measured = ordering(SIZES, lambda D, Dp, s: 10.0)
     assert [s.to_dict() for s in fn(measured, sizes=SIZES, seeds=SEEDS)] == \
            [s.to_dict() for s in fn(measured, sizes=SIZES, seeds=SEEDS)]
-
-
-def test_e3_bracket_overlap_allows_only_the_stated_rounding():
-    """E3 (b): a gap within the per-dtype rounding tolerance passes, one beyond it fails, and with
-    no tolerance any disjoint pair fails."""
-    def b_verdict(gap, tol):
-        statements = erules.e3_same_radii(settings_spread={"float32": 0.0}, spread_tol={}, gpu=None, gpu_tol=1e-4,
-                                          principled_overlap={"float32": gap}, overlap_tol=tol)
-        return next(st.verdict for st in statements if st.id == "b")
-
-    eps32 = torch.finfo(torch.float32).eps
-    assert b_verdict(6.5e-8, {"float32": 8 * eps32}) == "pass"
-    assert b_verdict(1e-5, {"float32": 8 * eps32}) == "fail"
-    assert b_verdict(6.5e-8, None) == "fail"
-    assert b_verdict(-1e-3, None) == "pass"

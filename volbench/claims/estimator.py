@@ -18,7 +18,7 @@ from ..report.schema import Statement, Statistic
 from .core import decide, not_judged
 from .stats import DEFAULT_LEVEL, Aggregate
 
-__all__ = ["welch_interval", "e1_grows_with_k", "e2_ordering_stable", "e3_same_radii"]
+__all__ = ["welch_interval", "e1_grows_with_k", "e2_ordering_stable", "e3_agreement_summary", "e3_same_radii"]
 
 
 def welch_interval(a: Sequence[float], b: Sequence[float], *, level: float = DEFAULT_LEVEL,
@@ -120,65 +120,72 @@ def e2_ordering_stable(large: Mapping[str, Aggregate], small: Mapping[str, Aggre
                       paper="Fan App. B.2: 50 directions give the same orderings as 500")]
 
 
-def e3_same_radii(*, settings_spread: Mapping[str, float], spread_tol: Mapping[str, float],
-                  gpu: Mapping[str, float] | None, gpu_tol: float,
-                  reference_vs_loop: Mapping[str, float] | None = None,
-                  principled_overlap: Mapping[str, float] | None = None,
-                  overlap_tol: Mapping[str, float] | None = None) -> list[Statement]:
+def e3_agreement_summary(records: Sequence[Mapping]) -> dict:
+    """What the end-of-gap records of one comparison (``volbench.estimator.agreement.gap_end_costs``)
+    say: rays with disjoint brackets, those explained by rounding (every kernel's cost at both ends
+    within the derived rounding bound of tau: ``ratio <= 1``) and those not.
+
+    >>> e3_agreement_summary([{"ray": 3, "t": 1.0, "ratio": 0.4}, {"ray": 3, "t": 1.1, "ratio": 0.9}])
+    {'rays_disjoint': 1, 'rays_unexplained': 0, 'worst_ratio': 0.9}
+    """
+    rays = {r["ray"] for r in records}
+    bad = {r["ray"] for r in records if not r["ratio"] <= 1.0}  # NaN and inf are not explained
+    worst = max((r["ratio"] for r in records), default=0.0)
+    return {"rays_disjoint": len(rays), "rays_unexplained": len(bad), "worst_ratio": worst}
+
+
+def _agreement_statement(sid: str, text: str, per_dtype: Mapping[str, Sequence[Mapping]],
+                         spread: Mapping[str, float], what: str) -> Statement:
+    summaries = {k: e3_agreement_summary(v) for k, v in per_dtype.items()}
+    unexplained = sum(s["rays_unexplained"] for s in summaries.values())
+    return Statement(
+        sid, text, "fail" if unexplained else "pass",
+        statistic=Statistic(f"rays whose brackets disagree beyond the cost's rounding ({what})", unexplained),
+        rule="pass if, for every ray, setting and dtype, the two runs' [inside, outside] brackets overlap, or the "
+             "cost at both ends of the gap between them lies within the derived rounding bound of tau for every "
+             "kernel involved (volbench.costs.rounding: a point that close to tau may fall on either side); fail "
+             "if some point is clearly inside for one run and clearly outside for the other",
+        numbers={"per_dtype": summaries, "max_abs_log_radius_difference": dict(spread),
+                 "gap_ends": {k: list(v) for k, v in per_dtype.items()}})
+
+
+def e3_same_radii(*, settings: Mapping[str, Sequence[Mapping]], settings_spread: Mapping[str, float],
+                  gpu: Mapping[str, Sequence[Mapping]] | None = None, gpu_spread: Mapping[str, float] | None = None,
+                  reference_vs_loop: Mapping[str, Sequence[Mapping]] | None = None,
+                  principled_vs_oracle: Mapping[str, Sequence[Mapping]] | None = None,
+                  oracle_spread: Mapping[str, float] | None = None) -> list[Statement]:
     """E3: batched, chunked, CPU and GPU evaluation give the same radii, against independent oracles.
 
-    (a) reference only: the batched paper mode's radii equal the sequential paper loop's
-    (``paper_loop_radii``): ``reference_vs_loop[dtype]`` is the largest |log r - log r_loop| over
-    the settings (batch sizes, lookahead); it must be 0 (the same grid point), in float32 and float64.
-    (b) principled only: the search's [inside, outside] brackets overlap those of an independent
-    scalar per-ray search for every ray and setting: ``principled_overlap[dtype]`` is the largest
-    gap between non-overlapping brackets (<= 0 means every pair overlaps), allowed up to
-    ``overlap_tol[dtype]`` (default 0): the two searches evaluate the cost through different kernels
-    (the ray interface's cached first layer, the plain forward pass), whose values differ by a few
-    ulps, so a point within that of tau may fall on either side.
-    (c) batched and chunked settings agree with each other on one device: ``settings_spread[dtype]``
-    is the largest |log r| difference across direction batch sizes and data chunk sizes; within
-    ``spread_tol[dtype]``.
-    (d) CPU and GPU agree within ``gpu_tol`` (log-radius); "not judged" when no GPU is present."""
+    Every comparison is of brackets, decided in the cost domain: its input is, per dtype, the
+    records of ``volbench.estimator.agreement.gap_end_costs`` for the rays whose brackets are
+    disjoint (none: every pair overlaps), each end's cost under every kernel involved and the
+    derived rounding bound there. Kernels differ in the order of their arithmetic (the ray
+    interface's cached first layer, the plain forward pass, data chunks, thread counts, devices),
+    so a point whose cost lies within rounding of tau may be judged on either side by two of them:
+    such a gap is no disagreement. A point clearly inside for one and clearly outside for another
+    is. ``*_spread``: the largest |log r difference| of the same comparison, reported.
+
+    (a) reference only: the batched paper mode against the sequential paper loop
+    (``paper_loop_radii``), in float32 and float64 (the same grid point, or a rounding tie).
+    (b) principled only: the search against an independent scalar per-ray search.
+    (c) direction batch sizes and data chunk sizes against each other on one device.
+    (d) CPU against GPU; "not judged" when no GPU is present (never a pass).
+    """
     out = []
     if reference_vs_loop is not None:
-        worst_ref = max(reference_vs_loop.values())
-        # The same grid point gives the same radius c_j ||g|| up to the rounding of ||g|| (~1e-16
-        # relative); the nearest other grid point is >= 2 log(99/98) = 0.02 away in log-radius.
-        tol = 1e-9
-        out.append(Statement(
+        out.append(_agreement_statement(
             "a", "the batched paper mode gives the sequential paper loop's radii (float32 and float64)",
-            "pass" if worst_ref <= tol else "fail",
-            statistic=Statistic("max |log r(batched) - log r(loop)|", worst_ref),
-            rule=f"pass if every radius is the loop's (the same first grid point above tau: |log r difference| <= "
-                 f"{tol:g}, far below one grid step) in every dtype and setting; fail otherwise",
-            numbers={"per_dtype": dict(reference_vs_loop)}))
-    if principled_overlap is not None:
-        worst_gap = max(principled_overlap.values())
-        tols = dict(overlap_tol or {})
-        bad_gap = {k: v for k, v in principled_overlap.items() if v > tols.get(k, 0.0)}
-        out.append(Statement(
+            reference_vs_loop, oracle_spread or {}, "batched against the loop"))
+    if principled_vs_oracle is not None:
+        out.append(_agreement_statement(
             "b", "the principled search's brackets agree with an independent scalar per-ray search",
-            "fail" if bad_gap else "pass",
-            statistic=Statistic("max gap between the two [inside, outside] log-radius brackets", worst_gap),
-            rule="pass if, for every ray, setting and dtype, the search's bracket and the scalar search's bracket "
-                 f"overlap (both contain the first exit) to within {tols or 0} in log-radius (the cost's rounding "
-                 "across kernels); fail if some pair is further apart",
-            numbers={"per_dtype": dict(principled_overlap), "tolerance": tols}))
-    bad = {k: v for k, v in settings_spread.items() if v > spread_tol.get(k, 0.0)}
-    out.append(Statement(
-        "c", "batched and chunked settings give the same radii on one device", "fail" if bad else "pass",
-        statistic=Statistic("max |log r difference| across batch and chunk sizes", max(settings_spread.values())),
-        rule="pass if the spread across direction batch sizes, data chunk sizes and lookahead is within "
-             f"{dict(spread_tol)} per dtype; fail otherwise", numbers={"per_dtype": dict(settings_spread)}))
+            principled_vs_oracle, oracle_spread or {}, "search against the scalar oracle"))
+    out.append(_agreement_statement("c", "batched and chunked settings give the same radii on one device",
+                                    settings, settings_spread, "across batch and chunk sizes"))
     if gpu is None:
         out.append(not_judged("d", "CPU and GPU evaluation give the same radii",
                               "no CUDA device is visible to torch on this machine: not run (never a pass)"))
     else:
-        worst_gpu = max(gpu.values())
-        out.append(Statement(
-            "d", "CPU and GPU evaluation give the same radii", "pass" if worst_gpu <= gpu_tol else "fail",
-            statistic=Statistic("max |log r(GPU) - log r(CPU)|", worst_gpu),
-            rule=f"pass if within {gpu_tol:g} in log-radius (kernels differ in summation order)",
-            numbers={"per_dtype": dict(gpu)}))
+        out.append(_agreement_statement("d", "CPU and GPU evaluation give the same radii", gpu, gpu_spread or {},
+                                        "CPU against GPU"))
     return out

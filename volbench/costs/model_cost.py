@@ -348,6 +348,20 @@ class ModelCost:
             device=self.device, dtype=self.dtype)
         return filter_scale(self._layers, point, bias)
 
+    def rounding_bound(self, points: Tensor, *, origin: Tensor | None = None, roundoff: float | None = None) -> Tensor:
+        """Tolerance on ``|cost_A(p) - cost_B(p)|`` for two evaluations of this cost at each row of
+        ``points`` ``[B, n]`` that differ only in the order of their arithmetic (data chunks, the ray
+        interface against the plain path, thread counts, BLAS kernels, devices): the derived
+        probabilistic bound of :func:`volbench.costs.rounding.cost_rounding_bound`, float64 ``[B]``.
+        ``origin``: the points were formed as ``origin + t * d`` (a ray), so the formation's roundings
+        count too. ``roundoff``: another unit roundoff (2^-11 for TF32 matmuls)."""
+        from .rounding import cost_rounding_bound
+
+        points = points[None] if isinstance(points, Tensor) and points.ndim == 1 else points
+        return cost_rounding_bound(self._model, self._inputs, self._targets, self.loss, points.detach(),
+                                   dtype=self.dtype, origin=origin, normaliser=self._normaliser,
+                                   anchor_logp=self._loss.anchor_logp, roundoff=roundoff)
+
     def flops_per_example(self, batch: int = 1) -> float:
         """FLOPs (2 x multiply-adds) of one forward pass per example and parameter vector.
 
