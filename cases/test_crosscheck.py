@@ -297,13 +297,17 @@ def e4_levels(setting: E4Setting, targets, n_pilot: int, seed: int):
         cal = calibrate_thresholds(cost, anchor, prior_std=setting.std, targets=targets, n_pilot=n_pilot,
                                    grid=32 if cost.n_params < 1000 else 8, seed=seed, dtype=setting.dtype,
                                    rates_at=setting.fixed_thresholds)
-        fixed = [(t, cal.config["pilot_rates_at"][f"{float(t):.6g}"]) for t in setting.fixed_thresholds]
-        taus = fixed + list(zip(cal.levels, cal.targets))
-        return [(f"tau={tau:.4g}", tau, setting.std, None, target) for tau, target in taus], cal
+        # A fixed threshold is configured, so its value names it; a calibrated one is measured (it
+        # moves with the machine's rounding and the trained net), so its target rate names it and
+        # the threshold itself goes into the statement's text and numbers.
+        fixed = [(f"tau-{float(t):g}", t, cal.config["pilot_rates_at"][f"{float(t):.6g}"])
+                 for t in setting.fixed_thresholds]
+        calibrated = list(zip(cal.names, cal.levels, cal.targets))
+        return [(label, tau, setting.std, None, target) for label, tau, target in fixed + calibrated], cal
     cal = calibrate_local_scales(cost, anchor, threshold=setting.threshold, shape_std=setting.std, targets=targets,
                                  n_pilot=n_pilot, seed=seed, dtype=setting.dtype, fine_scan=setting.fine_scan)
-    return [(f"c={c:.4g}", setting.threshold, c * setting.std, anchor, target)
-            for c, target in zip(cal.levels, cal.targets)], cal
+    return [(name, setting.threshold, c * setting.std, anchor, target)
+            for name, c, target in zip(cal.names, cal.levels, cal.targets)], cal
 
 
 def test_sampling_agreement(case, device, record_case, strict):
@@ -336,7 +340,12 @@ def test_sampling_agreement(case, device, record_case, strict):
             # the fixed thresholds' "target" is the pilot's rate there (the same pilot, before any comparison)
             cap = budget["cap"][min(i, len(budget["cap"]) - 1)]
             N = K = e4_draws(case["count"], max(target, 1.0 / budget["pilot"]), cap)
-            base = {"net": net, "n_params": n, "level": label, "threshold": tau, "target_rate": target,
+            level_text = (f"tau = {tau:g}, fixed" if label.startswith("tau-") else
+                          f"tau = {tau:.4g}, calibrated to rate {target:g}" if setting.kind == "prior" else
+                          f"scale c = {float(cal.levels[i - len(setting.fixed_thresholds)]):.4g}, calibrated to "
+                          f"rate {target:g}")
+            base = {"net": net, "n_params": n, "level": label, "level_text": level_text, "threshold": tau,
+                    "target_rate": target,
                     "measure": setting.description, "fine_scan": setting.fine_scan}
             if setting.kind == "local":
                 s = shared[i]
@@ -363,8 +372,9 @@ def test_sampling_agreement(case, device, record_case, strict):
             row = {"net": net, "n": n, "level": label, "target": target, "sampled": sampled, "N": N,
                    "sampling_seconds": s.seconds}
             for name, K_est in (("isotropic", budget["K_iso"]), ("prior", K)):
-                sid = f"{net}@{label}"
-                text = f"{net} (n = {n}, {setting.description}, {label}): {name} estimate agrees with direct sampling"
+                sid = f"{net}@{label}"  # a name: configured values only (issue R1)
+                text = (f"{net} (n = {n}, {setting.description}, {level_text}): {name} estimate agrees with "
+                        "direct sampling")
                 if name == "prior" and setting.isotropic_local:
                     st = e4_same_law(sid, text, numbers=nums_s)
                     curve[name].append(math.nan)

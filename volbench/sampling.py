@@ -508,8 +508,20 @@ class Calibration:
     seconds: float
     config: dict[str, Any] = field(default_factory=dict)
 
+    @property
+    def names(self) -> tuple[str, ...]:
+        """A stable name per level, ``target-rate-0.03``: the target is configured, the level is
+        measured (it moves with the pilot's rounding and the trained net), so ids, baselines and
+        reports key a level by its target and give the measured level in its text and numbers.
+
+        >>> Calibration((0.3, 0.03), (2.9, 6.4), "rule", 8, 0, 0, {}, 0, 0.0).names
+        ('target-rate-0.3', 'target-rate-0.03')
+        """
+        return tuple(f"target-rate-{t:g}" for t in self.targets)
+
     def as_dict(self) -> dict[str, Any]:
-        return {"targets": list(self.targets), "levels": list(self.levels), "rule": self.rule,
+        return {"names": list(self.names), "targets": list(self.targets), "levels": list(self.levels),
+                "rule": self.rule,
                 "n_pilot": self.n_pilot, "seed": self.seed, "stream": self.stream,
                 "pilot_statistic": dict(self.pilot_statistic), "n_cost_evals": self.n_cost_evals,
                 "seconds": self.seconds, **self.config}
