@@ -280,6 +280,12 @@ def test_a_baseline_with_a_malformed_machine_block_names_the_fix(tmp_path):
         load_baseline(path)
 
 
+def test_the_checked_in_baseline_records_its_machine_class():
+    base = load_baseline(Path(__file__).resolve().parents[1] / "cases" / "baseline" / "smoke.json")
+    assert base.machine == AMD, "recorded by the README's main job: -n 2 on 2 AMD cores, one thread per worker"
+    assert base.cases
+
+
 def test_this_process_machine_class_follows_the_thread_count():
     import torch
 
