@@ -13,6 +13,14 @@ from typing import Any
 import pytest
 
 from volbench.analysis import bootstrap_difference, bootstrap_log_volume, decide
+from volbench.report.baseline import (
+    BASELINE_ENV,
+    BaselineComparison,
+    BaselineError,
+    compare_with_baseline,
+    load_baseline,
+)
+from volbench.report.machine import describe_machine, machine_class
 from volbench.report.schema import CaseResult, Statistic
 
 ESTIMATORS = ("reference", "principled")
@@ -299,7 +307,9 @@ def finish(record_case, case: Case, estimator: str, *, started: Clock | float, d
            rule: str = "", numbers: Mapping[str, Any] | None = None, series: Iterable[Mapping[str, Any]] = (),
            paper_value: float | None = None, reason: str = "", strict: bool = False) -> CaseResult:
     """Record one estimator's verdict for ``case`` and return the record. With ``statements`` the
-    verdict is their conjunction (``verdict`` may then be omitted)."""
+    verdict is their conjunction (``verdict`` may then be omitted). The record carries this
+    process's machine class and the moves against the verdict baseline that another machine class
+    reports without failing (:func:`verdicts_hold` fails on the others)."""
     from volbench.claims.core import claim_verdict
 
     statements = tuple(statements)
@@ -328,34 +338,54 @@ def finish(record_case, case: Case, estimator: str, *, started: Clock | float, d
         tier=case.tier, statistic=statistic, rule=rule, paper_value=paper_value,
         numbers=dict(numbers or {}), series=tuple(series), seconds=timing["wall_seconds"],
         device=str(device), seeds=dict(seeds), reason=reason, statements=statements, quick=case.quick,
-        timing=timing,
+        timing=timing, machine=machine_class().to_dict(),  # the run's class, not the case's own device
     )
+    try:
+        comparisons = baseline_comparisons([result])
+    except BaselineError:  # a missing or broken baseline: verdicts_hold fails the test, after this records
+        comparisons = []
+    if comparisons and comparisons[0].reported:
+        result = replace(result, baseline_moves=comparisons[0].moves_block())
     return record_case(result)
 
 
 BASELINE = Path(__file__).resolve().parent / "baseline" / "smoke.json"
 
 
-def baseline_problems(results: Sequence[CaseResult]) -> list[str]:
-    """What moved against the checked-in verdict baseline (smoke tier, real runs only; skipped
-    with ``VOLBENCH_BASELINE=off``, or pointed elsewhere with ``VOLBENCH_BASELINE=PATH``)."""
-    from volbench.report.baseline import BASELINE_ENV, load_baseline, moved
-
-    setting = os.environ.get(BASELINE_ENV, "").strip()
+def baseline_comparisons(results: Sequence[CaseResult]) -> list[BaselineComparison]:
+    """Each result against the checked-in verdict baseline, as its recorded machine class judges
+    it (smoke tier, real runs only; none with ``VOLBENCH_BASELINE=off``; another file with
+    ``VOLBENCH_BASELINE=PATH``; ``VOLBENCH_BASELINE_MATCH=strict`` fails every move)."""
+    path = baseline_path()
     results = [r for r in results if r.tier == "smoke" and not r.quick]
-    if setting.lower() == "off" or not results:
+    if path is None or not results:
         return []
-    baseline = load_baseline(Path(setting) if setting else BASELINE)
-    return [line for r in results for line in moved(r, baseline)]
+    baseline = load_baseline(path)
+    return [compare_with_baseline(r, baseline) for r in results]
+
+
+def baseline_path() -> Path | None:
+    """``VOLBENCH_BASELINE`` if set (None for "off"), else the checked-in baseline."""
+    setting = os.environ.get(BASELINE_ENV, "").strip()
+    if setting.lower() == "off":
+        return None
+    return Path(setting) if setting else BASELINE
 
 
 def verdicts_hold(results: Sequence[CaseResult], strict: bool) -> bool:
-    """True when every verdict of ``results`` equals the checked-in baseline (and, with
-    --strict-claims, none is fail or inconclusive); otherwise the test fails here, naming the case,
-    the old and new verdict and both statistics. Cases call it as ``assert verdicts_hold(...)``."""
-    problems = baseline_problems(results)
+    """True when no verdict of ``results`` moved against the checked-in baseline in a way that
+    fails (any move on the baseline's machine class; on another, a flip between pass and fail or a
+    changed set of statements) and, with --strict-claims, none is fail or inconclusive; otherwise
+    the test fails here, naming the case, the old and new verdict and both statistics. Cases call
+    it as ``assert verdicts_hold(...)``."""
+    comparisons = baseline_comparisons(results)
+    problems = [line for c in comparisons for line in c.failures]
     if problems:
-        pytest.fail("verdict moved against the checked-in baseline (cases/baseline/smoke.json):\n  "
+        other = next((c for c in comparisons if c.failures and not c.one_class), None)
+        where = (f" (recorded on {describe_machine(other.recorded_on)}; this run is on "
+                 f"{describe_machine(other.machine)}, where only flips between pass and fail and changed "
+                 f"statements fail)" if other else "")
+        pytest.fail(f"verdict moved against the verdict baseline {baseline_path()}{where}:\n  "
                     + "\n  ".join(problems)
                     + "\nIf the change is intended, run `volbench baseline update` and commit the diff with the reason "
                       "in the commit message.", pytrace=False)

@@ -26,6 +26,7 @@ from _support import Case, quick_case  # noqa: E402  (cases/ is on sys.path unde
 
 from volbench.data import DatasetNotFoundError
 from volbench.provenance import training_provenance
+from volbench.report.machine import default_device
 from volbench.store import MinimaStore
 
 # Data sets a case setting names when it has no "dataset" parameter (Zhang's binarised MNIST, the
@@ -68,9 +69,9 @@ def pytest_generate_tests(metafunc):
 
 @pytest.fixture(scope="session")
 def device() -> torch.device:
-    """VOLBENCH_DEVICE, else the first CUDA device, else the CPU."""
-    name = os.environ.get("VOLBENCH_DEVICE") or ("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
+    """VOLBENCH_DEVICE, else the first CUDA device, else the CPU (the device of the machine class
+    the verdict baseline compares: ``volbench.report.machine.default_device``)."""
+    return torch.device(default_device())
 
 
 @pytest.fixture(scope="session")

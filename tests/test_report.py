@@ -484,7 +484,7 @@ ENV_KEYS = {
     "volbench", "python", "platform", "torch", "numpy", "cuda_available", "cuda", "cudnn",
     "cuda_driver", "devices", "tf32_matmul", "tf32_cudnn", "float32_matmul_precision",
     "bf16_reduced_precision_reduction", "fp16_reduced_precision_reduction", "torch_threads",
-    "cpu", "cpu_count", "hostname", "git_commit", "git_dirty", "command",
+    "cpu", "cpu_vendor", "cpu_capability", "cpu_count", "hostname", "git_commit", "git_dirty", "command",
     "cuda_visible_devices", "tier", "seeds",
 }
 
@@ -501,6 +501,7 @@ def test_collect_environment_without_cuda(tmp_path):
     assert env["tf32_matmul"] is torch.backends.cuda.matmul.allow_tf32
     assert env["float32_matmul_precision"] == torch.get_float32_matmul_precision()
     assert env["torch_threads"] == torch.get_num_threads()
+    assert env["cpu_capability"] == torch.backends.cpu.get_cpu_capability() and env["cpu_vendor"]
     assert env["git_commit"] is None, "tmp_path is not a git repository"
     assert env["command"] == "python -m pytest -k 'F1 and not slow'"
     assert env["tier"] == "smoke" and env["seeds"] == {"model": [0, 1]}

@@ -11,8 +11,9 @@ Commands::
     volbench history [CLAIM…]      a claim's statistics and timing across the runs of a reports
                                    folder, keyed by machine and commit; flags changes; --plot PNG
     volbench baseline update|check [RUN]
-                                   write RUN's smoke verdicts into cases/baseline/smoke.json, or list
-                                   those that moved against it
+                                   write RUN's smoke verdicts and machine class into
+                                   cases/baseline/smoke.json, or list those that moved against it
+                                   (failing, and apart: reported, on another machine class)
     volbench env                   print the environment block (--json for JSON)
     volbench run [--tier T] [-k EXPR] [--quick] [pytest args…]
                                    python -m pytest cases/ --tier T (VOLBENCH_TIER=T too);
@@ -41,6 +42,7 @@ import shlex
 import subprocess
 import sys
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
 from ._writes import write_fix
@@ -115,8 +117,11 @@ def build_parser() -> argparse.ArgumentParser:
     report_dir(p)
 
     p = sub.add_parser("baseline", help="the checked-in verdict baseline: update it from a run, or check a run",
-                       description="update: write RUN's smoke verdicts into the baseline (commit the diff with "
-                                   "the reason); check: list the verdicts of RUN that moved against it (exit 1)")
+                       description="update: write RUN's smoke verdicts, and the machine class they were judged "
+                                   "on, into the baseline (commit the diff with the reason); check: list the "
+                                   "verdicts of RUN that moved against it (exit 1), and apart from them the moves "
+                                   "between pass or fail and inconclusive that another machine class reports "
+                                   "without failing (VOLBENCH_BASELINE_MATCH=strict fails every move)")
     p.add_argument("action", choices=("update", "check"))
     p.add_argument("run", metavar="RUN", nargs="?", default="latest", help="run directory, run id or 'latest'")
     p.add_argument("--baseline", metavar="PATH", default=None,
@@ -381,26 +386,51 @@ def _cmd_compare(args: argparse.Namespace) -> int:
 
 
 def _cmd_baseline(args: argparse.Namespace) -> int:
-    from .report.baseline import BaselineError, default_baseline_path, load_baseline, moved, update_baseline
+    from .report.baseline import (
+        REPORTED_NOTE,
+        compare_with_baseline,
+        default_baseline_path,
+        load_baseline,
+        reported_moves,
+        update_baseline,
+    )
+    from .report.machine import describe_machine
 
     path = Path(args.baseline) if args.baseline else default_baseline_path()
     run_path, run = _load(args.run, _root(args))
     try:
         if args.action == "update":
             written, changes = update_baseline(run.results, path, prune=args.prune)
-            print(f"{path}: {written} entries from {run.run_id} ({run_path})")
+            print(f"{path}: {written} entries from {run.run_id} ({run_path}), recorded on "
+                  f"{describe_machine(load_baseline(path).machine)}")
             for line in changes:
                 print(f"  moved: {line}")
             return 0
         baseline = load_baseline(path)
-    except BaselineError as exc:
+        judged = [r for r in run.results if r.tier == "smoke" and not r.quick]
+        comparisons = [compare_with_baseline(r, baseline) for r in judged]
+    except ValueError as exc:  # a BaselineError, or a result whose machine class is malformed
         raise _CliError(str(exc)) from None
-    lines = [line for r in run.results if r.tier == "smoke" and not r.quick for line in moved(r, baseline)]
-    for line in lines:
+    failures = [line for c in comparisons for line in c.failures]
+    for line in failures:
         print(line)
-    print(f"{len(lines)} verdict(s) of {run.run_id} moved against {path}" if lines else
-          f"every verdict of {run.run_id} matches {path}")
-    return 1 if lines else 0
+    groups = reported_moves(replace(r, baseline_moves=c.moves_block()) for r, c in zip(judged, comparisons))
+    if failures and groups:
+        print()
+    for group in groups:
+        print(f"{group.title} (this run: {group.machine}; differs in {group.differs}), not failing:")
+        for line in group.lines:
+            print(f"  {line}")
+    if groups:
+        print(REPORTED_NOTE)
+    n_reported = sum(len(g.lines) for g in groups)
+    if failures:
+        print(f"{len(failures)} verdict(s) of {run.run_id} moved against {path}")
+    elif n_reported:
+        print(f"no verdict of {run.run_id} fails against {path}; {n_reported} move(s) reported")
+    else:
+        print(f"every verdict of {run.run_id} matches {path}")
+    return 1 if failures else 0
 
 
 # --------------------------------------------------------------------------- bench, history

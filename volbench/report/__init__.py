@@ -10,6 +10,8 @@ Modules:
     render        render_run: report.md + figures/*.png + self-contained index.html
     plots         one matplotlib figure per series kind, and the timing plot
     envinfo       collect_environment(): versions, devices, TF32 settings, git commit
+    machine       machine_class(): the class (CPU vendor, ISA, threads, device, …) a verdict is judged on
+    baseline      the verdict baseline: load, compare (class-aware), update
     bench         pytest-benchmark helpers (GPU-synchronising timer, machine info)
     example       example_run(): a synthetic run with every plot kind
 

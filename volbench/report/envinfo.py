@@ -32,6 +32,9 @@ __all__ = [
     "environment_rows",
     "tf32_settings",
     "cuda_devices",
+    "cpu_model",
+    "cpu_vendor",
+    "cpu_capability",
 ]
 
 #: seconds allowed for each helper program (git, nvidia-smi); a hung tool must not hang pytest.
@@ -61,16 +64,37 @@ def _run(cmd: Sequence[str], cwd: str | os.PathLike | None = None) -> str | None
     return proc.stdout.strip() if proc.returncode == 0 else None
 
 
-def cpu_model() -> str:
-    """The CPU's model name from /proc/cpuinfo (platform's guess elsewhere)."""
+def _cpuinfo_field(name: str) -> str | None:
+    """The first ``name : value`` of /proc/cpuinfo (Linux), or None where there is none."""
     try:
         with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as fh:
             for line in fh:
-                if line.lower().startswith("model name"):
-                    return line.split(":", 1)[1].strip()
+                key, sep, value = line.partition(":")
+                if sep and key.strip().lower() == name:
+                    return value.strip()
     except OSError:
         pass
-    return platform.processor() or platform.machine()
+    return None
+
+
+def cpu_model() -> str:
+    """The CPU's model name from /proc/cpuinfo (platform's guess elsewhere)."""
+    return _cpuinfo_field("model name") or platform.processor() or platform.machine()
+
+
+def cpu_vendor() -> str:
+    """The CPU's vendor, /proc/cpuinfo's ``vendor_id`` (GenuineIntel, AuthenticAMD), else
+    platform's guess: MKL takes other code paths on Intel and AMD CPUs, so results round differently."""
+    return _cpuinfo_field("vendor_id") or platform.processor() or platform.machine() or "unknown"
+
+
+def cpu_capability(torch: Any) -> str:
+    """The ISA level ATen dispatches its CPU kernels to (``torch.backends.cpu.get_cpu_capability()``:
+    DEFAULT, AVX2, AVX512, ...; it honours ``ATEN_CPU_CAPABILITY``), "unknown" where torch cannot say."""
+    try:
+        return str(torch.backends.cpu.get_cpu_capability())
+    except Exception:  # an older torch without the query
+        return "unknown"
 
 
 def tf32_settings(torch: Any) -> dict[str, Any]:
@@ -142,8 +166,9 @@ def collect_environment(
 
     Keys: volbench, python, platform, torch, numpy, cuda_available, cuda (toolkit torch was built
     with), cudnn, cuda_driver (from nvidia-smi), devices (see :func:`cuda_devices`), tf32_matmul,
-    tf32_cudnn, float32_matmul_precision, torch_threads, cpu, cpu_count, hostname, git_commit,
-    git_dirty, command, cuda_visible_devices, tier, seeds.
+    tf32_cudnn, float32_matmul_precision, torch_threads (of this process: an xdist worker sets its
+    own), cpu, cpu_vendor, cpu_capability (the ISA level ATen uses), cpu_count, hostname,
+    git_commit, git_dirty, command, cuda_visible_devices, tier, seeds.
     """
     import torch  # lazily: the report plugin must stay cheap to import
 
@@ -170,6 +195,8 @@ def collect_environment(
     env.update(tf32_settings(torch))
     env["torch_threads"] = int(torch.get_num_threads())
     env["cpu"] = cpu_model()
+    env["cpu_vendor"] = cpu_vendor()
+    env["cpu_capability"] = cpu_capability(torch)
     env["cpu_count"] = os.cpu_count()
     env["hostname"] = socket.gethostname()
     env["git_commit"] = None

@@ -18,7 +18,8 @@ What it does
 * Case tests (under a ``cases/`` directory, or using ``record_case``) that fail, error or are
   skipped without recording anything still get a row ("error" / "skip" with pytest's message).
 * At session end: ``report.md`` (+ ``figures/*.png``) and a self-contained ``index.html``, and a
-  verdict table in the terminal summary. ``reports/latest`` points at the newest run.
+  verdict table in the terminal summary, followed by the verdicts that moved against a baseline
+  recorded on another machine class without failing. ``reports/latest`` points at the newest run.
 * ``--benchmark-json PATH``: its parent directory is created (pytest-benchmark does not), and
   ``pytest_benchmark_update_machine_info`` adds GPU name, CUDA/torch versions and TF32 settings.
 
@@ -57,7 +58,8 @@ from .files import (
 )
 from .schema import TIERS, CaseResult, RunReport, SchemaError
 
-__all__ = ["record_case", "ReportRecorder", "RESULT_PROPERTY", "CASE_PROPERTY"]
+__all__ = ["record_case", "ReportRecorder", "RESULT_PROPERTY", "CASE_PROPERTY", "summary_lines",
+           "baseline_move_lines"]
 
 #: user_properties key of a recorded result (value: CaseResult JSON text).
 RESULT_PROPERTY = "volbench_result"
@@ -484,11 +486,28 @@ class ReportRecorder:
             tr.write_sep("=", "volbench: " + ", ".join(f"{n} {v}" for v, n in counts.items()))
             for line, verdict in summary_lines(results):
                 tr.write_line(line, **(_VERDICT_MARKUP.get(verdict, {}) if verdict else {}))
+            for text, markup in baseline_move_lines(results):
+                tr.write_line(text, **markup)
             if self.run_dir is not None and self.problem is None:
                 target = self.rendered.html if self.rendered else self.run_dir / RESULTS_NAME
                 tr.write_line(f"volbench report: {target}")
         if self.problem:
             tr.write_line(self.problem, yellow=True, bold=True)
+
+
+def baseline_move_lines(results: list[CaseResult]) -> list[tuple[str, dict[str, bool]]]:
+    """The terminal summary's section of moves against the verdict baseline that this run, on
+    another machine class, reports without failing (``CaseResult.baseline_moves``): (text, markup)
+    lines, none when nothing was reported."""
+    from .baseline import reported_moves
+
+    out: list[tuple[str, dict[str, bool]]] = []
+    for group in reported_moves(results):
+        out.append((f"moved against the baseline recorded on {group.recorded_on} (not failing: another machine class)",
+                    {"bold": True}))
+        out.append((f"  this run: {group.machine}; differs in {group.differs}", {}))
+        out += [(f"  {line}", {"yellow": True}) for line in group.lines]
+    return out
 
 
 def summary_lines(results: list[CaseResult]) -> list[tuple[str, str | None]]:

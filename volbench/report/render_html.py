@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
+from .baseline import REPORTED_NOTE, reported_moves
 from .claimtable import claim_rows, missing_claims
 from .envinfo import environment_rows
 from .formatting import (
@@ -209,6 +210,13 @@ _TEMPLATE = r"""<!DOCTYPE html>
 <p class="meta">{{ quick_note }}</p>
 {{ verdict_table(quick_rows) }}
 {% endif %}
+{% for group in baseline_moves %}
+<h2 id="baseline-moves-{{ loop.index }}">{{ group.title }}</h2>
+<p class="meta">This run: {{ group.machine }} (differs in {{ group.differs }}). {{ moves_note }}</p>
+<ul>
+{% for line in group.lines %}<li>{{ line }}</li>
+{% endfor %}</ul>
+{% endfor %}
 
 {% for claim, cases in groups %}
 <h2 id="claim-{{ claim }}">{{ claim }}</h2>
@@ -333,6 +341,8 @@ def render_html(
         rows=rows,
         quick_rows=quick_rows,
         quick_note=QUICK_NOTE.replace("`", ""),
+        baseline_moves=reported_moves(run.results),
+        moves_note=REPORTED_NOTE,
         groups=group_cases(run.results),
         figures=figures or {},
         timing=timing,

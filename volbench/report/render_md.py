@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
+from .baseline import REPORTED_NOTE, reported_moves
 from .claimtable import ClaimRow, EstimatorSummary, claim_rows, missing_claims
 from .envinfo import environment_rows
 from .formatting import (
@@ -183,6 +184,7 @@ def render_markdown(
         out += ["## Quick verdicts (code paths at tiny scale, not claims)", "", QUICK_NOTE, ""]
         out += _table(header, quick_rows, align="llllllrrl")
         out.append("")
+    out += _baseline_moves_section(run)
     for claim, cases in group_cases(run.results):
         out += [f'<a id="claim-{claim}"></a>', "", f"## {claim}", ""]
         for case_id, title, members in cases:
@@ -198,6 +200,17 @@ def render_markdown(
     out += _table(["key", "value"], [[k, v] for k, v in environment_rows(env)])
     out.append("")
     return "\n".join(out)
+
+
+def _baseline_moves_section(run: RunReport) -> list[str]:
+    """One section per baseline the run's verdicts moved against without failing (another machine
+    class: ``CaseResult.baseline_moves``), as Markdown lines; none when nothing was reported."""
+    out = []
+    for group in reported_moves(run.results):
+        out += [f"## {group.title}", "",
+                f"This run: {group.machine} (differs in {group.differs}). {REPORTED_NOTE}", ""]
+        out += [f"- {line}" for line in group.lines] + [""]
+    return out
 
 
 def _device_line(env: Mapping) -> str:

@@ -55,8 +55,9 @@ __all__ = [
 
 #: Version of the ``results.json`` layout. Raise it when a field changes meaning or is removed;
 #: readers refuse files with a newer version instead of misreading them. Version 2 added a
-#: result's ``statements`` (sub-verdicts), ``quick`` and ``timing``; version-1 files still read.
-SCHEMA_VERSION = 2
+#: result's ``statements`` (sub-verdicts), ``quick`` and ``timing``; version 3 its ``machine`` and
+#: ``baseline_moves``; older files still read.
+SCHEMA_VERSION = 3
 
 #: Verdicts a case may reach. "inconclusive": the statistic's interval straddles the rule's
 #: boundary or the case could not be decided at this scale; "skip": not run (reason says why);
@@ -508,6 +509,14 @@ class CaseResult:
             that the code runs and are never mixed with real ones.
         timing: where the seconds went: computed in this run versus served from caches (minima
             trained or reused, measurements computed or reused) and cost evaluations performed.
+        machine: the machine class of the process that judged it
+            (:func:`volbench.report.machine.machine_class`: CPU vendor, ISA level, threads, device,
+            dtype, TF32, torch), set by ``cases/_support.finish``; ``volbench baseline update``
+            records it with the baseline. Empty when unknown.
+        baseline_moves: ``{"recorded_on": <the baseline's machine class or None>, "lines": [...]}``:
+            the verdicts that moved against a verdict baseline recorded on another machine class
+            between pass or fail and inconclusive, reported and not failing
+            (:func:`volbench.report.baseline.compare_with_baseline`); empty when none.
 
     Records compare equal field by field and pickle through their JSON form; they are not
     hashable (they hold mappings).
@@ -538,6 +547,8 @@ class CaseResult:
     statements: tuple[Statement, ...] = ()
     quick: bool = False
     timing: Mapping[str, Any] = field(default_factory=dict)
+    machine: Mapping[str, Any] = field(default_factory=dict)
+    baseline_moves: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         for name in ("claim", "case_id"):
@@ -600,6 +611,15 @@ class CaseResult:
         if not isinstance(self.timing, Mapping):
             raise TypeError("CaseResult.timing must be a dict with str keys")
         object.__setattr__(self, "timing", _freeze(self.timing, "CaseResult.timing"))
+        for name in ("machine", "baseline_moves"):
+            if not isinstance(getattr(self, name), Mapping):
+                raise TypeError(f"CaseResult.{name} must be a dict with str keys")
+            object.__setattr__(self, name, _freeze(getattr(self, name), f"CaseResult.{name}"))
+        moves = self.baseline_moves
+        if moves and (set(moves) != {"recorded_on", "lines"} or not isinstance(moves["lines"], tuple)
+                      or not moves["lines"] or not all(isinstance(line, str) for line in moves["lines"])):
+            raise SchemaError(f"CaseResult.baseline_moves of {self.case_id} must be empty or "
+                              f"{{'recorded_on': <machine class or None>, 'lines': [<text>, ...]}}")
         series = self.series
         if isinstance(series, Mapping) or not isinstance(series, Sequence):
             raise TypeError("CaseResult.series must be a list of mappings, each with a 'kind'")
