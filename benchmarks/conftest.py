@@ -16,7 +16,7 @@ same device in the same run (see ``test_speed.py``); this file provides what the
   ==========================  ==========================  =========================================
 
 * ``landscape``: a session fixture, parametrized over :data:`LANDSCAPES`, holding a trained
-  minimum and its data. Minima are cached in a :class:`volbench.store.MinimaStore`, so a re-run
+  minimum and its data. Minima are cached in a :class:`volbench.store.minima.MinimaStore`, so a re-run
   does not retrain. The 60,000-example MNIST landscape skips unless the full MNIST training set
   is present (the repository ships only the 10k test split; ``volbench.data`` calls that variant
   "mnist-10k" and every result records the variant).
@@ -52,7 +52,7 @@ class LandscapeSpec:
     Attributes:
         case_id: the id in test names, e.g. ``"mnist-600"``.
         dataset: ``volbench.data`` name ("mnist" or "swiss_roll").
-        model: ``volbench.models`` name ("mnist_mlp": 784-256-128-10, 235,146 parameters;
+        model: ``volbench.lab.models`` name ("mnist_mlp": 784-256-128-10, 235,146 parameters;
             "swiss_mlp": 2-32x5-1, 4,353 parameters).
         loss: the paper's loss for the task ("ce" for MNIST, "bce" for the two spirals).
         n_examples: landscape size (examples in the cost).
@@ -347,7 +347,7 @@ class Landscape:
 def _landscape_data(spec: LandscapeSpec, data_seed: int):
     """(inputs, targets, variant, subset description) of ``spec`` on the CPU, or skip."""
     from volbench import data
-    from volbench.store import fingerprint
+    from volbench.store.minima import fingerprint
 
     if spec.dataset == "swiss_roll":
         ds = data.load("swiss_roll", n_train=spec.n_examples, seed=data_seed)
@@ -372,10 +372,10 @@ def _landscape_data(spec: LandscapeSpec, data_seed: int):
 
 def build_landscape(spec: LandscapeSpec, settings: BenchSettings) -> Landscape:
     """Load the data of ``spec``, train (or fetch from the store) its minimum and return it."""
-    from volbench import models
     from volbench.data import data_seed_for
-    from volbench.store import MinimaStore
-    from volbench.train import TrainResult, paper_recipe, train
+    from volbench.lab import models
+    from volbench.lab.train import TrainResult, paper_recipe, train
+    from volbench.store.minima import MinimaStore
 
     data_seed = data_seed_for(MODEL_SEED)
     x, y, variant, subset = _landscape_data(spec, data_seed)
@@ -547,9 +547,9 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
 
 @pytest.fixture(scope="session")
 def peak_cache(bench: BenchSettings):
-    """``peak(tf32) -> volbench.flops.DevicePeak`` for the benchmark device, each measured once
+    """``peak(tf32) -> volbench.bench.flops.DevicePeak`` for the benchmark device, each measured once
     (a CPU's is a large-GEMM measurement, about a second)."""
-    from volbench.flops import device_peak, tf32_mode
+    from volbench.bench.flops import device_peak, tf32_mode
 
     cache: dict[bool, Any] = {}
 

@@ -97,7 +97,7 @@ else
   tf32_on=tf32-on
 fi
 bench=("$PY" -m pytest benchmarks -p no:xdist --benchmark-only
-       --benchmark-timer volbench.report.bench.synced_perf_counter)
+       --benchmark-timer volbench.bench.timer.synced_perf_counter)
 
 # ---- the machine
 if (( dry )) && ! command -v nvidia-smi >/dev/null; then

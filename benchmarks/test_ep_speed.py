@@ -1,6 +1,6 @@
 """Speed benchmark (issue Q3, item 5): sequential vs parallel Heaviside EP on the Z cases' kernel.
 
-``volbench.nngp.ep_log_marginal`` with ``schedule="sequential"`` (R&W Alg. 3.5, a per-site Python
+``volbench.function_space.nngp.ep_log_marginal`` with ``schedule="sequential"`` (R&W Alg. 3.5, a per-site Python
 loop with rank-one updates: the baseline) and ``schedule="parallel"`` (every site at once from one
 Cholesky factorisation per sweep), in the same run, on the same kernel and labels:
 
@@ -15,7 +15,7 @@ Cholesky factorisation per sweep), in the same run, on the same kernel and label
 ``benchmark.extra_info`` records per schedule: seconds per run (fastest round, our clock), sweeps,
 log P(f) and convergence; the parallel row also the speed-up over the sequential one measured in
 this run and the difference of the two log P(f) (asserted below the tolerance's effect: 1e-3 nats).
-EP runs in float64 on the CPU (the kernel's conditioning needs the digits; see volbench.nngp).
+EP runs in float64 on the CPU (the kernel's conditioning needs the digits; see volbench.function_space.nngp).
 
 Run: ``python -m pytest benchmarks/test_ep_speed.py -p no:xdist --benchmark-only --bench-threads 1``.
 """
@@ -24,10 +24,10 @@ from __future__ import annotations
 import pytest
 import torch
 
+from volbench.bench.timer import synced_perf_counter
 from volbench.data import DatasetNotFoundError, load
 from volbench.data.dataset import generator
-from volbench.nngp import ZHANG_FCN_KERNEL, ep_log_marginal
-from volbench.report.bench import synced_perf_counter
+from volbench.function_space.nngp import ZHANG_FCN_KERNEL, ep_log_marginal
 
 pytestmark = pytest.mark.benchmark_case
 

@@ -3,7 +3,7 @@
 For every landscape of ``conftest.LANDSCAPES`` (MNIST MLP on 600 / 6,000 / 60,000 examples, the
 two-spirals MLP on 800 points), in the same run, on the same device, with the same K directions:
 
-* ``loop``: ``volbench.reference.paper_loop_radii``, the paper's code as it runs: for each
+* ``loop``: ``volbench.estimator.reference.paper_loop_radii``, the paper's code as it runs: for each
   direction, for each of the 100 grid points c_j = (j/99)^2, one forward pass of one parameter
   vector over the whole landscape (a cost without early exit, so each pass is one full-data
   evaluation as in the paper's code), all 100 points always;
@@ -16,7 +16,7 @@ two-spirals MLP on 800 points), in the same run, on the same device, with the sa
 ``benchmark.extra_info`` records, per method: the speed-up over the loop measured in this run,
 cost evaluations (parameter vectors) per second, (example x vector) pairs per second, achieved
 FLOP/s (pairs x ``ModelCost.flops_per_example()``) and its fraction of the device's peak for the
-precision used (``volbench.flops``), peak memory, the TF32 state, seeds, data variant and the
+precision used (``volbench.bench.flops``), peak memory, the TF32 state, seeds, data variant and the
 estimate itself.
 
 ``test_table1_experiment`` times the whole MNIST experiment behind the paper's Table 1 (train every
@@ -37,9 +37,9 @@ import pytest
 import torch
 
 from volbench import estimate_log_volume, reference_log_volume
-from volbench.flops import peak_memory, tf32_enabled, tf32_mode
-from volbench.reference import paper_coefficients, paper_loop_radii
-from volbench.report.bench import synced_perf_counter
+from volbench.bench.flops import peak_memory, tf32_enabled, tf32_mode
+from volbench.bench.timer import synced_perf_counter
+from volbench.estimator.reference import paper_coefficients, paper_loop_radii
 
 pytestmark = pytest.mark.benchmark_case
 
@@ -396,12 +396,12 @@ def run_table1(config: Table1Config, dataset, *, device: torch.device,
     seed per direction, exactly the draws ``seed=direction_seed`` would give) and passed to every
     estimate, so the CPU does not redraw 500 x 235,146 normals for each of the 210 estimates.
     """
-    from volbench import models
-    from volbench.analysis import fit_power_law
+    from volbench.claims.analysis import fit_power_law
     from volbench.costs import ModelCost
     from volbench.data import data_seed_for, nested_subsets
     from volbench.estimator.directions import raw_gaussian
-    from volbench.train import paper_recipe, train
+    from volbench.lab import models
+    from volbench.lab.train import paper_recipe, train
 
     if dataset.n_train < config.sizes[-1]:
         raise ValueError(f"{config.name}: the {dataset.variant} data set has {dataset.n_train} training examples, "

@@ -31,7 +31,7 @@ import pytest
 import torch
 from test_speed import _run_benchmark  # benchmarks/ is on sys.path under pytest (rootdir-less import)
 
-from volbench.flops import tf32_enabled, tf32_mode
+from volbench.bench.flops import tf32_enabled, tf32_mode
 
 pytestmark = pytest.mark.benchmark_case
 
@@ -79,10 +79,11 @@ def _sweep_for(bench) -> SweepConfig:
 @pytest.fixture(scope="session")
 def sweep_minima(bench):
     """{seed: (indices of the nested order, [(train size, model, anchor)])} and the data set."""
-    from volbench import data, models
+    from volbench import data
     from volbench.data import data_seed_for, nested_subsets
-    from volbench.store import MinimaStore
-    from volbench.train import TrainResult, paper_recipe, train
+    from volbench.lab import models
+    from volbench.lab.train import TrainResult, paper_recipe, train
+    from volbench.store.minima import MinimaStore
 
     config = _sweep_for(bench)
     try:
@@ -121,7 +122,7 @@ def _run_sweep(config: SweepConfig, ds, minima, *, estimator: str, method: str, 
     from volbench import estimate_log_volume, reference_log_volume
     from volbench.costs import ModelCost
     from volbench.estimator.core import estimate_log_volume_many
-    from volbench.reference import reference_log_volume_many
+    from volbench.estimator.reference import reference_log_volume_many
 
     x_all, y_all = ds.train_inputs.to(device=device, dtype=dtype), ds.train_targets.to(device)
     answers: dict[tuple, Any] = {}

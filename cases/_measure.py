@@ -16,7 +16,7 @@ from typing import Any
 
 from volbench.claims.stats import Terms
 from volbench.lab import Measurement, MinimumSpec, measure_many, train_minimum
-from volbench.train import TrainConfig
+from volbench.lab.train import TrainConfig
 
 ESTIMATORS = ("reference", "principled")
 

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from volbench.analysis import bootstrap_difference, bootstrap_log_volume, decide
+from volbench.claims.analysis import bootstrap_difference, bootstrap_log_volume, decide
 from volbench.report.baseline import (
     BASELINE_ENV,
     BaselineComparison,
@@ -21,7 +21,7 @@ from volbench.report.baseline import (
     load_baseline,
 )
 from volbench.report.machine import describe_machine, machine_class
-from volbench.report.schema import CaseResult, Statistic
+from volbench.results import CaseResult, Statistic
 
 ESTIMATORS = ("reference", "principled")
 

@@ -25,9 +25,9 @@ import torch
 from _support import Case, quick_case  # noqa: E402  (cases/ is on sys.path under pytest's rootdir import mode)
 
 from volbench.data import DatasetNotFoundError
-from volbench.provenance import training_provenance
 from volbench.report.machine import default_device
-from volbench.store import MinimaStore
+from volbench.store.minima import MinimaStore
+from volbench.store.provenance import training_provenance
 
 # Data sets a case setting names when it has no "dataset" parameter (Zhang's binarised MNIST, the
 # digits MLP of Scherlis & Belrose); matched against the setting's dash-separated words.
@@ -143,7 +143,7 @@ def _case_data(request):
 
 def _check_data(case: Case, name: str, need: int, bar) -> None:
     from volbench.data import fetch
-    from volbench.lab import _load_cached, load_dataset
+    from volbench.lab import forget_datasets, load_dataset
 
     try:
         if _allow_download(case):
@@ -155,7 +155,7 @@ def _check_data(case: Case, name: str, need: int, bar) -> None:
         ds = load_dataset(name)
         if ds.n_train < need and _allow_download(case):
             fetch.ensure(name, full=True, progress=bar)
-            _load_cached.cache_clear()  # the lab's in-process cache still holds the smaller variant
+            forget_datasets()  # the lab's in-process cache still holds the smaller variant
             ds = load_dataset(name)
     except DatasetNotFoundError as err:
         pytest.skip(err.reason)

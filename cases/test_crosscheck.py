@@ -1,7 +1,7 @@
 """Claims E4 and E5: the star-domain estimator against answers computed another way.
 
 E4 — the Gaussian-measure estimate of the star domain (isotropic directions; prior-directed rays)
-against direct sampling (``volbench.sampling``: draws from the same Gaussian, accepted when their
+against direct sampling (``volbench.crosscheck.sampling``: draws from the same Gaussian, accepted when their
 segment from the anchor stays below the threshold, by the estimator's own first-exit rule, here
 with fine_scan = 20 for the ReLU and zero-one nets). Nets: ReLU MLPs 2-4-1 and 2-8-1 on 200 linearly
 separable 2-D points (x ~ N(0, I_2), label 1{x1 + x2 > 0}, Adam lr 1e-2, 1,000 full-batch epochs,
@@ -10,7 +10,7 @@ spirals under N(0, I); the digits MLP under S5's prior N(0, 0.3125^2 I) at relax
 swiss-roll MLP under N(anchor, c^2 I) and the Boolean n = 7 network (7-40-40-1, an NNGP prior draw as
 the anchor, cost = fraction of the 128 outputs flipped, no flip allowed) under its NNGP std shape
 times c, centred at the anchor. Levels are chosen before any comparison by stated rules on
-independent pilot draws (``volbench.sampling.THRESHOLD_RULE`` and ``SCALE_RULE``) for target rates
+independent pilot draws (``volbench.crosscheck.sampling.THRESHOLD_RULE`` and ``SCALE_RULE``) for target rates
 0.3 and 0.03 (nightly also 0.003); a statement counts only where the sampled rate lies in
 [1e-4, 0.5] (``E4_INFORMATIVE``). Each level is judged by ``e4_agreement``; inconclusive ones state
 the draws and rays that would decide them. The shared exit rule is checked once per net against a
@@ -20,13 +20,13 @@ twice. At S5's KL cutoff on the digits MLP, where no sampler can count, the isot
 prior-directed and preconditioned estimates are ranked (reported).
 
 E5 — lambda-hat, the slope of log mu against log(tau - L(anchor)) over the smallest decade of a
-threshold ladder (``volbench.llc.FIT_RULE``), under a Gaussian centred at the anchor (std
+threshold ladder (``volbench.crosscheck.llc.FIT_RULE``), under a Gaussian centred at the anchor (std
 ``LOCAL_STD`` for (a) and (b); for (c) devinterp's localisation gamma^-1/2, so both localise alike):
 (a) regular quadratics against n/2; (b) deep linear networks against Aoyagi's lambda
-(``volbench.llc.dln_lambda``), devinterp's SGLD estimate reported beside; (c) the digits MLP and the
+(``volbench.crosscheck.llc.dln_lambda``), devinterp's SGLD estimate reported beside; (c) the digits MLP and the
 MNIST MLP against devinterp's SGLD estimate on the same minimum and data, plus (reported) our slope
 over the decade of loss excess devinterp's chains explore. devinterp runs at the step size its
-documented calibration heuristics choose (``volbench.llc.calibrate_devinterp``) and is an optional
+documented calibration heuristics choose (``volbench.crosscheck.llc.calibrate_devinterp``) and is an optional
 extra (``.[crosscheck]``): without it its statements are "not judged" with the reason.
 """
 from __future__ import annotations
@@ -41,7 +41,7 @@ from _support import finish, smoke_and_nightly, start, verdicts_hold
 from torch import nn
 
 from volbench import estimate_log_volume
-from volbench.analysis import bootstrap_log_volume
+from volbench.claims.analysis import bootstrap_log_volume
 from volbench.claims.crosscheck import (
     E4_LEVEL,
     e4_agreement,
@@ -54,8 +54,7 @@ from volbench.claims.crosscheck import (
     e5_not_judged,
 )
 from volbench.costs import ModelCost
-from volbench.estimator.prior_rays import CALIBRATION_STREAM
-from volbench.llc import (
+from volbench.crosscheck.llc import (
     DEVINTERP_HEALTH_RULE,
     DEVINTERP_LOCALIZATIONS,
     DEVINTERP_LRS,
@@ -70,7 +69,8 @@ from volbench.llc import (
     epsilon_ladder,
     fit_volume_scaling,
 )
-from volbench.sampling import (
+from volbench.crosscheck.oracles import QuadraticCost
+from volbench.crosscheck.sampling import (
     SCALE_RULE,
     THRESHOLD_RULE,
     InsufficientSamplesError,
@@ -79,7 +79,7 @@ from volbench.sampling import (
     sample_local_scales,
     sample_star_domain_measure,
 )
-from volbench.toy import QuadraticCost
+from volbench.estimator.prior_rays import CALIBRATION_STREAM
 
 _T = {
     "E4": "The star-domain estimate agrees with direct sampling where direct sampling is feasible",
@@ -174,8 +174,8 @@ def separable_net(hidden: int, seed: int = 0):
 @functools.cache
 def trained_registry_net(name: str, seed: int = 0, hidden: tuple | None = None, examples: int | None = None):
     from volbench.data import load
-    from volbench.models import build
-    from volbench.train import paper_recipe, train
+    from volbench.lab.models import build
+    from volbench.lab.train import paper_recipe, train
 
     if name == "swiss_mlp":
         ds = load("swiss_roll", n_train=200, seed=seed + 10)
@@ -206,8 +206,8 @@ def trained_registry_net(name: str, seed: int = 0, hidden: tuple | None = None, 
 
 @functools.cache
 def boolean_net(seed: int = 0):
-    from volbench.boolean import boolean_inputs
-    from volbench.models import build
+    from volbench.function_space.boolean import boolean_inputs
+    from volbench.lab.models import build
 
     model = build("boolean_fcn", seed=seed, init="nngp")  # a draw from the NNGP prior: the anchor
     X = boolean_inputs(7)
@@ -313,7 +313,7 @@ def e4_levels(setting: E4Setting, targets, n_pilot: int, seed: int):
 def test_sampling_agreement(case, device, record_case, strict):
     """E4: for each net and level, log mu of the estimator (isotropic; prior-directed) against
     direct sampling's log p, judged by equivalence within log 1.25 where the sampled rate is in the
-    informative range (volbench.claims.crosscheck); levels chosen by volbench.sampling's rules
+    informative range (volbench.claims.crosscheck); levels chosen by volbench.crosscheck.sampling's rules
     from independent pilot draws; the shared first-exit rule checked by a segment grid; at the
     S5 cutoff on the digits MLP, where no sampler can count, the estimators are ranked."""
     statements = {"isotropic": [], "prior": []}
@@ -430,8 +430,8 @@ def e4_digits_lower_bounds(case, device, seed):
     count, the isotropic, prior-directed and preconditioned estimates side by side (reported)."""
     from test_scherlis import CUTOFF, digits_net, kl_cost, kl_function, prior_std
 
-    from volbench.analysis import bootstrap_difference
-    from volbench.preconditioners import (
+    from volbench.claims.analysis import bootstrap_difference
+    from volbench.estimator.preconditioners import (
         PAPER,
         adam_second_moment,
         hesscale_diagonal,

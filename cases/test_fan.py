@@ -159,7 +159,7 @@ def _mlp_training_seconds(lab: FanLab) -> float:
     return float(m.metrics.get("seconds", 0.0) or 0.0)
 
 
-# Training FLOPs per example relative to the 784-256-128-10 MLP (volbench.flops counts, rounded):
+# Training FLOPs per example relative to the 784-256-128-10 MLP (volbench.bench.flops counts, rounded):
 # mnist_mlp_deep 784-256-256-128-10 adds a 256x256 layer (+28%); mnist_cnn 4.2 M MACs vs 0.235 M (18x).
 _RELATIVE_COST = {"deep": 1.28, "cnn": 18.0, "sgd": 1.0}
 
@@ -583,8 +583,8 @@ def test_toy_scale_invariance(case, device, record_case, strict):
     judged by whether the closed form lies between the areas of its last-inside and first-outside
     grid points, with directions scaled to 1.25x the largest radius so that none is dropped."""
     from volbench import estimate_log_volume, reference_log_volume
-    from volbench.reference import paper_coefficients
-    from volbench.toy import HyperbolicBand
+    from volbench.crosscheck.oracles import HyperbolicBand
+    from volbench.estimator.reference import paper_coefficients
 
     K = case["K"]
     ang = (torch.arange(K, dtype=torch.float64) + 0.5) / K * 2 * math.pi
@@ -642,7 +642,7 @@ def test_filter_normalisation_invariance(case, store, device, record_case, stric
     from volbench.estimator.directions import DirectionSampler
     from volbench.estimator.measures import log_unit_ball_volume
     from volbench.lab import landscape_batch
-    from volbench.models import alpha_scale
+    from volbench.lab.models import alpha_scale
 
     lab = FanLab(case, store, device)
     D, seed, a = case["sizes"][0], case["seeds"][0], case["alpha"]
@@ -777,8 +777,8 @@ def test_batched_chunked_devices_agree(case, store, device, record_case, strict)
     from volbench import estimate_log_volume, reference_log_volume
     from volbench.costs import ModelCost
     from volbench.estimator.directions import DirectionSampler
+    from volbench.estimator.reference import paper_coefficients, paper_loop_radii, reference_scale
     from volbench.lab import landscape_batch
-    from volbench.reference import paper_coefficients, paper_loop_radii, reference_scale
 
     lab = FanLab(case, store, device)
     D, seed, K, tau = case["sizes"][0], case["seeds"][0], case["K_e3"], case["tau"]

@@ -6,7 +6,7 @@ judges every statement of CLAIMS.md on its own.
 These claims are about volbench's own estimator, so every case records one result with the
 estimator label "principled" (``volbench.estimate_log_volume``). Two kinds of settings:
 
-* analytic costs (``volbench.toy.QuadraticCost``) with exact volumes: S1 (Jensen), S2 (smooth
+* analytic costs (``volbench.crosscheck.oracles.QuadraticCost``) with exact volumes: S1 (Jensen), S2 (smooth
   max), S3 (Markov), S4 (perfect preconditioner), S8 (cutoff slope n/2) and S9 (ellipsoid
   variance law, a pure Monte Carlo identity);
 * the paper's digits MLP (64-64-10 GELU, 4,810 parameters, UCI digits 1,024 train / 773
@@ -26,7 +26,7 @@ Training: the paper's Adam preconditioners need Adam's buffers, so the digits ML
 AdamW (lr 1e-3, weight decay 0.01, torch defaults otherwise) on the batch size and epochs of the
 paper's public training code (64, 25); ``paper_recipe("digits_mlp")`` with those overrides. The
 Gaussian prior std is 1/sqrt(weight_decay * n_train) = 0.3125, the choice of the paper's code for
-this MLP (``volbench.priors.prior_std_from_weight_decay``). The Adam second-moment preconditioner
+this MLP (``volbench.estimator.priors.prior_std_from_weight_decay``). The Adam second-moment preconditioner
 is 1/(v^0.5 + eps) as in the paper's code, i.e. ``make_preconditioner(sqrt(v), exponent=1.0)``
 (``PAPER.adam_second_moment``). Trained nets and estimates are cached for the session only (a
 net trains in about a second; an estimate with K = 100 takes ~1.5 s on one core).
@@ -45,10 +45,10 @@ from volbench import estimate_log_volume
 from volbench.claims import scherlis as rules
 from volbench.claims.contrast import terms_from_estimate
 from volbench.costs import ModelCost
+from volbench.crosscheck.oracles import QuadraticCost, random_rotation
 from volbench.data import load
 from volbench.estimator.measures import log_unit_sphere_area
-from volbench.models import build
-from volbench.preconditioners import (
+from volbench.estimator.preconditioners import (
     PAPER,
     adam_first_moment,
     adam_second_moment,
@@ -56,9 +56,9 @@ from volbench.preconditioners import (
     make_preconditioner,
     preconditioners_from_eigh,
 )
-from volbench.priors import prior_std_from_weight_decay
-from volbench.toy import QuadraticCost, random_rotation
-from volbench.train import paper_recipe, train
+from volbench.estimator.priors import prior_std_from_weight_decay
+from volbench.lab.models import build
+from volbench.lab.train import paper_recipe, train
 
 EST = "principled"
 CUTOFF = 1e-2  # nats of expected KL: the paper's cutoff (Sec. 4)
@@ -349,7 +349,7 @@ def quad_estimate(q, *, K, seed, threshold=1.0, preconditioner=None):
 def blocks(est, K: int, R: int) -> tuple[np.ndarray, np.ndarray]:
     """log V-hat of R consecutive blocks of K directions (repeat r = directions rK..rK+K-1) from the
     terms' lower and upper resolution bounds."""
-    from volbench.analysis import logmeanexp
+    from volbench.claims.analysis import logmeanexp
 
     lo = est.log_terms.double().numpy().reshape(R, K)
     hi = est.log_terms_upper.double().numpy().reshape(R, K)

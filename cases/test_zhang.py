@@ -13,11 +13,11 @@ Two systems, as in the paper:
   network's labels on S u E (Def. 2.2); its volume log V(f) = log P(f) is computed with the
   arc-cosine NNGP kernel of a two-hidden-layer ReLU net (sigma_w = sqrt 2, sigma_b = 1, the paper's
   code) and expectation propagation with the Heaviside link, i.e. the prior probability of the
-  sign pattern itself (``volbench.nngp``; the paper's GPy call used the probit link = Heaviside on
+  sign pattern itself (``volbench.function_space.nngp``; the paper's GPy call used the probit link = Heaviside on
   K + I, see NOTES.md). Estimator label "nngp-ep". Sharpness is Keskar's (Def. 2.1, box
   eps (|w_i| + 1), eps = 1e-4) of the BCE training loss on S u A at that epoch.
 * The n = 7 Boolean system (Sec. 5.1): FCN 7-40-40-1, sigma_w = 1, sigma_b = 0.1; V(f) by direct
-  sampling of random networks (``volbench.boolean``). Estimator label "sampling".
+  sampling of random networks (``volbench.function_space.boolean``). Estimator label "sampling".
 
 Every case hands its measurements to ``volbench.claims.zhang``, which judges each statement of
 CLAIMS.md on its own; the inference (per-seed correlations over the attack sets, Fisher's z, t over
@@ -54,17 +54,18 @@ import numpy as np
 import torch
 from _support import finish, smoke_and_nightly, start, verdicts_hold
 
-from volbench.boolean import (
+from volbench.claims import zhang as rules
+from volbench.data import attack_set, load, take
+from volbench.data.dataset import generator
+from volbench.function_space.boolean import (
     boolean_inputs,
     constant_functions,
     function_to_bits,
     log_volume_of_function,
     sample_function_counts,
 )
-from volbench.claims import zhang as rules
-from volbench.data import attack_set, load, take
-from volbench.data.dataset import generator
-from volbench.flatness import (
+from volbench.function_space.nngp import ZHANG_FCN_KERNEL, ep_log_marginal
+from volbench.function_space.sharpness import (
     ModelLoss,
     SharpnessConfig,
     alpha_scale,
@@ -72,10 +73,9 @@ from volbench.flatness import (
     sharpness,
     sharpness_from_spectral_norm,
 )
-from volbench.models import build
-from volbench.nngp import ZHANG_FCN_KERNEL, ep_log_marginal
-from volbench.store import fingerprint
-from volbench.train import TrainResult, paper_recipe, train
+from volbench.lab.models import build
+from volbench.lab.train import TrainResult, paper_recipe, train
+from volbench.store.minima import fingerprint
 
 EP_EST = "nngp-ep"
 SAMPLING_EST = "sampling"

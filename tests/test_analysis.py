@@ -9,7 +9,14 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from volbench.analysis import bootstrap_difference, bootstrap_log_volume, correlation, decide, fit_power_law, logmeanexp
+from volbench.claims.analysis import (
+    bootstrap_difference,
+    bootstrap_log_volume,
+    correlation,
+    decide,
+    fit_power_law,
+    logmeanexp,
+)
 
 
 @given(st.lists(st.floats(-1e4, 1e4), min_size=1, max_size=50))

@@ -1,6 +1,6 @@
-"""Tests of speed across hardware: asv's significance rule (volbench.report.significance) and
+"""Tests of speed across hardware: asv's significance rule (volbench.bench.significance) and
 ``volbench bench compare`` / ``volbench compare`` on pytest-benchmark JSON
-(volbench.report.benchcompare)."""
+(volbench.bench.compare)."""
 from __future__ import annotations
 
 import json
@@ -16,14 +16,14 @@ import pytest
 from scipy import stats
 
 import volbench
-from volbench.cli import main
-from volbench.report import benchcompare as bc
-from volbench.report.significance import (
+from volbench.bench import compare as bc
+from volbench.bench.significance import (
     P_THRESHOLD,
     compare_rounds,
     mann_whitney_can_decide,
     median_interval,
 )
+from volbench.cli import main
 
 REPO = Path(volbench.__file__).resolve().parents[1]
 

@@ -1,4 +1,4 @@
-"""Tests of volbench.boolean: direct sampling of Boolean function volumes (Zhang et al. Sec. 5.1)."""
+"""Tests of volbench.function_space.boolean: direct sampling of Boolean function volumes (Zhang et al. Sec. 5.1)."""
 from __future__ import annotations
 
 import math
@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy.stats import binomtest
 
-from volbench.boolean import (
+from volbench.function_space.boolean import (
     FunctionCounts,
     bits_to_function,
     block_generator_seed,

@@ -1,4 +1,4 @@
-"""volbench.cache and `volbench cache list | du | prune`: what is current, what is stale, and
+"""volbench.store.inspect and `volbench cache list | du | prune`: what is current, what is stale, and
 pruning that never deletes an entry whose lock another process holds."""
 from __future__ import annotations
 
@@ -12,12 +12,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from volbench import cache as vcache
 from volbench.cli import main
 from volbench.lab import MinimumSpec, measure, train_minimum
-from volbench.provenance import training_provenance
-from volbench.store import MinimaStore
-from volbench.train import TrainConfig
+from volbench.lab.train import TrainConfig
+from volbench.store import inspect as vcache
+from volbench.store.minima import MinimaStore
+from volbench.store.provenance import training_provenance
 
 
 def _spec(seed=0):

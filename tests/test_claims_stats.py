@@ -60,7 +60,7 @@ def test_pairing_removes_the_shared_direction_noise():
     assert d.point == pytest.approx(6.0, abs=1e-9)
     rng = np.random.default_rng(1)
     idx_a, idx_b = rng.integers(0, 30, (400, 30)), rng.integers(0, 30, (400, 30))
-    from volbench.analysis import logmeanexp
+    from volbench.claims.analysis import logmeanexp
 
     indep = np.std(logmeanexp(a.log_terms[idx_a], axis=1) - logmeanexp(b.log_terms[idx_b], axis=1))
     assert d.boot_sd < 0.05 * indep
@@ -185,7 +185,7 @@ def test_reference_crossing_is_strictly_above_tau():
     """The paper's code crosses at the first grid point whose loss is > tau: a cost exactly equal
     to tau is not a crossing (a crossing taken at >= would stop a grid point early)."""
     from volbench import reference_log_volume
-    from volbench.reference import paper_coefficients, paper_loop_radii
+    from volbench.estimator.reference import paper_coefficients, paper_loop_radii
 
     tau = 0.25
     coef = paper_coefficients()
@@ -212,7 +212,7 @@ def test_reference_crossing_is_strictly_above_tau_through_the_ray_interface():
 
     from volbench import reference_log_volume
     from volbench.costs import ModelCost
-    from volbench.reference import paper_loop_radii
+    from volbench.estimator.reference import paper_loop_radii
 
     model = nn.Linear(1, 2)
     with torch.no_grad():

@@ -12,7 +12,7 @@ import torch
 from volbench.cli import compare_table, main
 from volbench.report import files
 from volbench.report.example import example_run
-from volbench.report.schema import SCHEMA_VERSION
+from volbench.results import SCHEMA_VERSION
 
 
 @pytest.fixture

@@ -1,5 +1,5 @@
-"""Direct sampling (volbench.sampling), prior-directed rays (directions="prior"), the measure's
-centre (prior_mean), and the LLC tools (volbench.llc), each against closed forms."""
+"""Direct sampling (volbench.crosscheck.sampling), prior-directed rays (directions="prior"), the measure's
+centre (prior_mean), and the LLC tools (volbench.crosscheck.llc), each against closed forms."""
 import math
 
 import numpy as np
@@ -7,15 +7,7 @@ import pytest
 import torch
 
 from volbench import estimate_log_volume
-from volbench.estimator.measures import gaussian_log_ray_mass
-from volbench.estimator.prior_rays import (
-    CALIBRATION_STREAM,
-    SAMPLING_STREAM,
-    log_ray_fractions,
-    prior_points,
-    prior_ray_directions,
-)
-from volbench.llc import (
+from volbench.crosscheck.llc import (
     DeepLinearCost,
     VolumeScalingError,
     devinterp_available,
@@ -25,7 +17,8 @@ from volbench.llc import (
     fit_volume_scaling,
     rrr_lambda,
 )
-from volbench.sampling import (
+from volbench.crosscheck.oracles import QuadraticCost, gaussian_log_mass_of_ball
+from volbench.crosscheck.sampling import (
     SCALE_RULE,
     THRESHOLD_RULE,
     InsufficientSamplesError,
@@ -35,7 +28,14 @@ from volbench.sampling import (
     sample_local_scales,
     sample_star_domain_measure,
 )
-from volbench.toy import QuadraticCost, gaussian_log_mass_of_ball
+from volbench.estimator.measures import gaussian_log_ray_mass
+from volbench.estimator.prior_rays import (
+    CALIBRATION_STREAM,
+    SAMPLING_STREAM,
+    log_ray_fractions,
+    prior_points,
+    prior_ray_directions,
+)
 
 F64 = torch.float64
 
@@ -229,7 +229,7 @@ def test_deep_linear_cost_matches_its_module():
 
 @pytest.mark.skipif(not devinterp_available()[0], reason=devinterp_available()[1])
 def test_devinterp_runs_and_records_its_settings():
-    from volbench.llc import DevinterpSettings, devinterp_llc
+    from volbench.crosscheck.llc import DevinterpSettings, devinterp_llc
 
     g = torch.Generator().manual_seed(0)
     X = torch.randn(200, 2, generator=g)

@@ -87,7 +87,7 @@ def test_unknown_name_and_option_are_clear_errors():
         load("mnsit")
     with pytest.raises(TypeError, match="unknown option.*n_trian.*valid options: n_train"):
         load("swiss_roll", n_trian=10)
-    with pytest.raises(TypeError, match="seed must be an int"):
+    with pytest.raises(TypeError, match="seed must be a non-negative int"):
         load("swiss_roll", seed=1.5)
     with pytest.raises(TypeError, match="dtype"):
         load("boolean", dtype=torch.int64)

@@ -17,10 +17,10 @@ from hypothesis import strategies as st
 from scipy.stats import chi2
 
 from volbench import estimate_log_volume, log_unit_ball_volume
+from volbench.crosscheck.oracles import HyperbolicBand, QuadraticCost, gaussian_log_mass_of_ball, random_rotation
 from volbench.estimator.core import default_rtol
 from volbench.estimator.measures import log_J
 from volbench.estimator.result import CensoredRaysWarning
-from volbench.toy import HyperbolicBand, QuadraticCost, gaussian_log_mass_of_ball, random_rotation
 
 F64 = torch.float64
 
@@ -332,7 +332,7 @@ def test_summary_fields_consistent():
         (dict(threshold=-1.0), "threshold must be a finite positive"),
         (dict(threshold=math.nan), "threshold must be a finite positive"),
         (dict(threshold=0.01, anchor=torch.full((4,), 1.0)), "not below the threshold"),
-        (dict(threshold=1.0, anchor=torch.tensor([0.0, math.nan, 0, 0])), "non-finite parameters"),
+        (dict(threshold=1.0, anchor=torch.tensor([0.0, math.nan, 0, 0])), "non-finite entries"),
         (dict(threshold=1.0, anchor=torch.zeros(2, 2)), "flat \\[n\\] tensor"),
         (dict(threshold=1.0, n_directions=0), "n_directions must be a positive integer"),
         (dict(threshold=1.0, measure="volume"), "measure must be"),

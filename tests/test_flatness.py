@@ -1,4 +1,4 @@
-"""Tests of volbench.flatness: Hessian spectral norm and top eigenvalues against exact Hessians
+"""Tests of volbench.function_space.sharpness: Hessian spectral norm and top eigenvalues against exact Hessians
 (torch.func.hessian + eigvalsh), Keskar sharpness against analytic box maxima of quadratics, the
 small-eps Hessian relation (Z5), and alpha scaling (Z3)."""
 from __future__ import annotations
@@ -14,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
 
-from volbench.flatness import (
+from volbench.function_space.sharpness import (
     ModelLoss,
     SharpnessConfig,
     alpha_scale,

@@ -1,4 +1,4 @@
-"""Tests of volbench.flops (peak table, precision, TF32 switch, achieved FLOP/s, peak memory) and
+"""Tests of volbench.bench.flops (peak table, precision, TF32 switch, achieved FLOP/s, peak memory) and
 of the speed benchmarks' xdist guard (benchmarks/conftest.py)."""
 from __future__ import annotations
 
@@ -14,8 +14,8 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from volbench import flops
-from volbench.flops import (
+from volbench.bench import flops
+from volbench.bench.flops import (
     GPU_PEAKS,
     PRECISIONS,
     achieved_flops,
@@ -251,12 +251,13 @@ def test_peak_memory_cuda_counts_device_tensors():
 
 
 def test_flops_module_imports_no_test_or_plot_libraries():
-    code = ("import sys, volbench.flops; "
+    code = ("import sys, volbench.bench.flops; "
             "bad = [m for m in ('pytest', 'matplotlib', 'hypothesis') if m in sys.modules]; "
             "print(bad); sys.exit(1 if bad else 0)")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
                           cwd=Path(flops.__file__).resolve().parents[1])
-    assert proc.returncode == 0, f"volbench.flops must import without pytest/matplotlib: {proc.stdout}{proc.stderr}"
+    assert proc.returncode == 0, (f"volbench.bench.flops must import without pytest/matplotlib: "
+                                  f"{proc.stdout}{proc.stderr}")
 
 
 # --------------------------------------------------------------------------- benchmark guard

@@ -9,7 +9,7 @@ from volbench.cli import main
 from volbench.report import files
 from volbench.report.example import example_environment, example_run
 from volbench.report.history import TIMING_FACTOR, build_history, load_runs, machine_key
-from volbench.report.schema import CaseResult, RunReport, Statement, Statistic
+from volbench.results import CaseResult, RunReport, Statement, Statistic
 
 
 def result(value, low, high, *, verdict="pass", measured=10.0, evals=1000, quick=False, statements=()):

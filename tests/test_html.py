@@ -21,7 +21,7 @@ from volbench.claims.registry import CLAIM_IDS, CLAIMS, PAPERS
 from volbench.report.claimtable import claim_rows
 from volbench.report.example import example_run
 from volbench.report.render import render_run
-from volbench.report.schema import CaseResult, RunReport, Statement, Statistic
+from volbench.results import CaseResult, RunReport, Statement, Statistic
 
 REPO = Path(volbench.__file__).resolve().parents[1]
 CLAIMS_MD = REPO.parent / "shared" / "CLAIMS.md"

@@ -9,10 +9,10 @@ import pytest
 import torch
 
 from volbench.costs import ModelCost
+from volbench.estimator.reference import paper_loop_radii, reference_log_volume
 from volbench.lab import MinimumSpec, landscape_batch, measure, train_minimum
-from volbench.reference import paper_loop_radii, reference_log_volume
-from volbench.store import MinimaStore
-from volbench.train import TrainConfig
+from volbench.lab.train import TrainConfig
+from volbench.store.minima import MinimaStore
 
 SETTINGS = [
     pytest.param(MinimumSpec("swiss_roll", "swiss_mlp", train_size=40, seed=0, base=20,

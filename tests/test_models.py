@@ -1,4 +1,4 @@
-"""volbench.models: parameter counts, shapes, seeded init, NNGP init, alpha-scaling."""
+"""volbench.lab.models: parameter counts, shapes, seeded init, NNGP init, alpha-scaling."""
 from __future__ import annotations
 
 import math
@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from torch import nn
 
-from volbench import models
+from volbench.lab import models
 
 
 def _mlp_count(*widths: int) -> int:

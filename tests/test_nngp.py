@@ -1,4 +1,4 @@
-"""Tests of volbench.nngp: the arc-cosine NNGP kernel and EP for GP classification.
+"""Tests of volbench.function_space.nngp: the arc-cosine NNGP kernel and EP for GP classification.
 
 Oracles: a plain scalar loop over the kernel recursion; Monte Carlo over random finite-width
 networks; exact Gaussian orthant probabilities (closed forms for m <= 3, scipy's Genz integration
@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from scipy.special import log_ndtr
 from scipy.stats import multivariate_normal
 
-from volbench.nngp import (
+from volbench.function_space.nngp import (
     ZHANG_FCN_KERNEL,
     EPResult,
     NNGPKernelConfig,

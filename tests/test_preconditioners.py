@@ -1,4 +1,4 @@
-"""Tests of volbench.preconditioners and volbench.priors.
+"""Tests of volbench.estimator.preconditioners and volbench.estimator.priors.
 
 Oracles: closed forms (quadratics, rotated ellipsoids, uniform-init moments), torch.func.hessian,
 plain Python loops (HesScale recursion, p = 1/(|h|^e + eps) entry by entry), and the exact
@@ -17,10 +17,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 from torch import nn
 
-import volbench.preconditioners as pre_mod
-import volbench.priors as priors_mod
+import volbench.estimator.preconditioners as pre_mod
+import volbench.estimator.priors as priors_mod
 from volbench.estimator.measures import log_unit_ball_volume
-from volbench.preconditioners import (
+from volbench.estimator.preconditioners import (
     HESSIAN_MAX_PARAMS,
     PAPER,
     adam_first_moment,
@@ -34,7 +34,7 @@ from volbench.preconditioners import (
     loss_of_flat_params,
     make_preconditioner,
 )
-from volbench.priors import prior_std_from_init, prior_std_from_weight_decay, prior_std_rms
+from volbench.estimator.priors import prior_std_from_init, prior_std_from_weight_decay, prior_std_rms
 
 F64 = torch.float64
 

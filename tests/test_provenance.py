@@ -1,4 +1,4 @@
-"""Caches keyed by what produced them (volbench.provenance): digests, the lab's keys, and a real
+"""Caches keyed by what produced them (volbench.store.provenance): digests, the lab's keys, and a real
 edit of a copy of the package in a subprocess making the next run recompute (or not)."""
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 import volbench
-from volbench import provenance
-from volbench.provenance import MEASUREMENT_SOURCES, TRAINING_SOURCES, compare_provenance, entry_digest
+from volbench.store import provenance
+from volbench.store.provenance import MEASUREMENT_SOURCES, TRAINING_SOURCES, compare_provenance, entry_digest
 
 PACKAGE = Path(volbench.__file__).resolve().parent
 
@@ -38,12 +38,13 @@ def test_unrelated_code_is_not_in_the_keys():
     listed = {e.partition(":")[0] for e in TRAINING_SOURCES + MEASUREMENT_SOURCES}
     whole = {e for e in TRAINING_SOURCES + MEASUREMENT_SOURCES if ":" not in e}
     for module in ("volbench.cli", "volbench.report", "volbench.data.fetch", "volbench.data.download",
-                   "volbench.data.roots", "volbench.data.fixtures", "volbench.store", "volbench.cache",
-                   "volbench.analysis"):
+                   "volbench.data.roots", "volbench.data.fixtures", "volbench.store.minima", "volbench.store.inspect",
+                   "volbench.store.measurements", "volbench.lab.ledger", "volbench.claims.analysis",
+                   "volbench.estimator.preconditioners", "volbench.estimator.agreement"):
         assert module not in listed, f"an edit to {module} must not invalidate cached results"
-    # ... and the lab contributes its computing functions only, not the cache and ledger code.
-    lab = {e.partition(":")[2] for e in TRAINING_SOURCES + MEASUREMENT_SOURCES if e.startswith("volbench.lab:")}
-    assert "volbench.lab" not in whole and not {"measure_many", "Ledger", "_read_cached"} & lab
+    # ... and the lab's measuring module contributes its computing functions only, not its caching.
+    measuring = {e.partition(":")[2] for e in MEASUREMENT_SOURCES if e.startswith("volbench.lab.measure:")}
+    assert "volbench.lab.measure" not in whole and not {"measure_many", "measure"} & measuring
 
 
 def test_comments_docstrings_and_layout_do_not_change_the_digest(tmp_path, monkeypatch):
@@ -101,7 +102,7 @@ def test_compare_provenance_says_what_differs():
 
 def test_lab_keys_carry_the_provenance():
     from volbench.lab import MinimumSpec
-    from volbench.train import TrainConfig
+    from volbench.lab.train import TrainConfig
 
     config = MinimumSpec("swiss_roll", "swiss_mlp", train_size=40, seed=0, base=20,
                          train=TrainConfig(epochs=5, loss="bce")).config()
@@ -112,8 +113,8 @@ def test_lab_keys_carry_the_provenance():
 _SCRIPT = r'''
 import json, sys
 from volbench.lab import LEDGER, MinimumSpec, measure, train_minimum
-from volbench.store import MinimaStore
-from volbench.train import TrainConfig
+from volbench.store.minima import MinimaStore
+from volbench.lab.train import TrainConfig
 store = MinimaStore(sys.argv[1])
 spec = MinimumSpec("swiss_roll", "swiss_mlp", train_size=40, seed=0, base=20, train=TrainConfig(epochs=40, loss="bce"))
 m = train_minimum(spec, store)
@@ -151,14 +152,14 @@ def test_a_real_source_change_recomputes_and_an_unchanged_one_reuses(tmp_path):
     assert first == {"minima_trained": 1, "minima_served": 0, "measurements_computed": 1, "measurements_served": 0}
     edit("estimator/search.py", "from __future__ import annotations",
          "from __future__ import annotations  # a comment edit")
-    edit("train.py", "from __future__ import annotations", "from __future__ import annotations  # another")
+    edit("lab/train.py", "from __future__ import annotations", "from __future__ import annotations  # another")
     assert run() == {"minima_trained": 0, "minima_served": 1, "measurements_computed": 0,
                      "measurements_served": 1}, "comment edits must reuse the caches"
     edit("estimator/search.py", "from __future__ import annotations  # a comment edit",
          "from __future__ import annotations\n_EDITED = 1  # a code change")
     assert run() == {"minima_trained": 0, "minima_served": 1, "measurements_computed": 1,
                      "measurements_served": 0}, "an estimator change recomputes the measurement, not the minimum"
-    edit("train.py", "from __future__ import annotations  # another",
+    edit("lab/train.py", "from __future__ import annotations  # another",
          "from __future__ import annotations\n_EDITED = 1  # a code change")
     assert run() == {"minima_trained": 1, "minima_served": 0, "measurements_computed": 1,
                      "measurements_served": 0}, "a training change retrains and remeasures"

@@ -18,7 +18,7 @@ from _support import Case, quick_case, quick_params  # noqa: E402
 
 from volbench.report.render_html import render_html  # noqa: E402
 from volbench.report.render_md import render_markdown  # noqa: E402
-from volbench.report.schema import CaseResult, RunReport  # noqa: E402
+from volbench.results import CaseResult, RunReport  # noqa: E402
 
 
 def _nightly_cases():
@@ -85,7 +85,7 @@ def test_overrides_and_the_shrink_record():
 
 
 def _result(case_id, verdict, quick, reason=""):
-    from volbench.report.schema import Statistic
+    from volbench.results import Statistic
 
     judged = verdict in ("pass", "fail")
     return CaseResult(claim=case_id.split("-")[0], case_id=case_id, verdict=verdict, estimator="reference",
@@ -162,7 +162,7 @@ def test_volbench_run_quick_selects_the_nightly_tier(monkeypatch, tmp_path):
         def wait(self):
             return 0
 
-    monkeypatch.setattr(cli.subprocess, "Popen", FakePopen)
+    monkeypatch.setattr(cli.run.subprocess, "Popen", FakePopen)
     monkeypatch.delenv("VOLBENCH_QUICK", raising=False)
     (tmp_path / "cases").mkdir()
     assert cli.main(["run", "--cases", str(tmp_path / "cases"), "--quick", "-k", "F3"]) == 0

@@ -10,9 +10,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from volbench import reference_log_volume
+from volbench.crosscheck.oracles import HyperbolicBand, QuadraticCost
 from volbench.estimator.directions import raw_gaussian
-from volbench.reference import paper_coefficients, paper_loop_radii
-from volbench.toy import HyperbolicBand, QuadraticCost
+from volbench.estimator.reference import paper_coefficients, paper_loop_radii
 
 
 def sequential_oracle(cost, anchor, threshold, raw, scale, coefficients):

@@ -26,12 +26,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import volbench
-from volbench.report import bench, envinfo, files, plots
+from volbench import _io
+from volbench.bench import timer as bench
+from volbench.report import envinfo, files, plots
 from volbench.report.example import example_run
 from volbench.report.render import render_run
 from volbench.report.render_html import render_html
 from volbench.report.render_md import render_markdown
-from volbench.report.schema import (
+from volbench.results import (
     SCHEMA_VERSION,
     SERIES_KINDS,
     VERDICTS,
@@ -285,14 +287,14 @@ def test_from_dict_rejects_unknown_fields_missing_fields_and_newer_schema():
 
 def test_atomic_write_keeps_the_old_file_when_the_write_fails(tmp_path, monkeypatch):
     target = tmp_path / "results.json"
-    files.atomic_write_text(target, "old")
+    _io.atomic_write_text(target, "old")
 
     def broken_replace(src, dst):
         raise OSError("disk full")
 
     monkeypatch.setattr(os, "replace", broken_replace)
     with pytest.raises(OSError, match="disk full"):
-        files.atomic_write_text(target, "new")
+        _io.atomic_write_text(target, "new")
     monkeypatch.undo()
     assert target.read_text() == "old", "a failed write must leave the previous content"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["results.json"], "temp file left"
@@ -301,7 +303,7 @@ def test_atomic_write_keeps_the_old_file_when_the_write_fails(tmp_path, monkeypa
 def test_atomic_write_gives_the_umask_mode_not_mkstemps_private_one(tmp_path):
     old = os.umask(0o022)
     try:
-        files.atomic_write_bytes(tmp_path / "a.bin", b"x")
+        _io.atomic_write_bytes(tmp_path / "a.bin", b"x")
     finally:
         os.umask(old)
     assert stat.S_IMODE((tmp_path / "a.bin").stat().st_mode) == 0o644
@@ -562,7 +564,7 @@ def test_machine_info_keys():
 CASES_MAIN = '''
 import json, os, pathlib
 import pytest
-from volbench.report.schema import CaseResult, Statistic
+from volbench.results import CaseResult, Statistic
 
 ROOT = pathlib.Path(os.environ["VOLBENCH_REPORT_DIR"])
 
@@ -643,7 +645,7 @@ def test_plugin_writes_incrementally_records_outcomes_and_renders(tmp_path):
     proc = run_pytest(tmp_path, "-p", "no:xdist", "cases", "unit",
                       f"--benchmark-json={bench_json}", "--benchmark-max-time=0.001",
                       "--benchmark-warmup=off",
-                      "--benchmark-timer=volbench.report.bench.synced_perf_counter",
+                      "--benchmark-timer=volbench.bench.timer.synced_perf_counter",
                       env={"VOLBENCH_REPORT_DIR": str(root)})
     out = proc.stdout + proc.stderr
     assert proc.returncode == 1, out  # F3 fails, F5 errors, F6 fails
@@ -695,7 +697,7 @@ def test_plugin_writes_incrementally_records_outcomes_and_renders(tmp_path):
 
 CASES_KILL = '''
 import os, signal
-from volbench.report.schema import CaseResult
+from volbench.results import CaseResult
 
 def rec(record_case, name):
     record_case(CaseResult(claim="E3", case_id=f"E3-{name}", verdict="skip", reason="demo"))
@@ -730,7 +732,7 @@ def test_sigkill_mid_run_leaves_valid_json_with_the_finished_tests(tmp_path):
 
 CASES_XDIST = '''
 import pytest
-from volbench.report.schema import CaseResult
+from volbench.results import CaseResult
 
 @pytest.mark.parametrize("i", range(6))
 def test_case(record_case, i):
@@ -773,13 +775,13 @@ def test_no_report_option_and_plain_unit_runs_leave_no_trace(pytester, monkeypat
     pytester.mkdir("cases")
     pytester.path.joinpath("cases", "test_c.py").write_text(textwrap.dedent('''
         import pytest
-        from volbench.report.schema import CaseResult
+        from volbench.results import CaseResult
 
         def test_F1(record_case):
             record_case(CaseResult(claim="F1", case_id="F1-x", verdict="skip", reason="r"))
 
         def test_F1_bad(record_case):
-            with pytest.raises(TypeError, match="takes a volbench.report.schema.CaseResult"):
+            with pytest.raises(TypeError, match="takes a volbench.results.CaseResult"):
                 record_case({"claim": "F1"})
     '''))
     pytester.makepyfile(test_unit="def test_plain():\n    pass\n")

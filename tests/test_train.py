@@ -1,4 +1,4 @@
-"""volbench.train: optimisers against hand-computed steps, determinism, checkpoints, history."""
+"""volbench.lab.train: optimisers against hand-computed steps, determinism, checkpoints, history."""
 from __future__ import annotations
 
 import dataclasses
@@ -12,8 +12,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 from torch import nn
 
-from volbench import models
-from volbench.train import EpochRecord, TrainConfig, TrainResult, loss_and_accuracy, paper_recipe, train
+from volbench.lab import models
+from volbench.lab.train import EpochRecord, TrainConfig, TrainResult, loss_and_accuracy, paper_recipe, train
 
 
 def spirals(n_per_class: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -19,7 +19,7 @@ from torch import nn
 from volbench import estimate_log_volume, reference_log_volume
 from volbench.costs import ModelCost
 from volbench.estimator.core import estimate_log_volume_many
-from volbench.reference import paper_coefficients, paper_loop_radii, reference_log_volume_many
+from volbench.estimator.reference import paper_coefficients, paper_loop_radii, reference_log_volume_many
 
 
 def _landscape(seed: int, n: int = 300, dtype=torch.float32) -> ModelCost:

@@ -21,7 +21,7 @@ _LAZY = {
     "VolumeEstimate": "volbench.estimator.result",
     "ReferenceEstimate": "volbench.estimator.result",
     "log_unit_ball_volume": "volbench.estimator.measures",
-    "reference_log_volume": "volbench.reference",
+    "reference_log_volume": "volbench.estimator.reference",
 }
 
 __all__ = [*_LAZY, "__version__"]

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from volbench.store import MinimaStore
+from volbench.store.minima import MinimaStore
 
 pytestmark = pytest.mark.faults
 

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from volbench import data as vdata
-from volbench.store import CorruptEntryWarning, MinimaStore
+from volbench.store.minima import CorruptEntryWarning, MinimaStore
 
 pytestmark = pytest.mark.faults
 
@@ -105,7 +105,7 @@ def test_corrupt_store_entry_is_a_miss_and_retrained(tmp_path, damage):
 @pytest.fixture(scope="module")
 def lab_setup(tmp_path_factory):
     from volbench.lab import MinimumSpec, measure, train_minimum
-    from volbench.train import TrainConfig
+    from volbench.lab.train import TrainConfig
 
     store = MinimaStore(tmp_path_factory.mktemp("lab"))
     spec = MinimumSpec("swiss_roll", "swiss_mlp", train_size=40, seed=0, base=20,

@@ -46,8 +46,8 @@ import volbench
 from volbench import estimate_log_volume, lab, reference_log_volume
 from volbench.costs import ModelCost
 from volbench.estimator.agreement import same_exits
-from volbench.store import MinimaStore
-from volbench.train import TrainConfig
+from volbench.lab.train import TrainConfig
+from volbench.store.minima import MinimaStore
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/ for helpers
 from helpers import devices  # noqa: E402
@@ -342,7 +342,7 @@ def test_lab_measurement_and_store_entry_carry_seeds_and_versions(minimum_and_co
 
 
 CASE_WITH_SEEDS = '''
-from volbench.report.schema import CaseResult, Statistic
+from volbench.results import CaseResult, Statistic
 
 def test_E3_seeds(record_case):
     record_case(CaseResult(claim="E3", case_id="E3-provenance", estimator="principled", verdict="pass",

@@ -33,10 +33,11 @@ import pytest
 import torch
 
 import volbench
+from volbench import _io
 from volbench.report import files
 from volbench.report.example import example_run
 from volbench.report.render import render_run
-from volbench.store import CorruptEntryWarning, MinimaStore
+from volbench.store.minima import CorruptEntryWarning, MinimaStore
 
 pytestmark = [
     pytest.mark.faults,
@@ -161,7 +162,7 @@ def test_file_size_limit_mid_report_keeps_the_previous_report(tmp_path, rendered
 # --------------------------------------------------------------------------- plugin: EFBIG
 
 BIG_CASES = '''
-from volbench.report.schema import CaseResult, Statistic
+from volbench.results import CaseResult, Statistic
 
 def _result(claim):
     # ~50 kB of JSON per result, so results.json grows by that much after every test
@@ -221,7 +222,7 @@ def test_plugin_results_json_over_the_limit_keeps_the_last_complete_version(tmp_
 
 STORE_CHILD = r"""
 import json, sys, torch
-from volbench.store import MinimaStore
+from volbench.store.minima import MinimaStore
 store = MinimaStore(sys.argv[1])
 big = {"params": torch.arange(100_000, dtype=torch.float32)}  # 400 kB of weights
 errors = []
@@ -266,7 +267,7 @@ def test_no_space_while_saving_results_json_keeps_the_previous_file(tmp_path, mo
     target = tmp_path / "results.json"
     files.save_run(_small_run(seed=0), target)
     before = target.read_bytes()
-    monkeypatch.setattr(files, "tempfile", _dev_full_mkstemp("results.json"))
+    monkeypatch.setattr(_io, "tempfile", _dev_full_mkstemp("results.json"))
     with pytest.raises(OSError) as info:
         files.save_run(_small_run(seed=1), target)
     monkeypatch.undo()
@@ -288,7 +289,7 @@ def test_no_space_for_index_html_keeps_every_file_of_the_previous_report(tmp_pat
     run_dir = _previous_report(rendered_seed0, tmp_path)
     (run_dir / "figures" / "999-only-in-the-old-report.png").write_bytes(b"\x89PNG old")
     before = _snapshot(run_dir)
-    monkeypatch.setattr(files, "tempfile", _dev_full_mkstemp("index.html"))
+    monkeypatch.setattr(_io, "tempfile", _dev_full_mkstemp("index.html"))
     if via == "render_run":
         with pytest.raises(OSError) as info:
             render_run(_small_run(seed=1), run_dir)
@@ -307,7 +308,7 @@ def test_no_space_for_index_html_keeps_every_file_of_the_previous_report(tmp_pat
 
 @needs_dev_full
 def test_no_space_while_storing_a_minimum_keeps_the_previous_entry(tmp_path, monkeypatch):
-    import volbench.store as store_module
+    import volbench.store.minima as store_module
 
     def write_to_dev_full(path: Path, data: bytes) -> None:
         path.touch()  # the file exists, as after open(path, "wb"); its bytes go nowhere
@@ -318,7 +319,7 @@ def test_no_space_while_storing_a_minimum_keeps_the_previous_entry(tmp_path, mon
     store = MinimaStore(tmp_path)
     old = store.put(store.key({"model": "toy", "seed": 1}), {"params": torch.zeros(4)}, {"loss": 0.1})
     before = _snapshot(old.path)
-    monkeypatch.setattr(store_module, "_write_file", write_to_dev_full)
+    monkeypatch.setattr(store_module, "write_durably", write_to_dev_full)
     with pytest.raises(OSError) as info:
         store.put(old.key, {"params": torch.ones(50_000)}, {"loss": 0.2}, overwrite=True)
     monkeypatch.undo()
@@ -332,7 +333,7 @@ def test_no_space_while_storing_a_minimum_keeps_the_previous_entry(tmp_path, mon
 @needs_dev_full
 def test_no_space_while_caching_a_measurement_leaves_no_partial_file(tmp_path, monkeypatch):
     import volbench.lab as lab
-    from volbench.train import TrainConfig
+    from volbench.lab.train import TrainConfig
 
     store = MinimaStore(tmp_path / "store")
     spec = lab.MinimumSpec("swiss_roll", "swiss_mlp", train_size=40, seed=0, base=20,
@@ -343,7 +344,7 @@ def test_no_space_while_caching_a_measurement_leaves_no_partial_file(tmp_path, m
         return lab.measure(minimum, 20, estimator="reference", n_directions=4, threshold=0.7, store=store)
 
     cache = store.root / "measurements"
-    monkeypatch.setattr(lab, "tempfile", _dev_full_mkstemp(".json"))
+    monkeypatch.setattr(_io, "tempfile", _dev_full_mkstemp(".json"))
     with pytest.warns(lab.CacheWriteWarning) as caught:
         uncached = run()  # the work is not lost: the measurement comes back, uncached
     msg = str(caught[0].message)
@@ -355,7 +356,7 @@ def test_no_space_while_caching_a_measurement_leaves_no_partial_file(tmp_path, m
     assert first.log_volume == uncached.log_volume, "the uncached result must equal the recomputed one"
     (path,) = cache.glob("*.json")
     cached = path.read_bytes()
-    monkeypatch.setattr(lab, "tempfile", _dev_full_mkstemp(".json"))
+    monkeypatch.setattr(_io, "tempfile", _dev_full_mkstemp(".json"))
     again = run()  # disk full again: a cache hit writes nothing, so it still works
     assert again == first and path.read_bytes() == cached and not _leftovers(cache)
 
@@ -377,7 +378,7 @@ def test_unwritable_report_folder_is_one_clear_cli_line(tmp_path, capsys):
 
 
 def test_write_fix_advice_per_errno():
-    from volbench._writes import explain_write_error, write_fix
+    from volbench._io import explain_write_error, write_fix
 
     assert "free space" in write_fix(OSError(errno.ENOSPC, "x"))
     assert "ulimit -f" in write_fix(OSError(errno.EFBIG, "x"))

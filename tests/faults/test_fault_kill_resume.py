@@ -29,8 +29,8 @@ KILL_AFTER = 2
 SWEEP = r"""
 import json, sys
 from volbench.lab import MinimumSpec, measure, train_minimum
-from volbench.store import MinimaStore
-from volbench.train import TrainConfig
+from volbench.store.minima import MinimaStore
+from volbench.lab.train import TrainConfig
 store = MinimaStore(sys.argv[1])
 for seed in range(int(sys.argv[2])):
     spec = MinimumSpec("swiss_roll", "swiss_mlp", train_size=40, seed=seed, base=20,
@@ -72,7 +72,7 @@ def test_sigkill_mid_sweep_then_resume(tmp_path):
     assert all(d["trained"] for d in done), "the first run must train everything it finished"
 
     # Whatever the kill left behind, every complete-looking entry verifies (no warning).
-    from volbench.store import CorruptEntryWarning, MinimaStore
+    from volbench.store.minima import CorruptEntryWarning, MinimaStore
 
     s = MinimaStore(store)
     with warnings.catch_warnings():

@@ -42,9 +42,17 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from ..analysis import logmeanexp
-from ..report.schema import Statement, Statistic
-from .stats import DEFAULT_LEVEL, Aggregate, PairingError, SeedEstimate, Terms, aggregate, what_would_decide
+from volbench.claims.analysis import logmeanexp
+from volbench.claims.stats import (
+    DEFAULT_LEVEL,
+    Aggregate,
+    PairingError,
+    SeedEstimate,
+    Terms,
+    aggregate,
+    what_would_decide,
+)
+from volbench.results import Statement, Statistic
 
 __all__ = ["Comparable", "DirectionContrast", "SeedComparison", "direction_contrast", "contrast_over_seeds",
            "slope_weights", "judge_all", "equivalence_statement", "terms_from_estimate", "N_BOOT"]

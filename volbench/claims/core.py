@@ -1,12 +1,12 @@
 """Statements (sub-verdicts) and how an interval decides one.
 
 A claim in ``../shared/CLAIMS.md`` lists the statements a case must judge. A rule turns
-measurements into one :class:`~volbench.report.schema.Statement` per statement; the claim's verdict
-is their conjunction (:func:`~volbench.report.schema.combine_verdicts`: fail dominates, then
+measurements into one :class:`~volbench.results.Statement` per statement; the claim's verdict
+is their conjunction (:func:`~volbench.results.combine_verdicts`: fail dominates, then
 inconclusive; "not-judged" never counts as a pass).
 
 Example:
-    >>> from volbench.report.schema import Statistic
+    >>> from volbench.results import Statistic
     >>> st = interval_statement("a", "log V(clean) > log V(poisoned)",
     ...                         Statistic("log V difference", 900.0, low=120.0, high=1400.0, level=0.95),
     ...                         above=0.0, rule="pass if the interval is above 0")
@@ -21,7 +21,7 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-from ..report.schema import STATEMENT_VERDICTS, Statement, Statistic, combine_verdicts
+from volbench.results import STATEMENT_VERDICTS, Statement, Statistic, combine_verdicts
 
 __all__ = ["Statement", "Statistic", "STATEMENT_VERDICTS", "combine_verdicts", "decide", "interval_statement",
            "not_judged", "claim_verdict"]

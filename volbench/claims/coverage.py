@@ -29,7 +29,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import torch
 
-from .stats import Terms, aggregate, paired_difference, seed_slope
+from volbench.claims.stats import Terms, aggregate, paired_difference, seed_slope
 
 __all__ = ["CoverageDesign", "CoverageResult", "simulate_coverage"]
 
@@ -91,9 +91,9 @@ class CoverageResult:
 
 
 def _measure(curvature: torch.Tensor, design: CoverageDesign, direction_seed: int) -> Terms:
-    from ..estimator import estimate_log_volume
-    from ..reference import reference_log_volume
-    from ..toy import QuadraticCost
+    from volbench.crosscheck.oracles import QuadraticCost
+    from volbench.estimator import estimate_log_volume
+    from volbench.estimator.reference import reference_log_volume
 
     cost = QuadraticCost(curvature)
     anchor = torch.zeros(design.n, dtype=torch.float64)

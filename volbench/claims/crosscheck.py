@@ -28,7 +28,7 @@ at p >= 1/1.25 any two estimates in [p, 1] pass the tolerance); where it is belo
 sampling cannot count it in a CI budget. So a statement is judged only when the sampled rate lies
 in ``E4_INFORMATIVE`` = [1e-4, 0.5]; outside, it is reported ("not-judged") with its numbers, never
 counted as support. The levels of case E4 are chosen by stated rules
-(``volbench.sampling.THRESHOLD_RULE`` and ``SCALE_RULE``) to land inside that range.
+(``volbench.crosscheck.sampling.THRESHOLD_RULE`` and ``SCALE_RULE``) to land inside that range.
 
 Power (E4). An inconclusive statement carries ``scale_to_decide``: the factor by which both the
 draws and the rays must grow for the interval, shrinking as 1/sqrt(count) around the same point
@@ -36,7 +36,7 @@ difference, to fall wholly inside the tolerance (or wholly outside it, where the
 is beyond it). A measured projection, not a promise: the point difference moves too.
 
 Exit rule (E4). ``e4_exit_rule`` judges the search's first-exit rule itself against an
-independent grid along the accepted segments (``volbench.sampling``, ``segment_check``): the
+independent grid along the accepted segments (``volbench.crosscheck.sampling``, ``segment_check``): the
 rule's count over-states the grid-checked count by log(k / (k - m)) for m missed exits among k
 accepts; an exact interval comes from Clopper-Pearson on m / k.
 
@@ -59,8 +59,8 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-from ..report.schema import Statement, Statistic
-from .core import not_judged
+from volbench.claims.core import not_judged
+from volbench.results import Statement, Statistic
 
 __all__ = ["E4_TOLERANCE", "E5_TOLERANCE", "E4_LEVEL", "E4_INFORMATIVE", "equivalence", "scale_to_decide",
            "e4_agreement", "e4_same_law", "e4_exit_rule", "e4_lower_bounds", "e4_parting", "e5_against_truth",
@@ -208,7 +208,7 @@ def e4_exit_rule(id: str, text: str, *, n_accepted: int, n_missed: int, grid: in
     >>> e4_exit_rule("x", "t", n_accepted=500, n_missed=290, grid=64).verdict
     'fail'
     """
-    from ..sampling import clopper_pearson
+    from volbench.crosscheck.sampling import clopper_pearson
 
     if isinstance(n_accepted, bool) or not isinstance(n_accepted, int) or n_accepted < 1:
         raise ValueError(f"n_accepted must be a positive int, got {n_accepted!r}")

@@ -14,9 +14,9 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from ..report.schema import Statement, Statistic
-from .core import decide, not_judged
-from .stats import DEFAULT_LEVEL, Aggregate
+from volbench.claims.core import decide, not_judged
+from volbench.claims.stats import DEFAULT_LEVEL, Aggregate
+from volbench.results import Statement, Statistic
 
 __all__ = ["welch_interval", "e1_grows_with_k", "e2_ordering_stable", "e3_agreement_summary", "e3_same_radii"]
 

@@ -1,5 +1,5 @@
 """Rules of the main paper's claims F1-F13 (Fan, Sandlund & Ko, "Sharp minima can generalize"):
-measurements in, one :class:`~volbench.report.schema.Statement` per statement of CLAIMS.md out.
+measurements in, one :class:`~volbench.results.Statement` per statement of CLAIMS.md out.
 
 Inputs are :class:`~volbench.claims.stats.Terms` records (per-direction log-terms with their
 resolution bounds; ``Terms.from_measurement`` builds one from a lab measurement) keyed by seed and
@@ -25,9 +25,8 @@ from typing import Any
 
 import numpy as np
 
-from ..report.schema import Statement, Statistic
-from .core import decide, interval_statement, not_judged
-from .stats import (
+from volbench.claims.core import decide, interval_statement, not_judged
+from volbench.claims.stats import (
     DEFAULT_LEVEL,
     Aggregate,
     SeedEstimate,
@@ -39,6 +38,7 @@ from .stats import (
     seed_value,
     what_would_decide,
 )
+from volbench.results import Statement, Statistic
 
 __all__ = [
     "PAPER_ALPHA", "f1_poison_smaller", "f2_own_largest_small", "f3_own_largest_every_size", "f4_not_universal",
@@ -707,7 +707,7 @@ def f13_filter_invariance(*, volbench_change: float, volbench_gaps: Sequence[Map
     exact, so any change is the procedure's); its departure from invariance measured and reported;
     (c) control: plain isotropic radii change by more than ``control_min`` (invariance must fail
     there, or the check could not fail)."""
-    from .estimator import e3_agreement_summary
+    from volbench.claims.estimator import e3_agreement_summary
 
     summary = e3_agreement_summary(volbench_gaps or [])
     a = Statement("a", "volbench's filter-normalised radii are invariant to layer rescaling",

@@ -1,6 +1,6 @@
 """Rules of Scherlis & Belrose's claims S1-S10 ("Estimating the probability of sampling a trained
 network", papers/scherlis-belrose-estimating-probability-of-sampling.txt): measurements in, one
-:class:`~volbench.report.schema.Statement` per statement of CLAIMS.md out.
+:class:`~volbench.results.Statement` per statement of CLAIMS.md out.
 
 Inference, by the design of each claim:
 
@@ -28,8 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from ..report.schema import Statement, Statistic
-from .contrast import (
+from volbench.claims.contrast import (
     Comparable,
     contrast_over_seeds,
     direction_contrast,
@@ -37,8 +36,9 @@ from .contrast import (
     judge_all,
     slope_weights,
 )
-from .core import not_judged
-from .stats import DEFAULT_LEVEL, Terms
+from volbench.claims.core import not_judged
+from volbench.claims.stats import DEFAULT_LEVEL, Terms
+from volbench.results import Statement, Statistic
 
 __all__ = [
     "Repeats", "PAPER", "s1_jensen", "s2_smooth_max", "largest_sample_share", "s3_markov", "s4_perfect_preconditioner",
@@ -126,7 +126,7 @@ def _paired_mean_difference(a: Repeats, b: Repeats, level: float) -> tuple[float
     """mean(a.gap - b.gap) over repeats with the same direction seeds (paired t), widened by the
     resolution bracket of the difference."""
     if a.seeds != b.seeds:
-        from .stats import PairingError
+        from volbench.claims.stats import PairingError
 
         raise PairingError("the two basins' repeats do not share their direction seeds: they cannot be paired")
     d = a.gap - b.gap

@@ -59,7 +59,7 @@ from typing import Any
 
 import numpy as np
 
-from ..analysis import logmeanexp
+from volbench.claims.analysis import logmeanexp
 
 __all__ = ["PairingError", "Terms", "SeedEstimate", "Aggregate", "paired_difference", "seed_slope",
            "seed_value", "aggregate", "all_above", "what_would_decide", "DEFAULT_LEVEL"]
@@ -401,10 +401,10 @@ def all_above(aggregates: Mapping[str, Aggregate], *, boundary: float = 0.0, lev
 def every_comparison(id: str, text: str, aggregates: Mapping[str, Aggregate], *, what: str, boundary: float = 0.0,
                      below: bool = False, level: float = DEFAULT_LEVEL, paper: str = "",
                      n_directions: int | None = None, extra: Mapping[str, Any] | None = None):
-    """A :class:`~volbench.report.schema.Statement` for "every comparison lies above (below) the
+    """A :class:`~volbench.results.Statement` for "every comparison lies above (below) the
     boundary", decided by :func:`all_above`; its statistic is the least favourable comparison
     with its interval, and its numbers hold every comparison."""
-    from ..report.schema import Statement, Statistic
+    from volbench.results import Statement, Statistic
 
     verdict, key, reason = all_above(aggregates, boundary=boundary, level=level, below=below,
                                      n_directions=n_directions)

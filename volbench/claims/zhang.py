@@ -1,6 +1,6 @@
 """Rules of Zhang, Reid, Valle-Perez & Louis's claims Z1-Z6 ("Why flatness correlates with
 generalization for deep neural networks", papers/zhang-why-flatness-correlates-with-generalization.txt):
-measurements in, one :class:`~volbench.report.schema.Statement` per statement of CLAIMS.md out.
+measurements in, one :class:`~volbench.results.Statement` per statement of CLAIMS.md out.
 
 Inference. The correlations of Z1 and Z2 are across the functions one training recipe finds
 when the attack set grows; a seed is one independent replicate of that whole sweep (its own
@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from ..report.schema import Statement, Statistic
+from volbench.results import Statement, Statistic
 
 __all__ = ["PAPER", "STRONG", "correlation_over_seeds", "z1_volume_error", "z2_adam_breaks_sharpness",
            "z3_alpha_scaling", "z4_boolean_sharpness_volume", "z5_spectral_norm", "z6_overtraining",

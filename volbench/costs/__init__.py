@@ -44,10 +44,10 @@ Example:
     >>> cost.path
     'matmul'
 """
-from .chunking import ChunkingDefaults, CostOutOfMemoryError
-from .layout import ParamInfo
-from .losses import LOSSES
-from .model_cost import PATHS, ModelCost
-from .rays import RayBatch
+from volbench.costs.chunking import ChunkingDefaults, CostOutOfMemoryError
+from volbench.costs.layout import ParamInfo
+from volbench.costs.losses import LOSSES
+from volbench.costs.model_cost import PATHS, ModelCost
+from volbench.costs.rays import RayBatch
 
 __all__ = ["LOSSES", "PATHS", "ChunkingDefaults", "CostOutOfMemoryError", "ModelCost", "ParamInfo", "RayBatch"]

@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 
 __all__ = ["ChunkingDefaults", "CostOutOfMemoryError", "is_oom", "round_up", "round_down",
-           "optional_positive_int", "same_device"]
+           "same_device"]
 
 # Recent torch exposes torch.OutOfMemoryError; older releases only torch.cuda.OutOfMemoryError.
 _TorchOOM = getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError)
@@ -109,12 +108,6 @@ def round_down(value: int, multiple: int) -> int:
     return value // multiple * multiple if value >= multiple else value
 
 
-def optional_positive_int(name: str, value: Any) -> int | None:
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be a positive int or None, got {value!r}")
-    return int(value)
 
 
 def same_device(a: torch.device, b: torch.device) -> bool:

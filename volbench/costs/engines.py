@@ -22,7 +22,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from .layout import ParamInfo
+from volbench.costs.layout import ParamInfo
 
 __all__ = ["ELEMENTWISE", "LinearOp", "ActOp", "Batch", "matmul_plan", "prepare_batch", "forward_matmul",
            "forward_later_layers", "forward_vmap", "unflatten"]

@@ -14,21 +14,19 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from ..estimator.core import as_device, check_dtype
-from ..models import check_accepts
-from .chunking import (
+from volbench._checks import as_device, check_accepts, check_dtype, optional_positive_int
+from volbench.costs.chunking import (
     ChunkingDefaults,
     CostOutOfMemoryError,
     is_oom,
-    optional_positive_int,
     round_down,
     round_up,
     same_device,
 )
-from .engines import Batch, forward_matmul, forward_vmap, matmul_plan, prepare_batch
-from .layout import ParamInfo, describe_parameters, filter_scale
-from .losses import LOSSES, ExampleLoss, as_multiclass, check_targets
-from .rays import RayBatch
+from volbench.costs.engines import Batch, forward_matmul, forward_vmap, matmul_plan, prepare_batch
+from volbench.costs.layout import ParamInfo, describe_parameters, filter_scale
+from volbench.costs.losses import LOSSES, ExampleLoss, as_multiclass, check_targets
+from volbench.costs.rays import RayBatch
 
 __all__ = ["PATHS", "ModelCost"]
 
@@ -355,7 +353,7 @@ class ModelCost:
         probabilistic bound of :func:`volbench.costs.rounding.cost_rounding_bound`, float64 ``[B]``.
         ``origin``: the points were formed as ``origin + t * d`` (a ray), so the formation's roundings
         count too. ``roundoff``: another unit roundoff (2^-11 for TF32 matmuls)."""
-        from .rounding import cost_rounding_bound
+        from volbench.costs.rounding import cost_rounding_bound
 
         points = points[None] if isinstance(points, Tensor) and points.ndim == 1 else points
         return cost_rounding_bound(self._model, self._inputs, self._targets, self.loss, points.detach(),

@@ -40,8 +40,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from .chunking import CostOutOfMemoryError, is_oom, round_down, round_up
-from .engines import LinearOp, forward_later_layers, prepare_batch
+from volbench.costs.chunking import CostOutOfMemoryError, is_oom, round_down, round_up
+from volbench.costs.engines import LinearOp, forward_later_layers, prepare_batch
 
 __all__ = ["RayBatch", "LINEAR_MARGIN", "LINEAR_MIN_SHARE"]
 

@@ -11,12 +11,12 @@ build the papers' training sets (nested subsets, poisoned / imbalanced extras, a
 Real data is looked up in the ``root`` argument, then ``$VOLBENCH_DATA``, then the user cache
 (see ``volbench.data.roots``); ``ds.describe()`` gives the variant, seed and checksums for reports.
 """
-from .dataset import ChecksumError, Dataset, DatasetNotFoundError
-from .download import download_file
-from .images import ten_k_split
-from .registry import load, names, options
-from .roots import ENV_VAR, data_roots, user_cache_dir
-from .subsets import (
+from volbench.data.dataset import ChecksumError, Dataset, DatasetNotFoundError
+from volbench.data.download import download_file
+from volbench.data.images import ten_k_split
+from volbench.data.registry import load, names, options
+from volbench.data.roots import ENV_VAR, data_roots, user_cache_dir
+from volbench.data.subsets import (
     Batch,
     Extras,
     NestedSubsets,

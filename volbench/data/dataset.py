@@ -31,6 +31,8 @@ from typing import Any
 
 import torch
 
+from volbench._checks import check_seed
+
 __all__ = ["Dataset", "DatasetNotFoundError", "ChecksumError"]
 
 
@@ -210,22 +212,8 @@ class Dataset:
                 f"seed={self.seed}, source={self.source!r})")
 
 
-def check_seed(seed: Any, what: str = "seed") -> int:
-    """Validate a seed (a non-negative int below 2**63, as torch.Generator.manual_seed accepts)."""
-    if isinstance(seed, bool) or not isinstance(seed, int):
-        raise TypeError(f"{what} must be an int, got {type(seed).__name__}")
-    if not 0 <= seed < 2 ** 63:
-        raise ValueError(f"{what} must be in [0, 2**63), got {seed}")
-    return seed
 
 
-def check_count(value: Any, what: str, *, minimum: int = 0) -> int:
-    """Validate an integer count (rejects bools, floats such as 1e3, and values below minimum)."""
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{what} must be an int, got {value!r} ({type(value).__name__})")
-    if value < minimum:
-        raise ValueError(f"{what} must be >= {minimum}, got {value}")
-    return value
 
 
 def check_fraction(value: Any, what: str, *, low_open: bool = False, high_open: bool = False) -> float:

@@ -46,8 +46,8 @@ from typing import Any
 from filelock import FileLock
 from tqdm import tqdm
 
-from .._writes import explain_write_error
-from .dataset import ChecksumError
+from volbench._io import explain_write_error
+from volbench.data.dataset import ChecksumError
 
 __all__ = ["download_file", "sha256_of", "check_reachable", "DownloadError", "CONNECT_TIMEOUT", "READ_TIMEOUT"]
 

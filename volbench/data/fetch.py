@@ -41,9 +41,9 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from .dataset import ChecksumError, DatasetNotFoundError
-from .download import DownloadError, download_file
-from .roots import ENV_VAR, user_cache_dir
+from volbench.data.dataset import ChecksumError, DatasetNotFoundError
+from volbench.data.download import DownloadError, download_file
+from volbench.data.roots import ENV_VAR, user_cache_dir
 
 __all__ = ["SOURCES", "Source", "Status", "FetchError", "OFFLINE_VAR", "offline", "fetchable", "fetch", "fetch_idx",
            "status", "status_all", "ensure", "unavailable_message", "MNIST_MIRRORS", "FASHION_MNIST_MIRRORS"]
@@ -163,7 +163,7 @@ class Status:
 
 def status(name: str, root: Any = None) -> Status:
     """Where ``name`` is found now (no download). Generated and bundled data sets are always there."""
-    from . import images  # the reading code; imported here so this module stays light
+    from volbench.data import images  # the reading code; imported here so this module stays light
 
     canon = _canonical(name)
     if canon in _BUNDLED:
@@ -190,7 +190,7 @@ def status(name: str, root: Any = None) -> Status:
 
 def status_all(root: Any = None) -> list[Status]:
     """:func:`status` of every registered data set (``volbench data list``)."""
-    from .registry import names
+    from volbench.data.registry import names
 
     return [status(n, root) for n in names()]
 
@@ -262,7 +262,7 @@ def _fetch_cifar10(dest_root: Path, progress: Any) -> Path:
             shutil.rmtree(final)
         os.replace(work / "cifar-10-batches-py", final)
     except OSError as e:
-        from .._writes import explain_write_error
+        from volbench._io import explain_write_error
 
         raise explain_write_error(e, final, what="the extracted CIFAR-10 batches",
                                   kept=f"the verified archive {archive} was kept; nothing partial was left") from e
@@ -283,7 +283,7 @@ def fetch(name: str, *, root: str | os.PathLike[str] | None = None, progress: An
     cannot be reached, or for data sets without a download; ChecksumError when no mirror served
     the expected file (the bad file deleted); OSError naming the file on a full disk.
     """
-    from . import images
+    from volbench.data import images
 
     canon = _canonical(name)
     if canon not in SOURCES:

@@ -43,7 +43,7 @@ from typing import Any
 
 import numpy as np
 
-from .idx import encode_idx
+from volbench.data.idx import encode_idx
 
 __all__ = ["write_synthetic", "SYNTHETIC_SETS", "DEFAULT_SIZES"]
 

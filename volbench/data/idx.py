@@ -28,7 +28,7 @@ from types import MappingProxyType
 
 import numpy as np
 
-from .dataset import ChecksumError
+from volbench.data.dataset import ChecksumError
 
 __all__ = ["IdxFile", "parse_idx", "encode_idx", "read_idx", "find_idx", "KnownChecksum", "verify"]
 

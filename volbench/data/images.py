@@ -37,9 +37,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from .dataset import ChecksumError, Dataset, DatasetNotFoundError, check_count, check_seed, generator
-from .idx import IdxFile, KnownChecksum, find_idx, read_idx, verify
-from .roots import data_roots, not_found_message
+from volbench._checks import check_count, check_seed
+from volbench.data.dataset import ChecksumError, Dataset, DatasetNotFoundError, generator
+from volbench.data.idx import IdxFile, KnownChecksum, find_idx, read_idx, verify
+from volbench.data.roots import data_roots, not_found_message
 
 __all__ = [
     "load_mnist", "load_fashion_mnist", "load_mnist_binary", "load_cifar10", "load_svhn", "load_digits",
@@ -121,7 +122,7 @@ IDX_FAMILIES: Mapping[str, _IdxFamily] = MappingProxyType({"mnist": _MNIST, "fas
 
 def _one_line(name: str) -> str:
     """The one-line reason of a missing data set (how to get it, where its files go)."""
-    from .fetch import unavailable_message  # the download catalogue; kept out of the reading code
+    from volbench.data.fetch import unavailable_message  # the download catalogue; kept out of the reading code
 
     return unavailable_message(name)
 
@@ -227,7 +228,7 @@ def _load_idx_family(family: _IdxFamily, *, root: Any, seed: int, variant: str, 
     # With download=True, "auto" means: use the full set, fetching it if no root has it.
     hit = _locate(family, root, "full" if (download and variant == "auto") else variant)
     if hit is None and download:
-        from .fetch import fetch_idx  # the download code lives apart from the reading code
+        from volbench.data.fetch import fetch_idx  # the download code lives apart from the reading code
 
         stems = TEN_K_STEMS if variant == "10k" else FULL_STEMS
         hit = ("10k" if variant == "10k" else "full", fetch_idx(family, stems, mirrors=mirrors))

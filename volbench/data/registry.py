@@ -17,8 +17,8 @@ from typing import Any
 
 import torch
 
-from . import images, synthetic
-from .dataset import Dataset
+from volbench.data import images, synthetic
+from volbench.data.dataset import Dataset
 
 __all__ = ["names", "load", "LOADERS"]
 

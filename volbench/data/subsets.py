@@ -22,7 +22,8 @@ from typing import NamedTuple
 
 import torch
 
-from .dataset import Dataset, check_count, check_fraction, check_seed, generator
+from volbench._checks import check_count, check_seed
+from volbench.data.dataset import Dataset, check_fraction, generator
 
 __all__ = ["NestedSubsets", "Extras", "Batch", "nested_subsets", "poisoned_extras", "imbalanced_extras",
            "attack_set", "take", "data_seed_for"]

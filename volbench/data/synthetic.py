@@ -20,7 +20,8 @@ from typing import Any
 
 import torch
 
-from .dataset import Dataset, check_count, check_fraction, check_seed, generator
+from volbench._checks import check_count, check_seed
+from volbench.data.dataset import Dataset, check_fraction, generator
 
 __all__ = ["load_swiss_roll", "load_modular_addition", "load_boolean", "derive_seed", "swiss_roll_points",
            "boolean_inputs", "boolean_truth_table"]

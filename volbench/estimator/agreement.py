@@ -131,9 +131,9 @@ def rays_of(estimate, cost, origin: Tensor, *, directions: Tensor | None = None)
       cost's weight-row norms): ``d_k = g_k * scale``, t the grid coefficient.
     Other preconditioners cannot be rebuilt from the record: ValueError.
     """
-    from ..reference import paper_coefficients, reference_scale
-    from .core import filter_scale_at
-    from .directions import DirectionSampler, raw_gaussian
+    from volbench.estimator.core import filter_scale_at
+    from volbench.estimator.directions import DirectionSampler, raw_gaussian
+    from volbench.estimator.reference import paper_coefficients, reference_scale
 
     cfg = estimate.config
     dtype = getattr(torch, cfg["dtype"])

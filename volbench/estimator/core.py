@@ -31,9 +31,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from .. import __version__
-from .directions import DIRECTION_GENERATOR, DirectionSampler, row_norms
-from .measures import (
+from volbench import __version__
+from volbench._checks import as_device, check_dtype, check_flat, check_positive_int, check_seed, check_threshold
+from volbench.estimator.directions import DIRECTION_GENERATOR, DirectionSampler, row_norms
+from volbench.estimator.measures import (
     check_prior_mean,
     describe_prior_mean,
     gaussian_log_ray_mass_at,
@@ -41,13 +42,12 @@ from .measures import (
     log_unit_ball_volume,
     log_unit_sphere_area,
 )
-from .result import CensoredRaysWarning, VolumeEstimate
-from .search import SearchConfig, search_radii
-from .walk import FlatRays, Question, search_walk
+from volbench.estimator.result import CensoredRaysWarning, VolumeEstimate
+from volbench.estimator.search import SearchConfig, search_radii
+from volbench.estimator.walk import FlatRays, Question, search_walk
 
 __all__ = ["estimate_log_volume", "estimate_log_volume_many", "default_rtol", "DEFAULT_RESOLUTION_NATS",
-           "filter_scale_at", "check_anchor", "as_batched_cost", "default_device", "as_device", "check_seed",
-           "check_dtype", "check_n_directions", "check_batch_size"]
+           "filter_scale_at", "check_anchor", "as_batched_cost", "default_device"]
 
 Cost = Callable[..., torch.Tensor]
 
@@ -96,58 +96,14 @@ def as_batched_cost(cost: Cost, threshold: float) -> Callable[[torch.Tensor], to
     return evaluate
 
 
-def as_device(device: Any, what: str = "device") -> torch.device:
-    """``torch.device(device)``, or a ValueError / TypeError that names the fix: an unknown
-    device string, or CUDA asked for where torch sees no (or not that many) CUDA devices."""
-    if isinstance(device, torch.device):
-        dev = device
-    elif isinstance(device, (str, int)) and not isinstance(device, bool):
-        try:
-            dev = torch.device(device)
-        except (RuntimeError, ValueError) as exc:
-            raise ValueError(f"{what} {device!r} is not a torch device ({str(exc).splitlines()[0][:80]}...); "
-                             "use 'cpu', 'cuda' or 'cuda:N'") from None
-    else:
-        raise TypeError(f"{what} must be a torch.device, a string such as 'cpu' or 'cuda:0', or None; "
-                        f"got {type(device).__name__}")
-    if dev.type == "cuda":
-        if not torch.cuda.is_available():
-            raise ValueError(f"{what} {str(dev)!r} needs CUDA, but torch {torch.__version__} sees no CUDA device; "
-                             "pass device='cpu' (or install a CUDA build of torch on a GPU machine)")
-        if dev.index is not None and dev.index >= torch.cuda.device_count():
-            raise ValueError(f"{what} {str(dev)!r} does not exist: torch sees {torch.cuda.device_count()} "
-                             f"CUDA device(s), cuda:0 to cuda:{torch.cuda.device_count() - 1}")
-    return dev
 
 
-def check_seed(seed: Any, what: str = "seed") -> int:
-    """A non-negative int seed (numpy integers allowed), else a TypeError / ValueError naming it."""
-    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
-        raise TypeError(f"{what} must be a non-negative int, got {seed!r} ({type(seed).__name__})")
-    if seed < 0:
-        raise ValueError(f"{what} must be a non-negative int, got {seed}")
-    return int(seed)
 
 
-def check_dtype(dtype: Any) -> torch.dtype:
-    """A floating-point torch.dtype, else a TypeError naming the fix."""
-    if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point or dtype.is_complex:
-        raise TypeError(f"dtype must be a floating-point torch.dtype such as torch.float32 or torch.float64, "
-                        f"got {dtype!r}")
-    return dtype
 
 
-def check_n_directions(n_directions: Any) -> int:
-    """A positive int number of directions, else a ValueError naming it."""
-    if isinstance(n_directions, bool) or not isinstance(n_directions, int) or n_directions < 1:
-        raise ValueError(f"n_directions must be a positive integer, got {n_directions!r}")
-    return n_directions
 
 
-def check_batch_size(batch_size: Any) -> int:
-    if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive int (rays searched together) or None, got {batch_size!r}")
-    return int(batch_size)
 
 
 def default_device(cost, anchor, device) -> torch.device:
@@ -160,26 +116,12 @@ def default_device(cost, anchor, device) -> torch.device:
     return anchor.device if isinstance(anchor, torch.Tensor) else torch.device("cpu")
 
 
-def _check_anchor_tensor(anchor: Any) -> torch.Tensor:
-    if not isinstance(anchor, torch.Tensor):
-        raise TypeError(f"anchor must be a flat torch.Tensor of parameters, got {type(anchor).__name__}")
-    if anchor.ndim != 1 or anchor.numel() == 0:
-        raise ValueError(
-            f"anchor must be a flat [n] tensor, got shape {tuple(anchor.shape)}; "
-            "flatten it with torch.nn.utils.parameters_to_vector"
-        )
-    if not anchor.dtype.is_floating_point:
-        raise TypeError(f"anchor must be a floating-point tensor, got {anchor.dtype}")
-    if not torch.isfinite(anchor).all():
-        bad = int((~torch.isfinite(anchor)).sum())
-        raise ValueError(f"anchor has {bad} non-finite parameters (NaN/Inf); the minimum is corrupt or diverged")
-    return anchor
 
 
 def check_anchor(cost: Cost, anchor: Any, threshold: float, *, device, dtype) -> tuple[torch.Tensor, float]:
     """Validate anchor and threshold; return the anchor on device/dtype and its cost."""
-    anchor = _check_anchor_tensor(anchor)
-    _check_threshold(threshold)
+    anchor = check_flat(anchor, "anchor")
+    check_threshold(threshold)
     anchor = anchor.detach().to(device=device, dtype=dtype)
     c0 = as_batched_cost(cost, threshold)(anchor.unsqueeze(0))
     c0 = float(c0[0])
@@ -313,7 +255,7 @@ def estimate_log_volume(
     radii are lower bounds, and at large n one of them can dominate log V.
     """
     if isinstance(directions, str) and directions == "prior":
-        from .prior_rays import estimate_prior_directed
+        from volbench.estimator.prior_rays import estimate_prior_directed
 
         return estimate_prior_directed(
             cost, anchor, threshold=threshold, n_directions=n_directions, measure=measure, prior_std=prior_std,
@@ -347,7 +289,7 @@ def estimate_log_volume_many(cost: Cost, anchor: torch.Tensor, *, thresholds: Se
 
 def _gaussian_std(prior_std, n: int) -> torch.Tensor:
     if prior_std is None:
-        raise ValueError("measure='gaussian' needs prior_std (a float or an [n] tensor); see volbench.priors")
+        raise ValueError("measure='gaussian' needs prior_std (a float or an [n] tensor); see volbench.estimator.priors")
     if not isinstance(prior_std, (numbers.Real, torch.Tensor)) or isinstance(prior_std, bool):
         raise TypeError(f"prior_std must be a positive float or a positive [{n}] tensor, got "
                         f"{type(prior_std).__name__}")
@@ -414,7 +356,7 @@ def _estimate(cost, anchor, *, thresholds, sizes, strict, n_directions=500, dire
     if not thresholds:
         raise ValueError("at least one threshold is needed")
     for tau in thresholds:
-        _check_threshold(tau)
+        check_threshold(tau)
     seed = check_seed(seed)
     dtype = check_dtype(dtype)
     if search == "bisect":
@@ -424,13 +366,13 @@ def _estimate(cost, anchor, *, thresholds, sizes, strict, n_directions=500, dire
         c0 = torch.tensor([c0_single], dtype=torch.float64)
         opener = None
     else:
-        anchor_t = _check_anchor_tensor(anchor).detach().to(device=device, dtype=dtype)
+        anchor_t = check_flat(anchor, "anchor").detach().to(device=device, dtype=dtype)
         c0, opener = _anchor_costs(cost, anchor_t, sizes, thresholds, strict, dtype)
     anchor = anchor_t
     n = anchor.numel()
     size_list = None if sizes is None else tuple(cost._check_sizes(sizes))
     explicit, precond, label = _resolve_directions(cost, anchor, directions, preconditioner)
-    K = check_n_directions(n_directions) if explicit is None else explicit.shape[0]
+    K = check_positive_int(n_directions, "n_directions") if explicit is None else explicit.shape[0]
     sampler = DirectionSampler(n, seed=seed, preconditioner=precond, explicit=explicit)
     std = mean = None
     if measure == "gaussian":
@@ -454,7 +396,7 @@ def _estimate(cost, anchor, *, thresholds, sizes, strict, n_directions=500, dire
     )
     if batch_size is None:
         batch_size = int(getattr(cost, "max_rays", None) or getattr(cost, "max_batch", None) or 256)
-    batch_size = check_batch_size(batch_size)
+    batch_size = check_positive_int(batch_size, "batch_size", " (rays searched together) or None")
 
     # Questions: (size index, tau) for every pair whose anchor is inside; None results otherwise.
     keys, questions = [], []
@@ -580,11 +522,6 @@ def _estimate(cost, anchor, *, thresholds, sizes, strict, n_directions=500, dire
     return results
 
 
-def _check_threshold(threshold) -> float:
-    if (isinstance(threshold, bool) or not isinstance(threshold, numbers.Real)
-            or not math.isfinite(threshold) or threshold <= 0):
-        raise ValueError(f"threshold must be a finite positive number (a loss level), got {threshold!r}")
-    return float(threshold)
 
 
 def _bisect_batch(cost, anchor, v, threshold, cfg, device, dtype):

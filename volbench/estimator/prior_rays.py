@@ -42,8 +42,8 @@ import time
 import numpy as np
 import torch
 
-from .measures import check_prior_mean, describe_prior_mean, gaussian_log_ray_mass
-from .result import VolumeEstimate
+from volbench.estimator.measures import check_prior_mean, describe_prior_mean, gaussian_log_ray_mass
+from volbench.estimator.result import VolumeEstimate
 
 __all__ = ["PRIOR_BLOCK", "PRIOR_RAY_STREAM", "SAMPLING_STREAM", "CALIBRATION_STREAM", "check_prior_std",
            "prior_points", "prior_ray_directions", "log_ray_fractions", "estimate_prior_directed"]
@@ -53,7 +53,7 @@ PRIOR_BLOCK = 256
 #: Stream tags that keep the prior rays and direct sampling independent for one user seed.
 PRIOR_RAY_STREAM = 1
 SAMPLING_STREAM = 2
-#: Pilot draws that calibrate a measure or threshold ladder (``volbench.sampling.calibrate_*``):
+#: Pilot draws that calibrate a measure or threshold ladder (``volbench.crosscheck.sampling.calibrate_*``):
 #: independent of the draws and rays the calibrated levels are then measured with.
 CALIBRATION_STREAM = 3
 #: Rows of [rows, n] float64 directions held at once (256 MiB): bounds memory for large n.
@@ -63,7 +63,8 @@ _MAX_BLOCK_ELEMENTS = 1 << 25
 def check_prior_std(prior_std, n: int) -> torch.Tensor:
     """The Gaussian's standard deviations as a positive [n] float64 CPU tensor, else an error."""
     if prior_std is None:
-        raise ValueError("the Gaussian measure needs prior_std (a float or an [n] tensor); see volbench.priors")
+        raise ValueError("the Gaussian measure needs prior_std (a float or an [n] tensor); "
+                         "see volbench.estimator.priors")
     if isinstance(prior_std, bool) or not isinstance(prior_std, (int, float, torch.Tensor)):
         raise TypeError(f"prior_std must be a positive float or a positive [{n}] tensor, got "
                         f"{type(prior_std).__name__}")
@@ -142,7 +143,8 @@ def estimate_prior_directed(cost, anchor: torch.Tensor, *, threshold: float, n_d
     radius) and ``log_terms_upper`` the same from the outside radius; ``log_volume`` is the log of
     their mean, ``config["directions"] == "prior"``.
     """
-    from .core import check_n_directions, check_seed, estimate_log_volume
+    from volbench._checks import check_positive_int, check_seed
+    from volbench.estimator.core import estimate_log_volume
 
     start_time = time.perf_counter()
     if measure != "gaussian":
@@ -152,7 +154,7 @@ def estimate_prior_directed(cost, anchor: torch.Tensor, *, threshold: float, n_d
         raise ValueError("directions='prior' draws its rays from the prior; pass preconditioner=None")
     if not isinstance(anchor, torch.Tensor) or anchor.ndim != 1 or anchor.numel() == 0:
         raise ValueError("anchor must be a flat [n] tensor of parameters (torch.nn.utils.parameters_to_vector)")
-    K = check_n_directions(n_directions)
+    K = check_positive_int(n_directions, "n_directions")
     seed = check_seed(seed)
     n = anchor.numel()
     std = check_prior_std(prior_std, n)

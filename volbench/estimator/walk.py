@@ -23,7 +23,7 @@ Two walks:
   each question has seen its first ``cost > tau`` (or the grid ends). When the costs come from
   an approximate path (the first-layer cache; :meth:`RayBatch.rounding_margin`), a decision
   within the margin of tau is re-made on the plain path's value, so the crossings equal the
-  sequential loop's (``volbench.reference.paper_loop_radii``).
+  sequential loop's (``volbench.estimator.reference.paper_loop_radii``).
 
 Costs are read from a ray evaluator: ``ModelCost.open_rays`` (``volbench.costs.RayBatch``) or
 :class:`FlatRays` around any cost callable.

@@ -21,6 +21,6 @@ Example:
     ...            statistic=Statistic("max |error|", 1e-5), rule="pass if < 1e-3").verdict
     'pass'
 """
-from .schema import SCHEMA_VERSION, CaseResult, RunReport, SchemaError, Statistic
+from volbench.results import SCHEMA_VERSION, CaseResult, RunReport, SchemaError, Statistic
 
 __all__ = ["SCHEMA_VERSION", "CaseResult", "RunReport", "SchemaError", "Statistic"]

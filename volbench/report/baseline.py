@@ -29,7 +29,7 @@ the reason in the commit message::
     volbench baseline update RUN --prune  # and drop cases the run no longer has
 
 Example:
-    >>> from volbench.report.schema import CaseResult, Statistic
+    >>> from volbench.results import CaseResult, Statistic
     >>> r = CaseResult(claim="F5", case_id="F5-x", estimator="reference", verdict="pass",
     ...                statistic=Statistic("alpha", -0.2, low=-0.3, high=-0.1, level=0.95), rule="r")
     >>> base = Baseline({"F5-x": {"reference": entry_of(r)}})
@@ -61,8 +61,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .machine import MachineClass, describe_machine
-from .schema import CaseResult, RunReport, Statistic, combine_verdicts
+from volbench.report.machine import MachineClass, describe_machine
+from volbench.results import CaseResult, RunReport, Statistic, combine_verdicts
 
 __all__ = ["BASELINE_ENV", "MATCH_ENV", "Baseline", "BaselineComparison", "BaselineError", "ReportedMoves",
            "default_baseline_path", "load_baseline", "entry_of", "moved", "is_borderline", "strict_match",
@@ -350,7 +350,7 @@ def update_baseline(results: Iterable[CaseResult], path: Path, *, prune: bool = 
     machine class they were judged on (:func:`machine_of`), keeping entries of cases the run did not
     include unless ``prune``. Keeping entries recorded on another class would mix classes under one
     machine block: that raises BaselineError. Returns (entries written, the lines of what moved)."""
-    from .files import atomic_write_text
+    from volbench._io import atomic_write_text
 
     path = Path(path)
     try:
@@ -382,7 +382,7 @@ def update_baseline(results: Iterable[CaseResult], path: Path, *, prune: bool = 
 
 def baseline_as_run(path: Path) -> RunReport:
     """The baseline as a run, so ``volbench compare RUN baseline`` can compare against it."""
-    from .schema import Statement
+    from volbench.results import Statement
 
     baseline = load_baseline(path)
     results = []

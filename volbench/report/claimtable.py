@@ -4,10 +4,10 @@ Each row puts the paper's statement and number (:mod:`volbench.claims.registry`)
 each estimator found: the reference estimator (the main paper's fixed-grid procedure) and the
 principled one (volbench's), each with its verdict and key number, any other estimator (e.g.
 ``nngp-ep``, ``sampling``), and whether the estimators agree. Its statements (sub-verdicts,
-:class:`~volbench.report.schema.Statement`) are listed on expansion.
+:class:`~volbench.results.Statement`) are listed on expansion.
 
 Verdict of an estimator over a claim's cases: "error" if any case broke, else the conjunction of
-the case verdicts (:func:`~volbench.report.schema.combine_verdicts`, fail dominating, then
+the case verdicts (:func:`~volbench.results.combine_verdicts`, fail dominating, then
 inconclusive; skipped cases are left out, and a claim with nothing judged is "skip").
 
 Agreement, over the estimators with a judged verdict (pass, fail, inconclusive): "agree" (all
@@ -28,9 +28,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from ..claims.registry import CLAIM_IDS, ClaimInfo, claim_info
-from .formatting import claim_sort_key
-from .schema import CaseResult, Statement, combine_verdicts
+from volbench.claims.registry import CLAIM_IDS, ClaimInfo, claim_info
+from volbench.report.formatting import claim_sort_key
+from volbench.results import CaseResult, Statement, combine_verdicts
 
 __all__ = ["EstimatorSummary", "ClaimRow", "claim_rows", "missing_claims", "MAIN_ESTIMATORS"]
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 
-from .schema import CaseResult, RunReport, Statement, Statistic
+from volbench.results import CaseResult, RunReport, Statement, Statistic
 
 __all__ = ["example_run", "example_environment"]
 

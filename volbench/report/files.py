@@ -1,4 +1,5 @@
-"""Files of a report directory: atomic writes, run ids, the ``latest`` pointer, loading runs.
+"""Files of a report directory: run ids, the ``latest`` pointer, loading and saving runs (every
+write through ``volbench._io``'s atomic writer).
 
 Layout (see ``reports/README.md``)::
 
@@ -12,11 +13,10 @@ Layout (see ``reports/README.md``)::
 Only the standard library is used, so the pytest plugin imports this cheaply.
 
 Example:
-    >>> import tempfile, pathlib
-    >>> root = pathlib.Path(tempfile.mkdtemp())
-    >>> atomic_write_text(root / "a.txt", "hello")
-    >>> (root / "a.txt").read_text()
-    'hello'
+    >>> import tempfile
+    >>> run_id = new_run_id()
+    >>> create_run_dir(tempfile.mkdtemp())[0] != run_id
+    True
 """
 from __future__ import annotations
 
@@ -24,19 +24,14 @@ import datetime as _dt
 import json
 import os
 import secrets
-import tempfile
-from collections.abc import Sequence
 from pathlib import Path
 
-from .._writes import explain_write_error
-from .schema import RunReport, SchemaError
+from volbench._io import atomic_write_text
+from volbench.results import RunReport, SchemaError
 
 __all__ = [
     "RESULTS_NAME",
     "ReportFileError",
-    "atomic_write_bytes",
-    "atomic_write_many",
-    "atomic_write_text",
     "new_run_id",
     "utc_now",
     "create_run_dir",
@@ -56,75 +51,6 @@ REPORT_DIR_ENV = "VOLBENCH_REPORT_DIR"
 
 class ReportFileError(ValueError):
     """A results.json could not be read (corrupt or not volbench's); the message names the file."""
-
-
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    """Write ``data`` to ``path`` so readers see the old or the new file, never a part.
-
-    The bytes go to a temporary file in the same directory (so ``os.replace`` is a rename on one
-    file system), are flushed and fsynced, then renamed over ``path``. A crash or SIGKILL at any
-    point leaves the previous file intact; the temporary file is removed on errors. A failed
-    write (full disk, file-size limit, read-only folder) raises an OSError with the same errno
-    whose message names the file and the fix.
-    """
-    atomic_write_many([(path, data)])
-
-
-def atomic_write_many(items: Sequence[tuple[str | os.PathLike, bytes]]) -> None:
-    """Write several files so that a failed write replaces none of them.
-
-    Every file is first written to its own temporary file beside it (flushed and fsynced); only
-    when all of them are complete are they renamed over their targets. A full disk or a
-    file-size limit hit while writing any of them therefore leaves every previous file as it was
-    and removes the temporary files (renames need no space). Used for a report's ``report.md``,
-    ``index.html`` and figures, which must not end up from two different renderings.
-    """
-    staged: list[tuple[str, Path]] = []
-    current: Path | None = None
-    try:
-        for target, data in items:
-            current = Path(target)
-            fd, tmp = tempfile.mkstemp(dir=current.parent, prefix=f".{current.name}.", suffix=".tmp")
-            staged.append((tmp, current))
-            # mkstemp makes the file private (0600); a report is shared like any file the user
-            # writes, so give it the mode open() would have (0666 minus the umask).
-            os.chmod(tmp, 0o666 & ~_umask())
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(data)
-                fh.flush()
-                os.fsync(fh.fileno())
-        current = None
-        for tmp, target in staged:
-            current = target
-            os.replace(tmp, target)
-    except BaseException as exc:
-        for tmp, _ in staged:
-            try:
-                os.unlink(tmp)
-            except OSError:  # already renamed into place, or never created
-                pass
-        if isinstance(exc, OSError) and exc.errno is not None and current is not None:
-            kept = ("the previous file is unchanged and no partial file was left" if len(staged) <= 1 else
-                    "every previous file of this set is unchanged and no partial file was left")
-            raise explain_write_error(exc, current, kept=kept) from exc
-        raise
-
-
-def _umask() -> int:
-    """The process umask, read without changing it (Linux /proc); 0o022 where unknown."""
-    try:
-        with open("/proc/self/status", encoding="ascii") as fh:
-            for line in fh:
-                if line.startswith("Umask:"):
-                    return int(line.split()[1], 8)
-    except (OSError, ValueError):
-        pass
-    return 0o022
-
-
-def atomic_write_text(path: str | os.PathLike, text: str) -> None:
-    """:func:`atomic_write_bytes` for UTF-8 text."""
-    atomic_write_bytes(path, text.encode("utf-8"))
 
 
 def utc_now() -> str:

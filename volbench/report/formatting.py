@@ -15,7 +15,7 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from .schema import CaseResult, RunReport
+from volbench.results import CaseResult, RunReport
 
 __all__ = [
     "format_value",

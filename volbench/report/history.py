@@ -38,8 +38,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from .formatting import claim_sort_key, computed_seconds, format_seconds, seconds_per_cost_eval
-from .schema import CaseResult, RunReport, Statistic
+from volbench.report.formatting import claim_sort_key, computed_seconds, format_seconds, seconds_per_cost_eval
+from volbench.results import CaseResult, RunReport, Statistic
 
 __all__ = ["TIMING_FACTOR", "RULE", "RunInfo", "HistoryPoint", "Series", "load_runs", "build_history",
            "history_rows", "format_history", "history_plot", "machine_key"]
@@ -117,7 +117,7 @@ class Series:
 def load_runs(root: str | os.PathLike) -> tuple[list[tuple[Path, RunReport]], list[str]]:
     """Every readable run under ``root`` (its ``*/results.json``; ``latest`` is skipped) and one
     problem line per run that could not be read (it is left out, not guessed)."""
-    from .files import ReportFileError, load_run
+    from volbench.report.files import ReportFileError, load_run
 
     root = Path(root)
     if not root.is_dir():
@@ -228,7 +228,7 @@ def history_rows(series: Sequence[Series]) -> list[list[str]]:
 
 
 def format_history(series: Sequence[Series], *, markdown: bool = False) -> str:
-    from .benchcompare import _render
+    from volbench.bench.compare import _render
 
     if not series:
         return "no matching results in these runs"
@@ -245,7 +245,7 @@ def history_plot(series: Sequence[Series], *, dpi: int = 110, limit: int = 8):
     import numpy as np
     from matplotlib.figure import Figure
 
-    from .plots import _COLORS, _RC, PlotImage, _png
+    from volbench.report.plots import _COLORS, _RC, PlotImage, _png
 
     drawable = [s for s in series if any(p.statistic is not None for p in s.points)]
     if not drawable:

@@ -130,7 +130,7 @@ def machine_class(device: Any = None) -> MachineClass:
     """
     import torch
 
-    from .envinfo import cpu_capability, cpu_vendor, tf32_settings
+    from volbench.report.envinfo import cpu_capability, cpu_vendor, tf32_settings
 
     where = torch.device(device if device is not None else default_device())
     switches = tf32_settings(torch)

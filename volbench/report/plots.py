@@ -20,7 +20,7 @@ touched. Each :class:`CaseResult` series entry's ``"kind"`` picks the drawing:
 ==========================  ===================================================================
 
 Example:
-    >>> from volbench.report.schema import CaseResult
+    >>> from volbench.results import CaseResult
     >>> r = CaseResult(claim="E1", case_id="E1-directions", verdict="skip", reason="demo",
     ...                series=[{"kind": "volume_vs_directions", "x": [50, 500], "y": [-10., -8.]}])
     >>> [p.png[:4] for p in case_plots(r)]
@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
 
-from .schema import CaseResult
+from volbench.results import CaseResult
 
 __all__ = ["PlotImage", "case_plots", "timing_plot", "KIND_TITLES", "KIND_CAPTIONS", "figure_caption"]
 
@@ -412,7 +412,7 @@ KIND_CAPTIONS = MappingProxyType({
 
 def figure_caption(kind: str, result: CaseResult) -> str:
     """What the figure shows, and what the claim predicts one sees in it if it holds."""
-    from ..claims.registry import claim_info
+    from volbench.claims.registry import claim_info
 
     caption = KIND_CAPTIONS[kind]
     info = claim_info(result.claim)

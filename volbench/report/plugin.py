@@ -7,7 +7,7 @@ recorded something and the report is written).
 What it does
 ------------
 * ``record_case`` fixture: a case calls ``record_case(result)`` with a
-  :class:`~volbench.report.schema.CaseResult` (several per test are fine, e.g. one per
+  :class:`~volbench.results.CaseResult` (several per test are fine, e.g. one per
   estimator). The result travels as JSON in the test's ``user_properties``, which pytest-xdist
   ships from its workers to the controller, so one process (the controller, or the only process
   without xdist) sees every result and is the only writer.
@@ -47,8 +47,8 @@ from typing import Any
 
 import pytest
 
-from .._writes import write_fix
-from .files import (
+from volbench._io import write_fix
+from volbench.report.files import (
     REPORT_DIR_ENV,
     RESULTS_NAME,
     create_run_dir,
@@ -56,7 +56,7 @@ from .files import (
     save_run,
     utc_now,
 )
-from .schema import TIERS, CaseResult, RunReport, SchemaError
+from volbench.results import TIERS, CaseResult, RunReport, SchemaError
 
 __all__ = ["record_case", "ReportRecorder", "RESULT_PROPERTY", "CASE_PROPERTY", "summary_lines",
            "baseline_move_lines"]
@@ -104,7 +104,7 @@ def record_case(request: pytest.FixtureRequest) -> Callable[[CaseResult], CaseRe
 
     def record(result: CaseResult) -> CaseResult:
         if not isinstance(result, CaseResult):
-            raise TypeError(f"record_case takes a volbench.report.schema.CaseResult, got "
+            raise TypeError(f"record_case takes a volbench.results.CaseResult, got "
                             f"{type(result).__name__}")
         if not result.nodeid:
             result = replace(result, nodeid=request.node.nodeid)
@@ -141,7 +141,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 @pytest.hookimpl(optionalhook=True)
 def pytest_benchmark_update_machine_info(config: pytest.Config, machine_info: dict) -> None:
-    from .bench import machine_info as volbench_machine_info
+    from volbench.bench.timer import machine_info as volbench_machine_info
 
     machine_info.update(volbench_machine_info())
 
@@ -391,7 +391,7 @@ class ReportRecorder:
     def _environment_block(self, results: list[CaseResult]) -> dict[str, Any]:
         if self._environment is None:
             try:
-                from .envinfo import collect_environment
+                from volbench.report.envinfo import collect_environment
 
                 self._environment = collect_environment()
             except Exception as exc:  # the report must never break the test run
@@ -466,7 +466,7 @@ class ReportRecorder:
         self._exit_status = int(exitstatus)
         self._write()
         try:
-            from .render import render_run
+            from volbench.report.render import render_run
 
             run = self.run_report()
             self.rendered = render_run(run, self.run_dir)
@@ -499,7 +499,7 @@ def baseline_move_lines(results: list[CaseResult]) -> list[tuple[str, dict[str, 
     """The terminal summary's section of moves against the verdict baseline that this run, on
     another machine class, reports without failing (``CaseResult.baseline_moves``): (text, markup)
     lines, none when nothing was reported."""
-    from .baseline import reported_moves
+    from volbench.report.baseline import reported_moves
 
     out: list[tuple[str, dict[str, bool]]] = []
     for group in reported_moves(results):

@@ -5,7 +5,7 @@ from ``results.json`` at any time. Every file is written atomically.
 
 Example:
     >>> import tempfile
-    >>> from volbench.report.schema import RunReport
+    >>> from volbench.results import RunReport
     >>> out = render_run(RunReport(run_id="r1", started="2025-01-01T12:00:00Z"), tempfile.mkdtemp())
     >>> out.html.name, out.markdown.name
     ('index.html', 'report.md')
@@ -16,8 +16,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from .files import atomic_write_many
-from .schema import RunReport
+from volbench._io import atomic_write_many
+from volbench.results import RunReport
 
 __all__ = ["RenderedReport", "render_run", "FIGURES_DIR"]
 
@@ -37,12 +37,12 @@ def render_run(run: RunReport, out_dir: str | os.PathLike) -> RenderedReport:
     """Draw every plot once, then write ``report.md``, ``figures/*.png`` and ``index.html``
     into ``out_dir`` (created if needed). Stale PNGs of an earlier rendering are removed.
 
-    All files are written as one set (:func:`~volbench.report.files.atomic_write_many`): if any
+    All files are written as one set (:func:`~volbench._io.atomic_write_many`): if any
     of them cannot be written (full disk, file-size limit) the OSError names the file and the
     fix, and the previous rendering is left exactly as it was, with no partial files."""
-    from .plots import case_plots, timing_plot
-    from .render_html import render_html
-    from .render_md import render_markdown
+    from volbench.report.plots import case_plots, timing_plot
+    from volbench.report.render_html import render_html
+    from volbench.report.render_md import render_markdown
 
     out_dir = Path(out_dir)
     figures_dir = out_dir / FIGURES_DIR

@@ -5,7 +5,7 @@ jinja2 renders the page with autoescaping on: titles, reasons and node ids from 
 inject markup.
 
 Example:
-    >>> from volbench.report.schema import RunReport
+    >>> from volbench.results import RunReport
     >>> html = render_html(RunReport(run_id="r1", started="2025-01-01T12:00:00Z"))
     >>> html.startswith("<!DOCTYPE html>") and "r1" in html
     True
@@ -14,10 +14,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from .baseline import REPORTED_NOTE, reported_moves
-from .claimtable import claim_rows, missing_claims
-from .envinfo import environment_rows
-from .formatting import (
+from volbench.report.baseline import REPORTED_NOTE, reported_moves
+from volbench.report.claimtable import claim_rows, missing_claims
+from volbench.report.envinfo import environment_rows
+from volbench.report.formatting import (
     by_claim,
     computed_seconds,
     format_seconds,
@@ -27,9 +27,9 @@ from .formatting import (
     seeds_text,
     timing_text,
 )
-from .plots import PlotImage
-from .render_md import QUICK_NOTE
-from .schema import VERDICTS, RunReport, Statement
+from volbench.report.plots import PlotImage
+from volbench.report.render_md import QUICK_NOTE
+from volbench.results import VERDICTS, RunReport, Statement
 
 __all__ = ["render_html"]
 

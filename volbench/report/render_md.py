@@ -1,7 +1,7 @@
 """Markdown report of a run (``report.md``), with figures linked as PNG files beside it.
 
 Example:
-    >>> from volbench.report.schema import RunReport
+    >>> from volbench.results import RunReport
     >>> md = render_markdown(RunReport(run_id="20250101T120000Z-1a2b3c",
     ...                                started="2025-01-01T12:00:00Z"))
     >>> md.splitlines()[0]
@@ -11,10 +11,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from .baseline import REPORTED_NOTE, reported_moves
-from .claimtable import ClaimRow, EstimatorSummary, claim_rows, missing_claims
-from .envinfo import environment_rows
-from .formatting import (
+from volbench.report.baseline import REPORTED_NOTE, reported_moves
+from volbench.report.claimtable import ClaimRow, EstimatorSummary, claim_rows, missing_claims
+from volbench.report.envinfo import environment_rows
+from volbench.report.formatting import (
     by_claim,
     computed_seconds,
     format_seconds,
@@ -25,7 +25,7 @@ from .formatting import (
     statistic_text,
     timing_text,
 )
-from .schema import CaseResult, RunReport, Statement
+from volbench.results import CaseResult, RunReport, Statement
 
 __all__ = ["render_markdown"]
 

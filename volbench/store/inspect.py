@@ -4,9 +4,9 @@ would produce it, and pruning (``volbench cache list | du | prune``).
 A store folder (``VOLBENCH_STORE``, default ``~/.cache/volbench/minima``) holds
 
 * minima: ``<root>/<key>/`` (``meta.json`` records the configuration, with the code provenance
-  of :func:`volbench.provenance.training_provenance`, and when it was created);
+  of :func:`volbench.store.provenance.training_provenance`, and when it was created);
 * measurements: ``<root>/measurements/<key>.json`` (configuration with
-  :func:`volbench.provenance.measurement_provenance` and the minimum's key);
+  :func:`volbench.store.provenance.measurement_provenance` and the minimum's key);
 * leftovers: entries moved aside as corrupt (``*.corrupt-*``) and temporary folders or files of
   writers that died (``.tmp-*``, ``.old-*``, ``.*.tmp``).
 
@@ -21,7 +21,7 @@ store's per-key file lock taken without waiting: an entry whose lock another pro
 
 Example:
     >>> import tempfile, torch
-    >>> from volbench.store import MinimaStore
+    >>> from volbench.store.minima import MinimaStore
     >>> s = MinimaStore(tempfile.mkdtemp())
     >>> _ = s.get_or_train({"what": "demo"}, lambda: ({"params": torch.zeros(3)}, {}))
     >>> [(e.kind, e.current) for e in entries(s.root)]
@@ -152,9 +152,9 @@ def entries(root: str | os.PathLike[str], *, training: dict[str, Any] | None = N
     """Every entry under the store ``root``, minima first, each with its status.
 
     ``training`` / ``measurement``: the current provenance to compare with (default: computed
-    from the installed code by :mod:`volbench.provenance`).
+    from the installed code by :mod:`volbench.store.provenance`).
     """
-    from .provenance import compare_provenance, measurement_provenance, training_provenance
+    from volbench.store.provenance import compare_provenance, measurement_provenance, training_provenance
 
     root = Path(root)
     if not root.is_dir():

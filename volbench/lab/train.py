@@ -13,7 +13,7 @@ point, and the base optimiser's update applied at the original point.
 
 Determinism: the only randomness is the minibatch order, drawn each epoch as
 ``torch.randperm(N, generator=g)`` from one CPU ``torch.Generator`` seeded with ``config.seed``
-(the model's initialisation has its own seed, see ``volbench.models.build``). Two runs with the same
+(the model's initialisation has its own seed, see ``volbench.lab.models.build``). Two runs with the same
 model, data and config give bit-identical parameters on the CPU.
 
 Targets follow ``volbench.costs`` and ``volbench.data``: "ce" integer labels ``[N]``; "bce" floats
@@ -24,8 +24,8 @@ in [0, 1] shaped ``[N]`` or ``[N, 1]`` for a one-logit model; "mse" floats shape
 
 Example:
     >>> import torch
-    >>> from volbench import models
-    >>> from volbench.train import TrainConfig, train
+    >>> from volbench.lab import models
+    >>> from volbench.lab.train import TrainConfig, train
     >>> g = torch.Generator().manual_seed(0)
     >>> x = torch.randn(64, 2, generator=g); y = (x[:, 0] > 0).float()
     >>> net = models.build("swiss_mlp", seed=0, hidden=(16,))
@@ -48,7 +48,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .models import check_accepts, spec
+from volbench._checks import check_accepts
+from volbench.lab.models import spec
 
 __all__ = [
     "OPTIMIZERS",
@@ -229,7 +230,7 @@ class TrainResult:
         return int(self.params.numel())
 
     def tensors(self) -> dict[str, Tensor]:
-        """Named tensors for ``volbench.store``: ``params``, ``adam.exp_avg``,
+        """Named tensors for ``volbench.store.minima``: ``params``, ``adam.exp_avg``,
         ``adam.exp_avg_sq`` (if any) and ``checkpoint.<epoch, 6 digits>``."""
         out = {"params": self.params}
         if self.exp_avg is not None:
@@ -478,7 +479,7 @@ def train(model: nn.Module, inputs: Tensor, targets: Tensor, config: TrainConfig
     """Train ``model`` in place on ``(inputs, targets)`` and return a :class:`TrainResult`.
 
     Args:
-        model: the network (e.g. from ``volbench.models.build``); moved to ``device`` and
+        model: the network (e.g. from ``volbench.lab.models.build``); moved to ``device`` and
             trained in place. Its dtype is kept; floating inputs are cast to it.
         inputs: ``[N, ...]`` training inputs in the model's natural shape.
         targets: see the module docstring for each loss.

@@ -38,23 +38,18 @@ from typing import Any
 import numpy as np
 import torch
 
-from . import __version__
-from .estimator.core import (
-    _check_anchor_tensor,
-    _check_threshold,
+from volbench import __version__
+from volbench._checks import check_dtype, check_flat, check_positive_int, check_seed, check_threshold
+from volbench.estimator.core import (
     as_batched_cost,
     check_anchor,
     check_anchor_costs,
-    check_batch_size,
-    check_dtype,
-    check_n_directions,
-    check_seed,
     default_device,
     filter_scale_at,
 )
-from .estimator.directions import DIRECTION_GENERATOR, raw_gaussian, row_norms
-from .estimator.result import ReferenceEstimate
-from .estimator.walk import Question, grid_walk
+from volbench.estimator.directions import DIRECTION_GENERATOR, raw_gaussian, row_norms
+from volbench.estimator.result import ReferenceEstimate
+from volbench.estimator.walk import Question, grid_walk
 
 __all__ = ["paper_coefficients", "reference_log_volume", "reference_log_volume_many", "paper_loop_radii",
            "reference_scale"]
@@ -83,14 +78,14 @@ def _prepare(cost, anchor, threshold, n_directions, directions, scale, coefficie
     if check:
         anchor, anchor_cost = check_anchor(cost, anchor, threshold, device=device, dtype=dtype)
     else:  # the caller computes the anchor's costs itself (every data size at once)
-        anchor, anchor_cost = _check_anchor_tensor(anchor).detach().to(device=device, dtype=dtype), math.nan
+        anchor, anchor_cost = check_flat(anchor, "anchor").detach().to(device=device, dtype=dtype), math.nan
     n = anchor.numel()
     if directions is not None:
         if not isinstance(directions, torch.Tensor) or directions.ndim != 2 or directions.shape[1] != n:
             raise ValueError(f"directions must be a [K, {n}] tensor of raw Gaussian directions")
         K = directions.shape[0]
     else:
-        K = check_n_directions(n_directions)
+        K = check_positive_int(n_directions, "n_directions")
     if scale is not None and not isinstance(scale, torch.Tensor):
         try:
             scale = torch.as_tensor(scale)
@@ -156,7 +151,7 @@ def reference_log_volume(
         raise ValueError(f"lookahead must be an int >= 1, got {lookahead!r}")
     if batch_size is None:
         batch_size = int(getattr(cost, "max_batch", None) or 256)
-    batch_size = check_batch_size(batch_size)
+    batch_size = check_positive_int(batch_size, "batch_size", " (rays searched together) or None")
     evaluate = as_batched_cost(cost, threshold)
     coef_d = coef.to(device=device, dtype=dtype)
     scale_d = scale.to(device=device, dtype=dtype)
@@ -310,14 +305,14 @@ def _reference_rays(cost, anchor, *, thresholds, sizes, exact_costs, strict, n_d
     start = time.perf_counter()
     if not thresholds:
         raise ValueError("at least one threshold is needed")
-    thresholds = [_check_threshold(t) for t in thresholds]
+    thresholds = [check_threshold(t) for t in thresholds]
     device, anchor, _, n, K, scale_t, coef, raw = _prepare(
         cost, anchor, thresholds[0], n_directions, directions, scale, coefficients, seed, device, dtype, check=False)
     if isinstance(lookahead, bool) or not isinstance(lookahead, int) or lookahead < 1:
         raise ValueError(f"lookahead must be an int >= 1, got {lookahead!r}")
     if batch_size is None:
         batch_size = int(getattr(cost, "max_rays", None) or getattr(cost, "max_batch", None) or 256)
-    batch_size = check_batch_size(batch_size)
+    batch_size = check_positive_int(batch_size, "batch_size", " (rays searched together) or None")
     size_list = cost._check_sizes(sizes)
     # The anchor's exact costs per size, through the plain path as the loop sees them.
     plain_cost: dict[int, Any] = {}

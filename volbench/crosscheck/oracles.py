@@ -21,7 +21,7 @@ import math
 
 import torch
 
-from .estimator.measures import log_unit_ball_volume
+from volbench.estimator.measures import log_unit_ball_volume
 
 __all__ = ["QuadraticCost", "HyperbolicBand", "gaussian_log_mass_of_ball", "random_rotation"]
 

@@ -17,7 +17,7 @@ zero, Fan et al. Sec. 5.4), is written as the string ``"-Infinity"`` (also ``"In
 ``numbers`` or ``series`` is read back as a float too.
 
 Example:
-    >>> from volbench.report.schema import CaseResult, Statistic
+    >>> from volbench.results import CaseResult, Statistic
     >>> r = CaseResult(claim="F5", case_id="F5-power-law[mnist-mlp]", estimator="principled",
     ...                verdict="pass",
     ...                statistic=Statistic("alpha", -0.18, low=-0.21, high=-0.15, level=0.95),

@@ -53,7 +53,7 @@ import torch
 from torch import Tensor, nn
 from torch.func import functional_call, grad, jvp, vmap
 
-from .models import check_accepts
+from volbench._checks import check_accepts, check_flat
 
 __all__ = [
     "CurvatureSetting",
@@ -133,18 +133,6 @@ PAPER = PaperSettings()
 # Validation helpers
 # ----------------------------------------------------------------------------------------------
 
-def _check_vector(x, name: str, *, nonnegative: bool = False) -> Tensor:
-    if not isinstance(x, Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
-    if x.ndim != 1 or x.numel() == 0:
-        raise ValueError(f"{name} must be a non-empty 1-D [n] tensor (flatten it first), got shape {tuple(x.shape)}")
-    if not x.is_floating_point():
-        raise TypeError(f"{name} must be floating point, got {x.dtype}; cast with .double() or .float()")
-    if not torch.isfinite(x).all():
-        raise ValueError(f"{name} has non-finite entries (NaN or inf); check where it was computed")
-    if nonnegative and (x < 0).any():
-        raise ValueError(f"{name} must be non-negative")
-    return x
 
 
 def _check_scalar_function(f, theta: Tensor) -> None:
@@ -295,7 +283,7 @@ def hessian(f: Callable[[Tensor], Tensor], theta: Tensor, *, max_params: int = H
         >>> bool(torch.allclose(H, A))
         True
     """
-    theta = _check_vector(theta, "theta")
+    theta = check_flat(theta, "theta")
     n = theta.numel()
     if not isinstance(max_params, int) or max_params < 1:
         raise ValueError(f"max_params must be a positive integer, got {max_params!r}")
@@ -340,7 +328,7 @@ def hessian_diagonal(f: Callable[[Tensor], Tensor], theta: Tensor, *, chunk_size
         >>> hessian_diagonal(lambda x: 0.5 * x @ A @ x, torch.zeros(2, dtype=torch.float64)).tolist()
         [2.0, 3.0]
     """
-    theta = _check_vector(theta, "theta").detach()
+    theta = check_flat(theta, "theta").detach()
     _check_chunk(chunk_size)
     _check_scalar_function(f, theta)
     n = theta.numel()
@@ -374,7 +362,7 @@ def hutchinson_diagonal(f: Callable[[Tensor], Tensor], theta: Tensor, *, n_sampl
         >>> d.tolist()  # exact for a diagonal Hessian: z_i^2 = 1
         [1.0, 4.0]
     """
-    theta = _check_vector(theta, "theta").detach()
+    theta = check_flat(theta, "theta").detach()
     _check_chunk(chunk_size)
     if not isinstance(n_samples, int) or n_samples < 1:
         raise ValueError(f"n_samples must be a positive integer, got {n_samples!r}")
@@ -563,7 +551,7 @@ def adam_second_moment(exp_avg_sq: Tensor) -> Tensor:
         >>> adam_second_moment(torch.tensor([4.0, 0.25])).tolist()
         [2.0, 0.5]
     """
-    return torch.sqrt(_check_vector(exp_avg_sq, "exp_avg_sq", nonnegative=True).detach())
+    return torch.sqrt(check_flat(exp_avg_sq, "exp_avg_sq", nonnegative=True).detach())
 
 
 def adam_first_moment(exp_avg: Tensor) -> Tensor:
@@ -576,7 +564,7 @@ def adam_first_moment(exp_avg: Tensor) -> Tensor:
         >>> adam_first_moment(torch.tensor([-3.0, 2.0])).tolist()
         [3.0, 2.0]
     """
-    return _check_vector(exp_avg, "exp_avg").detach().abs()
+    return check_flat(exp_avg, "exp_avg").detach().abs()
 
 
 def adam_state_vectors(optimizer: torch.optim.Optimizer, parameters: Iterable[Tensor]) -> tuple[Tensor, Tensor]:
@@ -775,7 +763,7 @@ def filter_preconditioner(scale: Tensor) -> Tensor:
         >>> filter_preconditioner(torch.tensor([1.0, 4.0])).tolist()
         [0.5, 2.0]
     """
-    s = _check_vector(scale, "scale")
+    s = check_flat(scale, "scale")
     if (s <= 0).any():
         raise ValueError("scale must be strictly positive (a weight row of norm zero cannot scale a direction)")
     log_s = torch.log(s.detach().to(torch.float64))

@@ -8,10 +8,10 @@ recompute, while a run of unchanged code reuses everything.
 The digest of a source entry is the SHA-256 of its abstract syntax tree with docstrings and the
 messages of raised errors removed (``ast.dump`` without line numbers): edits to comments,
 docstrings, error messages and layout do not change it; any change to what the code computes does.
-An entry is a module (``"volbench.train"``), a package (``"volbench.estimator"``: every ``.py`` file in
+An entry is a module (``"volbench.lab.train"``), a package (``"volbench.estimator"``: every ``.py`` file in
 it, by relative path), or one top-level function or class of a module
-(``"volbench.lab:training_batch"``), so a module that mixes computing code with bookkeeping (the
-lab: measurement caching, the ledger) contributes only its computing parts.
+(``"volbench.lab.spec:training_batch"``), so a module that mixes computing code with bookkeeping
+(``lab.measure``: its caching) contributes only its computing parts.
 
 Which sources count (the lists below) is a judgement kept deliberately narrow: the CLI, the
 report, the download code (``volbench.data.fetch``, ``download``, ``roots``) and the caching code
@@ -26,7 +26,7 @@ Example:
     >>> p = training_provenance()
     >>> sorted(p), len(p["code"]["digest"])
     (['code', 'versions'], 64)
-    >>> source_digest(["volbench.toy"]) == source_digest(("volbench.toy",))
+    >>> source_digest(["volbench.crosscheck.oracles"]) == source_digest(("volbench.crosscheck.oracles",))
     True
 """
 from __future__ import annotations
@@ -46,37 +46,43 @@ __all__ = ["TRAINING_SOURCES", "MEASUREMENT_SOURCES", "source_digest", "entry_di
 #: architectures and their initialisation, the loaders (which bytes become which tensors) and the
 #: subset rules, and the lab's functions that assemble a training set and call the trainer.
 TRAINING_SOURCES: tuple[str, ...] = (
-    "volbench.train",
-    "volbench.models",
+    "volbench.lab.train",
+    "volbench.lab.models",
+    "volbench.lab.spec",
+    "volbench.lab.minima:train_minimum",
     "volbench.data.dataset",
     "volbench.data.idx",
     "volbench.data.images",
     "volbench.data.synthetic",
     "volbench.data.subsets",
     "volbench.data.registry",
-    "volbench.lab:MinimumSpec",
-    "volbench.lab:_nested_order",
-    "volbench.lab:training_batch",
-    "volbench.lab:train_minimum",
 )
 
 #: Sources whose code determines a measurement of a given minimum (the minimum's own key, which
-#: carries :data:`TRAINING_SOURCES`, is part of every measurement key): the estimator package, the
-#: paper's grid procedure, the batched costs, and the lab's functions that build the landscape's
-#: cost and turn an estimate into a ``Measurement``.
+#: carries :data:`TRAINING_SOURCES`, is part of every measurement key): the estimator's search,
+#: directions, measures and results, the paper's grid procedure, the batched costs, and the lab's
+#: functions that build the landscape's cost and turn an estimate into a ``Measurement`` (not its
+#: caching or ledger).
 MEASUREMENT_SOURCES: tuple[str, ...] = (
-    "volbench.estimator",
-    "volbench.reference",
+    "volbench.estimator.core",
+    "volbench.estimator.directions",
+    "volbench.estimator.measures",
+    "volbench.estimator.prior_rays",
+    "volbench.estimator.reference",
+    "volbench.estimator.result",
+    "volbench.estimator.search",
+    "volbench.estimator.walk",
     "volbench.costs",
-    "volbench.lab:Minimum",
-    "volbench.lab:Measurement",
-    "volbench.lab:landscape_batch",
-    "volbench.lab:_nested_order",
-    "volbench.lab:training_batch",
-    "volbench.lab:_landscape_cost",
-    "volbench.lab:_compute_measurements",
-    "volbench.lab:_measurement",
-    "volbench.lab:_finite_list",
+    "volbench._checks",
+    "volbench.lab.spec:landscape_batch",
+    "volbench.lab.spec:_nested_order",
+    "volbench.lab.spec:training_batch",
+    "volbench.lab.minima:Minimum",
+    "volbench.lab.measure:Measurement",
+    "volbench.lab.measure:_landscape_cost",
+    "volbench.lab.measure:_compute_measurements",
+    "volbench.lab.measure:_measurement",
+    "volbench.lab.measure:_finite_list",
 )
 
 
@@ -108,7 +114,7 @@ def _module_file(module: str) -> tuple[Path, bool]:
     """(path, is_package): the source file of ``module`` (its ``__init__.py`` for a package)."""
     spec = importlib.util.find_spec(module)
     if spec is None or spec.origin is None or not spec.origin.endswith(".py"):
-        raise LookupError(f"no Python source for {module!r}; fix volbench.provenance's source lists")
+        raise LookupError(f"no Python source for {module!r}; fix volbench.store.provenance's source lists")
     return Path(spec.origin), spec.submodule_search_locations is not None
 
 
@@ -129,14 +135,14 @@ def _file_digest(path: str, mtime_ns: int, size: int, name: str = "") -> str:
              if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) and node.name == name]
     if not found:
         raise LookupError(f"{path} has no top-level function or class {name!r}; it was renamed or removed, "
-                          f"so update volbench.provenance's source lists")
+                          f"so update volbench.store.provenance's source lists")
     return _tree_digest(ast.Module(body=found, type_ignores=[]))
 
 
 def entry_digest(entry: str) -> str:
     """SHA-256 of one source entry (module, package, or ``module:TopLevelName``), see the module doc."""
     if not isinstance(entry, str) or not entry:
-        raise TypeError(f"a source entry is a non-empty str such as 'volbench.train', got {entry!r}")
+        raise TypeError(f"a source entry is a non-empty str such as 'volbench.lab.train', got {entry!r}")
     module, _, name = entry.partition(":")
     path, is_package = _module_file(module)
     if name or not is_package:
@@ -161,7 +167,7 @@ def versions() -> dict[str, str]:
     """The library versions that are part of every cache key: volbench's and torch's."""
     import torch
 
-    from . import __version__
+    from volbench import __version__
 
     return {"volbench": __version__, "torch": str(torch.__version__)}
 

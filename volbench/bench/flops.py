@@ -45,7 +45,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .report.envinfo import cpu_model
+from volbench.report.envinfo import cpu_model
 
 __all__ = [
     "PRECISIONS",
@@ -295,7 +295,8 @@ def device_peak(
         peak = gpu_peak(name)
         if peak is not None and precision in PRECISIONS:
             return DevicePeak(peak.flops(precision), "datasheet", precision, f"{peak.model}: {peak.source}", name)
-        why = f"{name!r} is not in volbench.flops.GPU_PEAKS" if peak is None else f"no {precision} peak in the table"
+        why = (f"{name!r} is not in volbench.bench.flops.GPU_PEAKS" if peak is None
+               else f"no {precision} peak in the table")
     else:
         name = cpu_model()
         why = "a CPU's nominal peak depends on SKU, clocks and vector units; none is tabulated"

@@ -9,7 +9,7 @@ for each benchmark and machine:
   counts ``benchmarks/test_speed.py`` puts in ``extra_info``: ``cost_evals``, ``example_vectors``,
   ``flop_count``, ``peak_flops_per_s``; see ``benchmarks/README.md``);
 * the time ratio to the baseline machine (median / baseline median: below 1 = faster) with asv's
-  significance mark (:mod:`volbench.report.significance`: Mann-Whitney U at p < 0.002 where the
+  significance mark (:mod:`volbench.bench.significance`: Mann-Whitney U at p < 0.002 where the
   rounds allow, else non-overlap of 99% intervals; ``~`` = not significant);
 * the machine keys that differ from the baseline's (CPU or GPU model, torch and CUDA versions,
   TF32 and bf16 switches, thread count, device, dtype): such rows are never compared silently,
@@ -41,7 +41,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from .significance import Significance, compare_rounds
+from volbench.bench.significance import Significance, compare_rounds
 
 __all__ = [
     "BenchInputError",
@@ -464,7 +464,7 @@ def bench_chart(comparison: BenchComparison, *, dpi: int = 110):
     from matplotlib.figure import Figure
     from matplotlib.patches import Patch
 
-    from .plots import _COLORS, _RC, PlotImage, _png
+    from volbench.report.plots import _COLORS, _RC, PlotImage, _png
 
     names = [n for n in dict.fromkeys(r.benchmark for r in comparison.rows)
              if any(r.record is not None and r.record.rate("cost_evals") for r in comparison.rows
@@ -610,7 +610,7 @@ def render_bench_markdown(comparison: BenchComparison, chart_path: str | None = 
 def write_bench_report(comparison: BenchComparison, out_dir: str | os.PathLike) -> list[Path]:
     """Write ``bench-compare.md``, ``bench-compare.png`` and a self-contained ``bench-compare.html``
     into ``out_dir`` as one atomic set; returns their paths."""
-    from .files import atomic_write_many
+    from volbench._io import atomic_write_many
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -43,7 +43,7 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
-from .estimator.core import check_dtype
+from volbench._checks import check_dtype
 
 __all__ = [
     "boolean_inputs",

@@ -56,7 +56,7 @@ seed gives the same network on every device and in every dtype, and the global R
 
 Example:
     >>> import torch
-    >>> from volbench import models
+    >>> from volbench.lab import models
     >>> net = models.build("mnist_mlp", seed=0)
     >>> models.model_info(net)["n_params"]
     235146
@@ -79,13 +79,14 @@ from typing import Any
 import torch
 from torch import nn
 
+from volbench._checks import check_seed
+
 __all__ = [
     "ModelSpec",
     "names",
     "spec",
     "build",
     "model_info",
-    "check_accepts",
     "weight_layers",
     "alpha_scale",
 ]
@@ -243,12 +244,6 @@ def _nngp_init_(model: nn.Module, sigma_w: float, sigma_b: float, gen: torch.Gen
                 layer.bias.normal_(0.0, sigma_b, generator=gen)
 
 
-def _check_seed(seed: Any) -> int:
-    if isinstance(seed, bool) or not isinstance(seed, int):
-        raise TypeError(f"seed must be an int, got {type(seed).__name__}")
-    if seed < 0:
-        raise ValueError(f"seed must be non-negative, got {seed}")
-    return seed
 
 
 def build(name: str, *, seed: int, device: torch.device | str | None = None,
@@ -279,7 +274,7 @@ def build(name: str, *, seed: int, device: torch.device | str | None = None,
         2001
     """
     s = spec(name)
-    seed = _check_seed(seed)
+    seed = check_seed(seed)
     if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
         raise TypeError(f"dtype must be a floating torch.dtype, got {dtype!r}")
     allowed = {"init", "sigma_w", "sigma_b"} | ({"hidden"} if s.is_mlp else set())
@@ -315,53 +310,6 @@ def build(name: str, *, seed: int, device: torch.device | str | None = None,
 
 
 # --------------------------------------------------------------------------- inspection
-def check_accepts(model: nn.Module, inputs: torch.Tensor, *, n_examples: int = 2,
-                  what: str = "inputs") -> torch.Tensor:
-    """Run ``model`` on the first ``n_examples`` of ``inputs`` and return its outputs; a model
-    that cannot take them (wrong feature count, image vs flat shape, channels, dtype) raises a
-    ValueError naming the model, the inputs' shape and dtype and the fix instead of torch's bare
-    RuntimeError. The model's parameters and buffers are not modified (the forward runs with
-    copies of the buffers, so batch-norm statistics stay as they were). Out-of-memory errors
-    propagate unchanged.
-
-    Example:
-        >>> check_accepts(build("swiss_mlp", seed=0), torch.zeros(4, 2)).shape
-        torch.Size([2, 1])
-        >>> try:
-        ...     check_accepts(build("swiss_mlp", seed=0), torch.zeros(4, 3))
-        ... except ValueError as exc:
-        ...     print(str(exc)[:60])
-        the model (Sequential: Flatten, Linear, ReLU, ...) cannot ta
-    """
-    if not isinstance(inputs, torch.Tensor):
-        raise TypeError(f"{what} must be a torch.Tensor [N, ...], got {type(inputs).__name__}")
-    if inputs.ndim == 0 or inputs.shape[0] == 0:
-        raise ValueError(f"{what} must be [N, ...] with N >= 1 examples, got shape {tuple(inputs.shape)}")
-    state = {name: p.detach() for name, p in model.named_parameters()}
-    state.update({name: b.clone() for name, b in model.named_buffers()})
-    try:
-        with torch.no_grad():
-            return torch.func.functional_call(model, state, (inputs[:n_examples],))
-    except RuntimeError as exc:
-        if "out of memory" in str(exc).lower():
-            raise
-        leaves = [type(m).__name__ for m in model.modules() if not any(True for _ in m.children())]
-        layers = ", ".join(leaves[:3]) + (", ..." if len(leaves) > 3 else "")
-        layers = type(model).__name__ if leaves == [type(model).__name__] else f"{type(model).__name__}: {layers}"
-        first = next((m for m in model.modules() if isinstance(m, (nn.Linear, nn.Conv2d))), None)
-        expects = ""
-        if isinstance(first, nn.Linear):
-            expects = f"; its first Linear layer expects {first.in_features} features per example"
-        elif isinstance(first, nn.Conv2d):
-            expects = f"; its first Conv2d layer expects [N, {first.in_channels}, H, W] images"
-        raise ValueError(
-            f"the model ({layers}) cannot take {what} of shape {tuple(inputs.shape)} "
-            f"({str(inputs.dtype).removeprefix('torch.')}){expects}: {str(exc).splitlines()[0]}. The model and the "
-            f"data do not match: use a model built for this data set (volbench.models.spec(name).input_shape), "
-            f"or reshape / convert the inputs (float, one example per row)"
-        ) from exc
-
-
 def weight_layers(model: nn.Module) -> list[nn.Module]:
     """The ``nn.Linear`` / ``nn.Conv2d`` modules of ``model`` in registration (forward) order."""
     return [m for m in model.modules() if isinstance(m, _WEIGHT_LAYERS)]

@@ -44,7 +44,7 @@ the rate is first estimated from a short pilot of prior-directed rays
 
 Example (a ball of radius 2 around an anchor at distance 1 from the origin, n = 3):
     >>> import torch
-    >>> from volbench.toy import gaussian_log_mass_of_ball
+    >>> from volbench.crosscheck.oracles import gaussian_log_mass_of_ball
     >>> c = torch.tensor([1.0, 0.0, 0.0], dtype=torch.float64)
     >>> cost = lambda p: ((p - c.to(p)) ** 2).sum(dim=1)
     >>> est = sample_star_domain_measure(cost, c, threshold=4.0, n_samples=2000, prior_std=1.0, seed=0,
@@ -63,8 +63,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from .estimator.measures import check_prior_mean, describe_prior_mean
-from .estimator.prior_rays import (
+from volbench.estimator.measures import check_prior_mean, describe_prior_mean
+from volbench.estimator.prior_rays import (
     _MAX_BLOCK_ELEMENTS,
     CALIBRATION_STREAM,
     SAMPLING_STREAM,
@@ -204,7 +204,7 @@ def _ray_blocks(cost, anchor, *, n_draws, std, mean, seed, stream, search, block
     """Yield (u [b, n] float64 CPU, dist [b], lo [b], hi [b], n_evals, config) per block of draws
     from N(mean, diag(std^2)): the direction of each draw from the anchor and the estimator's
     radius bracket along it (its own search, ``search`` = its settings)."""
-    from .estimator.core import estimate_log_volume
+    from volbench.estimator.core import estimate_log_volume
 
     blocks = range(0, n_draws, block_rows)
     if progress:
@@ -223,7 +223,7 @@ def _segments_inside(cost, anchor, u, lengths, *, threshold, grid, device, dtype
                      block_rows) -> tuple[torch.Tensor, int]:
     """[m] bool: whether cost < threshold at the ``grid`` points t * lengths / grid, t = 1..grid,
     of each ray u (rows), and the number of cost evaluations."""
-    from .estimator.core import as_batched_cost
+    from volbench.estimator.core import as_batched_cost
 
     m = u.shape[0]
     inside = torch.ones(m, dtype=torch.bool)
@@ -307,7 +307,8 @@ def sample_star_domain_measure(
             accepts in N draws, or no draw was accepted; the message gives the estimated rate
             and the draws needed.
     """
-    from .estimator.core import check_seed, default_device, estimate_log_volume
+    from volbench._checks import check_seed
+    from volbench.estimator.core import default_device, estimate_log_volume
 
     t0 = time.perf_counter()
     _check_count("n_samples", n_samples, 1)
@@ -417,7 +418,8 @@ def sample_local_scales(
     Returns one :class:`SamplingEstimate` per scale, in the order given; a scale without a sure
     accept is returned with ``n_accepted == 0`` (its Clopper-Pearson interval still bounds it).
     """
-    from .estimator.core import check_seed, default_device
+    from volbench._checks import check_seed
+    from volbench.estimator.core import default_device
 
     t0 = time.perf_counter()
     _check_count("n_samples", n_samples, 1)
@@ -569,7 +571,8 @@ def calibrate_thresholds(cost, anchor: torch.Tensor, *, prior_std, prior_mean=No
         >>> round(float(ncx2.cdf(cal.levels[0], 2, 0.25)), 1)
         0.1
     """
-    from .estimator.core import check_seed, default_device
+    from volbench._checks import check_seed
+    from volbench.estimator.core import default_device
 
     t0 = time.perf_counter()
     _check_anchor(anchor)
@@ -628,7 +631,7 @@ def calibrate_local_scales(cost, anchor: torch.Tensor, *, threshold: float, shap
         >>> round(float(chi2.cdf(1.0 / cal.levels[0] ** 2, 3)), 1)
         0.5
     """
-    from .estimator.core import check_seed
+    from volbench._checks import check_seed
 
     t0 = time.perf_counter()
     _check_anchor(anchor)

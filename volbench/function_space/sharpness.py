@@ -42,10 +42,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .models import (
-    alpha_scale,  # one implementation (Zhang et al. eq. 9); re-exported here
-    check_accepts,
-)
+from volbench._checks import check_accepts, check_flat, check_seed
+from volbench.lab.models import alpha_scale  # one implementation (Zhang et al. eq. 9); re-exported here
 
 __all__ = [
     "ModelLoss",
@@ -155,17 +153,6 @@ class ModelLoss:
         return F.binary_cross_entropy_with_logits(out, t.to(out.dtype))
 
 
-def _check_theta(theta: Any) -> torch.Tensor:
-    if not isinstance(theta, torch.Tensor):
-        raise TypeError(f"theta must be a flat torch.Tensor of parameters, got {type(theta).__name__}")
-    if theta.ndim != 1 or theta.numel() == 0 or not theta.dtype.is_floating_point:
-        raise ValueError(
-            f"theta must be a non-empty flat floating-point [n] tensor, got shape {tuple(theta.shape)} {theta.dtype}; "
-            "use ModelLoss(...).anchor or torch.nn.utils.parameters_to_vector"
-        )
-    if not torch.isfinite(theta).all():
-        raise ValueError("theta has NaN or Inf entries")
-    return theta.detach()
 
 
 def _scalar_loss(loss_fn: LossFn, theta: torch.Tensor, index: torch.Tensor | None = None) -> torch.Tensor:
@@ -195,7 +182,7 @@ def hessian_vector_product(loss_fn: LossFn, theta: torch.Tensor) -> Callable[[to
         >>> hvp(torch.tensor([1.0, 1.0])).tolist()   # H = diag(6 w)
         [6.0, 12.0]
     """
-    theta = _check_theta(theta).clone().requires_grad_(True)
+    theta = check_flat(theta, "theta").detach().clone().requires_grad_(True)
     with torch.enable_grad():
         loss = _scalar_loss(loss_fn, theta)
         if not loss.requires_grad:
@@ -220,10 +207,6 @@ def _start_vector(n: int, seed: int, like: torch.Tensor) -> torch.Tensor:
     return v / v.norm()
 
 
-def _check_seed(seed: Any) -> int:
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise ValueError(f"seed must be a non-negative int, got {seed!r}")
-    return int(seed)
 
 
 @dataclass(frozen=True)
@@ -263,7 +246,7 @@ def hessian_spectral_norm(
         >>> round(r.value, 6), r.converged
         (3.0, True)
     """
-    seed = _check_seed(seed)
+    seed = check_seed(seed)
     if isinstance(max_iter, bool) or not isinstance(max_iter, int) or max_iter < 1:
         raise ValueError(f"max_iter must be a positive int, got {max_iter!r}")
     if not (isinstance(tol, (int, float)) and tol > 0):
@@ -324,8 +307,8 @@ def hessian_top_eigenvalues(
     """
     from scipy.sparse.linalg import LinearOperator, eigsh  # scipy.sparse is heavy; load on use
 
-    seed = _check_seed(seed)
-    theta = _check_theta(theta)
+    seed = check_seed(seed)
+    theta = check_flat(theta, "theta").detach()
     n = theta.numel()
     if isinstance(k, bool) or not isinstance(k, int) or not 0 < k < n:
         raise ValueError(f"k must be an int with 0 < k < n = {n} (ARPACK); for k >= n use torch.func.hessian, got "
@@ -405,7 +388,7 @@ class SharpnessConfig:
                 raise ValueError(f"{name} must be a positive int, got {value!r}")
         if self.init not in ("random", "center"):
             raise ValueError(f"init must be 'random' or 'center', got {self.init!r}")
-        _check_seed(self.seed)
+        check_seed(self.seed)
 
     @classmethod
     def paper(cls, setting: str = "mnist", **overrides: Any) -> SharpnessConfig:
@@ -467,7 +450,7 @@ def sharpness(loss_fn: LossFn, theta: torch.Tensor, config: SharpnessConfig = Sh
     """
     if not isinstance(config, SharpnessConfig):
         raise TypeError(f"config must be a SharpnessConfig, got {type(config).__name__}")
-    theta = _check_theta(theta)
+    theta = check_flat(theta, "theta").detach()
     t0 = time.perf_counter()
     bound = config.eps * (theta.abs() + 1.0)
     with torch.no_grad():

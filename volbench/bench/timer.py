@@ -4,7 +4,7 @@ Pitfalls handled here (see /work/shared/NOTES.md, "Tools"):
 
 * pytest-benchmark's default timer reads ``time.perf_counter`` while CUDA kernels may still be
   queued, so a benchmark of GPU code measures the launch, not the work. Use
-  ``--benchmark-timer volbench.report.bench.synced_perf_counter``: it waits for the device first.
+  ``--benchmark-timer volbench.bench.timer.synced_perf_counter``: it waits for the device first.
 * saved runs are keyed by OS and Python, not by GPU; the report plugin's
   ``pytest_benchmark_update_machine_info`` hook adds :func:`machine_info` so runs from different
   hardware are kept apart.
@@ -44,7 +44,7 @@ def machine_info() -> dict[str, Any]:
     TF32 switches (keys prefixed ``volbench_``, so they never clash with pytest-benchmark's)."""
     import torch
 
-    from .envinfo import cuda_devices, tf32_settings
+    from volbench.report.envinfo import cuda_devices, tf32_settings
 
     devices = cuda_devices(torch)
     info: dict[str, Any] = {

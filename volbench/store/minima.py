@@ -70,7 +70,7 @@ from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 from torch import Tensor
 
-from ._writes import explain_write_error
+from volbench._io import explain_write_error, fsync_dir, write_durably
 
 __all__ = [
     "RECIPE_VERSION",
@@ -115,7 +115,7 @@ def _normalise(obj: Any, path: str) -> Any:
     if isinstance(obj, (Tensor, np.ndarray)):
         raise TypeError(
             f"config{path} is an array; put its fingerprint in the config instead "
-            "(volbench.store.fingerprint(indices))"
+            "(volbench.store.minima.fingerprint(indices))"
         )
     if isinstance(obj, dict):
         out = {}
@@ -215,31 +215,10 @@ class _Corrupt(Exception):
     """Internal: why an entry failed verification."""
 
 
-def _fsync_dir(path: Path) -> None:
-    # Directory fsync makes the rename / file creation durable; not available everywhere.
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def _write_file(path: Path, data: bytes) -> None:
-    with open(path, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-
-
 def _versions() -> dict[str, str]:
     import safetensors
 
-    from . import __version__ as volbench_version
+    from volbench import __version__ as volbench_version
 
     return {
         "volbench": volbench_version,
@@ -258,7 +237,7 @@ class MinimaStore:
         lock_timeout: seconds to wait for another process's lock before ``filelock.Timeout``;
             None waits as long as it takes (training may take hours).
         provenance: merged into every configuration given to :meth:`get_or_train` that carries
-            no ``"code"`` entry of its own, e.g. ``volbench.provenance.training_provenance`` (a
+            no ``"code"`` entry of its own, e.g. ``volbench.store.provenance.training_provenance`` (a
             callable, evaluated per call, or a dict), so minima trained by callers that build
             their own configurations are keyed by the code that trained them too.
 
@@ -330,7 +309,7 @@ class MinimaStore:
         """The entry for ``config``, training it with ``train_fn()`` only on a miss.
 
         ``train_fn`` returns ``(tensors, metadata)``, e.g.
-        ``(result.tensors(), result.metadata())`` of a ``volbench.train.TrainResult``. While one
+        ``(result.tensors(), result.metadata())`` of a ``volbench.lab.train.TrainResult``. While one
         process trains a key, the others calling this for the same key wait on its lock and then
         read its entry. The returned entry's ``trained`` says whether this call trained.
         """
@@ -450,7 +429,7 @@ class MinimaStore:
         tmp = Path(tempfile.mkdtemp(prefix=prefix, dir=self.root))
         try:
             weights = st_save(tensors, metadata={"volbench_key": key})
-            _write_file(tmp / WEIGHTS, weights)
+            write_durably(tmp / WEIGHTS, weights)
             info = {
                 "format": FORMAT_VERSION,
                 "key": key,
@@ -464,8 +443,8 @@ class MinimaStore:
                 "config": None if config is None else json.loads(canonical_json(config)),
                 "metadata": metadata,
             }
-            _write_file(tmp / META, json.dumps(info, indent=1, sort_keys=True, allow_nan=False).encode("utf-8"))
-            _fsync_dir(tmp)
+            write_durably(tmp / META, json.dumps(info, indent=1, sort_keys=True, allow_nan=False).encode("utf-8"))
+            fsync_dir(tmp)
             final = self.root / key
             if final.exists():  # overwrite (or a corrupt entry the caller chose to replace)
                 old = self.root / f".old-{key}-{os.getpid()}-{time.monotonic_ns()}"
@@ -474,7 +453,7 @@ class MinimaStore:
                 shutil.rmtree(old, ignore_errors=True)
             else:
                 os.rename(tmp, final)
-            _fsync_dir(self.root)
+            fsync_dir(self.root)
         except BaseException as exc:
             shutil.rmtree(tmp, ignore_errors=True)
             if isinstance(exc, OSError) and exc.errno is not None:

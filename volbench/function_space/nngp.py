@@ -31,7 +31,7 @@ zero; it is detected from the kernel before EP starts, with a tolerance set by t
 Example (two points, where the orthant probability 1/4 + arcsin(rho) / (2 pi) is known exactly;
 EP is an approximation and is off by 0.037 nats here, at kernel correlation rho = 0.92):
     >>> import math, torch
-    >>> from volbench.nngp import ZHANG_FCN_KERNEL, ep_log_marginal
+    >>> from volbench.function_space.nngp import ZHANG_FCN_KERNEL, ep_log_marginal
     >>> X = torch.tensor([[1.0, 0.0], [0.6, 0.8]])
     >>> K = ZHANG_FCN_KERNEL.kernel(X)
     >>> res = ep_log_marginal(K, torch.tensor([1.0, 1.0]), likelihood="heaviside")

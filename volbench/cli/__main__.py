@@ -1,0 +1,4 @@
+"""``python -m volbench.cli``: the ``volbench`` command."""
+from volbench.cli import main
+
+raise SystemExit(main())
