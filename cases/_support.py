@@ -2,7 +2,6 @@
 verdicts and ``CaseResult`` records (one per estimator)."""
 from __future__ import annotations
 
-import math
 import os
 import time
 from collections.abc import Iterable, Mapping, Sequence
@@ -12,7 +11,6 @@ from typing import Any
 
 import pytest
 
-from volbench.claims.analysis import bootstrap_difference, bootstrap_log_volume, decide
 from volbench.report.baseline import (
     BASELINE_ENV,
     BaselineComparison,
@@ -209,73 +207,6 @@ def smoke_and_nightly(titles: Mapping[str, str], claim: str, slug: str, setting:
     """The smoke and the nightly ``Case`` of one claim in one setting (``titles[claim]`` is its title)."""
     return [Case(claim, slug, setting, "smoke", smoke, title=titles[claim], skip=smoke_skip),
             Case(claim, slug, setting, "nightly", nightly, title=titles[claim])]
-
-
-@dataclass(frozen=True)
-class Comparison:
-    """log V_a - log V_b with a bootstrap interval over directions (or a sure sign when one of
-    the two has left the basin: volume zero)."""
-
-    a: str
-    b: str
-    point: float
-    low: float
-    high: float
-
-    def as_dict(self) -> dict:
-        return {"a": self.a, "b": self.b, "diff": self.point, "low": self.low, "high": self.high}
-
-
-def compare(ma, mb, *, seed: int = 0, n_boot: int = 1000) -> Comparison:
-    """Compare two ``volbench.lab.Measurement`` records (a larger than b is positive)."""
-    if ma.outside and mb.outside:
-        return Comparison(ma.minimum, mb.minimum, math.nan, math.nan, math.nan)
-    if mb.outside:
-        return Comparison(ma.minimum, mb.minimum, math.inf, math.inf, math.inf)
-    if ma.outside:
-        return Comparison(ma.minimum, mb.minimum, -math.inf, -math.inf, -math.inf)
-    p, lo, hi = bootstrap_difference(ma.log_terms, mb.log_terms, n_boot=n_boot, seed=seed)
-    return Comparison(ma.minimum, mb.minimum, p, lo, hi)
-
-
-def all_positive(comparisons: Sequence[Comparison]) -> tuple[str, Statistic]:
-    """Verdict of "a is larger than b in every comparison": pass if every 95% interval is above
-    0, fail if any lies below 0, else inconclusive. The statistic is the least favourable
-    comparison (smallest lower bound)."""
-    if not comparisons:
-        raise ValueError("no comparisons to decide from")
-    # Both minima outside the basin (both volumes zero) carries no ordering information.
-    informative = [c for c in comparisons if not math.isnan(c.point)]
-    if not informative:
-        return "inconclusive", Statistic("min log V difference", math.nan, unit="nats")
-    comparisons = informative
-    verdicts = ["pass" if c.low == math.inf else "fail" if c.high == -math.inf
-                else decide(c.low, c.high, above=0.0) for c in comparisons]
-    verdict = "fail" if "fail" in verdicts else "inconclusive" if "inconclusive" in verdicts else "pass"
-    worst = min(comparisons, key=lambda c: c.low if not math.isnan(c.low) else -math.inf)
-    # +-inf: one of the two minima left the basin in this landscape (volume zero).
-    stat = Statistic("min log V difference", worst.point, low=worst.low, high=worst.high, level=0.95,
-                     unit="nats")
-    return verdict, stat
-
-
-def radius_summary(m) -> dict[str, float]:
-    r = [x for x in m.log_radii if math.isfinite(x)]
-    if not r:
-        return {"log_r_min": math.nan, "log_r_mean": math.nan, "log_r_max": math.nan}
-    return {"log_r_min": min(r), "log_r_mean": sum(r) / len(r), "log_r_max": max(r)}
-
-
-def measurement_numbers(m) -> dict[str, Any]:
-    lo, hi = bootstrap_log_volume(m.log_terms, n_boot=500) if not m.outside else (math.nan, math.nan)
-    return {"minimum": m.minimum, "landscape": m.landscape_size, "log_volume": _json_num(m.log_volume),
-            "log_volume_low": _json_num(lo), "log_volume_high": _json_num(hi), "anchor_cost": m.anchor_cost,
-            "outside": m.outside, "n_cost_evals": m.n_cost_evals, "seconds": m.seconds,
-            **{k: _json_num(v) for k, v in radius_summary(m).items()}}
-
-
-def _json_num(x: float) -> float:
-    return x  # the report schema keeps -inf (volume zero) and NaN as such
 
 
 @dataclass(frozen=True)

@@ -428,31 +428,24 @@ def e4_digits_lower_bounds(case, device, seed):
     """Issue Q5 item: on the digits MLP at S5's setting (KL from the anchor's predictions on the
     773 held-out digits, cutoff 1e-2 nats, prior N(0, 0.3125^2 I)), where direct sampling cannot
     count, the isotropic, prior-directed and preconditioned estimates side by side (reported)."""
-    from test_scherlis import CUTOFF, digits_net, kl_cost, kl_function, prior_std
+    from test_scherlis import CUTOFF, digits_net, kl_cost, prior_std
 
     from volbench.claims.analysis import bootstrap_difference
-    from volbench.estimator.preconditioners import (
-        PAPER,
-        adam_second_moment,
-        hesscale_diagonal,
-        hessian_diagonal,
-        make_preconditioner,
-    )
+    from volbench.curvature import FlatLoss, adam_second_moment, hesscale_diagonal, hessian_diagonal
+    from volbench.estimator.preconditioners import PAPER, make_preconditioner
 
     cfg = case["lower_bounds"]
     model, result, ds = digits_net(seed)
     cost = kl_cost(seed, device)
     x = ds.test_inputs.to(cost.anchor.device)
-    with torch.no_grad():
-        p_anchor = torch.softmax(model(x), dim=-1)
     sources = {}
     if "HesScale" in cfg["sources"]:
-        sources["HesScale"] = make_preconditioner(hesscale_diagonal(model, x, p_anchor), **PAPER.hesscale.as_kwargs())
+        sources["HesScale"] = make_preconditioner(hesscale_diagonal(model, x, None, "kl"), **PAPER.hesscale.as_kwargs())
     if "Adam 2nd moment" in cfg["sources"]:
         sources["Adam 2nd moment"] = make_preconditioner(adam_second_moment(result.exp_avg_sq).to(cost.anchor.device),
                                                          **PAPER.adam_second_moment.as_kwargs())
     if "diag(H)" in cfg["sources"]:
-        h = hessian_diagonal(kl_function(model, x), cost.anchor.detach())
+        h = hessian_diagonal(FlatLoss(model, x, None, "kl"), cost.anchor.detach())
         sources["diag(H)"] = make_preconditioner(h, **PAPER.hessian_diagonal.as_kwargs())
     common = dict(threshold=CUTOFF, n_directions=cfg["K"], measure="gaussian", prior_std=prior_std(), seed=seed,
                   device=device)

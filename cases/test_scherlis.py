@@ -39,23 +39,17 @@ import math
 import numpy as np
 import torch
 from _support import finish, smoke_and_nightly, start, verdicts_hold
-from torch.func import functional_call, grad, jvp, vmap
+from torch.func import grad, jvp, vmap
 
 from volbench import estimate_log_volume
 from volbench.claims import scherlis as rules
 from volbench.claims.contrast import terms_from_estimate
 from volbench.costs import ModelCost
 from volbench.crosscheck.oracles import QuadraticCost, random_rotation
+from volbench.curvature import FlatLoss, adam_first_moment, adam_second_moment, hesscale_diagonal
 from volbench.data import load
 from volbench.estimator.measures import log_unit_sphere_area
-from volbench.estimator.preconditioners import (
-    PAPER,
-    adam_first_moment,
-    adam_second_moment,
-    hesscale_diagonal,
-    make_preconditioner,
-    preconditioners_from_eigh,
-)
+from volbench.estimator.preconditioners import PAPER, make_preconditioner, preconditioners_from_eigh
 from volbench.estimator.priors import prior_std_from_weight_decay
 from volbench.lab.models import build
 from volbench.lab.train import paper_recipe, train
@@ -173,26 +167,6 @@ def kl_cost(seed: int, device, *, n_poison: int = 0, epoch: int | None = None) -
     return ModelCost(model, ds.test_inputs, None, loss="kl", anchor=anchor, device=device, dtype=torch.float32)
 
 
-def kl_function(model, inputs):
-    """theta -> mean_i KL(p_anchor(x_i) || p_theta(x_i)) as a torch.func-composable function of the
-    flat parameters; its Hessian at the anchor is the curvature the paper preconditions with."""
-    names = [n for n, _ in model.named_parameters()]
-    shapes = [p.shape for p in model.parameters()]
-    with torch.no_grad():
-        logp0 = torch.log_softmax(model(inputs), dim=-1)
-
-    def f(theta):
-        params, i = {}, 0
-        for name, shape in zip(names, shapes):
-            k = math.prod(shape)
-            params[name] = theta[i:i + k].reshape(shape)
-            i += k
-        logp = torch.log_softmax(functional_call(model, params, (inputs,)), dim=-1)
-        return (logp0.exp() * (logp0 - logp)).sum(-1).mean()
-
-    return f
-
-
 def full_hessian(f, theta, chunk=256):
     """Dense Hessian from chunks of Hessian-vector products (forward-over-reverse); chunking keeps
     the memory at chunk x one gradient instead of n x one gradient (torch.func.hessian)."""
@@ -229,7 +203,7 @@ class Curvature:
             x = ds.test_inputs.to(self.device)
             m = model.to(self.device)
             theta = torch.nn.utils.parameters_to_vector(m.parameters()).detach()
-            self._dense["H"] = full_hessian(kl_function(m, x), theta)
+            self._dense["H"] = full_hessian(FlatLoss(m, x, None, "kl"), theta)
         return self._dense["H"]
 
     def eigh(self):
@@ -255,15 +229,12 @@ class Curvature:
             if name == "diag(H)":
                 self._vectors[name] = torch.diagonal(self._hessian()).clone()
             elif name == "HesScale":
-                # The KL from the anchor equals cross-entropy with the anchor's soft predictions as
-                # targets (up to a constant), so HesScale of that CE is HesScale of the KL. Only the
-                # anchor's own predictions give a zero gradient through the GELUs (hard labels would
-                # add a spurious sigma''(a) g term to the hidden-layer curvature).
+                # HesScale of the KL cost at the anchor: the anchor's own predictions are the
+                # targets, so the gradient through the GELUs is zero (hard labels would add a
+                # spurious sigma''(a) g term to the hidden-layer curvature).
                 x = ds.test_inputs.to(self.device)
                 m = model.to(self.device)
-                with torch.no_grad():
-                    p_anchor = torch.softmax(m(x), dim=-1)
-                self._vectors[name] = hesscale_diagonal(m, x, p_anchor)
+                self._vectors[name] = hesscale_diagonal(m, x, None, "kl")
             elif name == "Adam 2nd moment":
                 self._vectors[name] = adam_second_moment(result.exp_avg_sq).to(self.device)
             elif name == "Adam 1st moment":
@@ -349,7 +320,7 @@ def quad_estimate(q, *, K, seed, threshold=1.0, preconditioner=None):
 def blocks(est, K: int, R: int) -> tuple[np.ndarray, np.ndarray]:
     """log V-hat of R consecutive blocks of K directions (repeat r = directions rK..rK+K-1) from the
     terms' lower and upper resolution bounds."""
-    from volbench.claims.analysis import logmeanexp
+    from volbench.estimator.measures import logmeanexp
 
     lo = est.log_terms.double().numpy().reshape(R, K)
     hi = est.log_terms_upper.double().numpy().reshape(R, K)

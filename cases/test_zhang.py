@@ -55,6 +55,7 @@ import torch
 from _support import finish, smoke_and_nightly, start, verdicts_hold
 
 from volbench.claims import zhang as rules
+from volbench.curvature import FlatLoss, hessian_spectral_norm
 from volbench.data import attack_set, load, take
 from volbench.data.dataset import generator
 from volbench.function_space.boolean import (
@@ -65,15 +66,8 @@ from volbench.function_space.boolean import (
     sample_function_counts,
 )
 from volbench.function_space.nngp import ZHANG_FCN_KERNEL, ep_log_marginal
-from volbench.function_space.sharpness import (
-    ModelLoss,
-    SharpnessConfig,
-    alpha_scale,
-    hessian_spectral_norm,
-    sharpness,
-    sharpness_from_spectral_norm,
-)
-from volbench.lab.models import build
+from volbench.function_space.sharpness import SharpnessConfig, sharpness, sharpness_from_spectral_norm
+from volbench.lab.models import alpha_scale, build
 from volbench.lab.train import TrainResult, paper_recipe, train
 from volbench.store.minima import fingerprint
 
@@ -202,8 +196,8 @@ class Net:
         self.train_error_S = float((self.labels[:case["n_train"]] != batch.labels[:case["n_train"]].to(device) * 2 - 1)
                                    .double().mean())
 
-    def loss(self) -> ModelLoss:
-        return ModelLoss(self.model, self.batch.inputs.to(self.device), self.batch.targets.to(self.device), loss="bce")
+    def loss(self) -> FlatLoss:
+        return FlatLoss(self.model, self.batch.inputs.to(self.device), self.batch.targets.to(self.device), "bce")
 
 
 def _model_from(params: torch.Tensor, seed: int, device) -> torch.nn.Module:
@@ -395,11 +389,11 @@ def test_alpha_scaling(case, store, device, record_case, strict):
         tol = 1e-5 * max(1.0, float(net.outputs.abs().max()))  # float32 round-off of two extra products
         flipped = labels != net.labels
         ep = log_volume(case, labels, device, cache=False)  # afresh: the equality is what Z3 judges
-        f = ModelLoss(scaled, net.batch.inputs.to(device), net.batch.targets.to(device), loss="bce")
+        f = FlatLoss(scaled, net.batch.inputs.to(device), net.batch.targets.to(device), "bce")
         after = _sharpness_restarts(f, case, case["restarts"])
         norm = hessian_spectral_norm(f, f.anchor, max_iter=100, tol=1e-5).value
         inv = alpha_scale(net.model, layer, 1.0 / case["alpha"])
-        fi = ModelLoss(inv, net.batch.inputs.to(device), net.batch.targets.to(device), loss="bce")
+        fi = FlatLoss(inv, net.batch.inputs.to(device), net.batch.targets.to(device), "bce")
         inv_sharp = sharpness(fi, fi.anchor, sharp_config(case, seed=0)).sharpness
         rows.append({"layer": layer, "max_output_diff": float((out - net.outputs).abs().max()), "tolerance": tol,
                      "label_flips": int(flipped.sum()),
@@ -452,7 +446,7 @@ def test_boolean_sharpness_tracks_volume(case, device, record_case, strict):
         y = function_to_bits(f).to(device=device, dtype=torch.float32)
         model = build("boolean_fcn", seed=k, init="nngp", device=device)
         res = train(model, X, y, paper_recipe("boolean_fcn", lr=case["lr"], seed=k, history_every=10**6))
-        loss = ModelLoss(model, X, y, loss="bce")
+        loss = FlatLoss(model, X, y, "bce")
         s = sharpness(loss, loss.anchor, SharpnessConfig(**case["sharp"], seed=k))
         norm = hessian_spectral_norm(loss, loss.anchor, max_iter=100, tol=1e-4, seed=k).value
         rows.append({"function": hex(f), "count": count, "ones": int(y.sum()), "log_volume": iv.log_volume,
@@ -574,7 +568,7 @@ def test_overtraining_volume_stays_sharpness_falls(case, store, device, record_c
             with torch.no_grad():
                 labels = torch.where(model(X)[:, 0] > 0, 1.0, -1.0).to(torch.float64)
             ep = log_volume(case, labels, device)
-            f = ModelLoss(model, net.batch.inputs.to(device), net.batch.targets.to(device), loss="bce")
+            f = FlatLoss(model, net.batch.inputs.to(device), net.batch.targets.to(device), "bce")
             s = sharpness(f, f.anchor, sharp_config(case, seed=seed))
             rows.append({"epochs_after_zero_error": e, "epoch": net.result.epochs_run + e,
                          "log_volume": ep.log_marginal,

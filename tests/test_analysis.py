@@ -9,14 +9,9 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from volbench.claims.analysis import (
-    bootstrap_difference,
-    bootstrap_log_volume,
-    correlation,
-    decide,
-    fit_power_law,
-    logmeanexp,
-)
+from volbench.claims.analysis import bootstrap_difference, bootstrap_log_volume, correlation, fit_power_law
+from volbench.claims.core import decide
+from volbench.estimator.measures import logmeanexp
 
 
 @given(st.lists(st.floats(-1e4, 1e4), min_size=1, max_size=50))
@@ -77,6 +72,7 @@ def test_bootstrap_difference_sign():
     (-1.0, 1.0, dict(above=0.0), "inconclusive"),
     (-2.0, -1.0, dict(below=0.0), "pass"),
     (math.nan, 1.0, dict(below=0.0), "inconclusive"),
+    (-math.inf, -1.0, dict(above=0.0), "fail"),  # an infinite bound is a bound (a minimum left its basin)
 ])
 def test_decide(low, high, kw, expected):
     assert decide(low, high, **kw) == expected

@@ -60,7 +60,7 @@ def test_pairing_removes_the_shared_direction_noise():
     assert d.point == pytest.approx(6.0, abs=1e-9)
     rng = np.random.default_rng(1)
     idx_a, idx_b = rng.integers(0, 30, (400, 30)), rng.integers(0, 30, (400, 30))
-    from volbench.claims.analysis import logmeanexp
+    from volbench.estimator.measures import logmeanexp
 
     indep = np.std(logmeanexp(a.log_terms[idx_a], axis=1) - logmeanexp(b.log_terms[idx_b], axis=1))
     assert d.boot_sd < 0.05 * indep

@@ -14,16 +14,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
 
-from volbench.function_space.sharpness import (
-    ModelLoss,
-    SharpnessConfig,
-    alpha_scale,
-    hessian_spectral_norm,
-    hessian_top_eigenvalues,
-    hessian_vector_product,
-    sharpness,
-    sharpness_from_spectral_norm,
-)
+from volbench.curvature import FlatLoss, hessian_spectral_norm, hessian_top_eigenvalues, hessian_vector_product
+from volbench.function_space.sharpness import SharpnessConfig, sharpness, sharpness_from_spectral_norm
+from volbench.lab.models import alpha_scale
 
 F64 = torch.float64
 
@@ -41,7 +34,7 @@ def _trained_mlp(seed: int, loss: str, steps: int = 300, n: int = 32, d: int = 4
     net = nn.Sequential(nn.Linear(d, h), nn.ReLU(), nn.Linear(h, h), nn.ReLU(), nn.Linear(h, out)).to(F64)
     x = torch.randn(n, d, generator=g, dtype=F64)
     t = torch.randint(0, 2, (n,), generator=g)
-    f = ModelLoss(net, x, t, loss=loss)
+    f = FlatLoss(net, x, t, loss)
     opt = torch.optim.Adam(net.parameters(), lr=1e-2)
     for _ in range(steps):
         opt.zero_grad()
@@ -70,7 +63,7 @@ def _random_psd(n: int, g: torch.Generator, eigs: torch.Tensor | None = None) ->
 @pytest.mark.parametrize("seed", [0, 1])
 def test_power_iteration_matches_exact_hessian_of_mlp(loss, seed):
     net, x, t = _trained_mlp(seed, loss)
-    f = ModelLoss(net, x, t, loss=loss)
+    f = FlatLoss(net, x, t, loss)
     exact = float(torch.linalg.eigvalsh(torch.func.hessian(f)(f.anchor)).abs().max())
     res = hessian_spectral_norm(f, f.anchor, tol=1e-10, max_iter=3000, seed=seed)
     rel = abs(res.value - exact) / exact
@@ -84,7 +77,7 @@ def test_power_iteration_matches_exact_hessian_of_mlp(loss, seed):
 @pytest.mark.parametrize("loss", ["ce", "bce"])
 def test_top_k_eigenvalues_match_eigvalsh_of_mlp(loss):
     net, x, t = _trained_mlp(3, loss)
-    f = ModelLoss(net, x, t, loss=loss)
+    f = FlatLoss(net, x, t, loss)
     ev = torch.linalg.eigvalsh(torch.func.hessian(f)(f.anchor)).flip(0)
     top = hessian_top_eigenvalues(f, f.anchor, 6, seed=0)
     err = float((top.eigenvalues - ev[:6]).abs().max())
@@ -222,7 +215,7 @@ def test_sharpness_of_linear_loss_is_first_order_box_maximum():
 
 def test_minibatch_sgd_sharpness_is_seeded_and_reproducible():
     net, x, t = _trained_mlp(5, "ce", steps=100, n=40)
-    f = ModelLoss(net, x, t, loss="ce")
+    f = FlatLoss(net, x, t, "ce")
     cfg = SharpnessConfig.smoke(batch_size=16, seed=3)
     a, b = sharpness(f, f.anchor, cfg), sharpness(f, f.anchor, cfg)
     assert a == b, "same config and seed: identical result"
@@ -264,7 +257,7 @@ def test_alpha_scale_preserves_function_and_transforms_hessian_exactly(layer_ind
     out, out_s = net(x), scaled(x)
     assert torch.allclose(out_s, out, rtol=1e-12, atol=1e-12), "alpha scaling must not change the outputs (1e-12)"
     assert torch.equal(out_s.argmax(1), out.argmax(1)), "same function, hence same volume"
-    f, fs = ModelLoss(net, x, t, loss="ce"), ModelLoss(scaled, x, t, loss="ce")
+    f, fs = FlatLoss(net, x, t, "ce"), FlatLoss(scaled, x, t, "ce")
     # theta' = D theta with D = alpha on (W_i, b_i), 1/alpha on W_{i+1}, 1 elsewhere, so
     # H' = D^-1 H D^-1 exactly.
     lin = [m for m in net if isinstance(m, nn.Linear)]
@@ -288,7 +281,7 @@ def test_alpha_scaling_raises_hessian_norm_and_sharpness():
     # alpha = 10, layer 0: ||H|| ratio 11-77, L-BFGS-B sharpness ratio 1.57-2.58, SGD ratio >= 1.77.
     net, x, t = _trained_mlp(0, "ce")
     scaled = alpha_scale(net, 0, 10.0)
-    f, fs = ModelLoss(net, x, t, loss="ce"), ModelLoss(scaled, x, t, loss="ce")
+    f, fs = FlatLoss(net, x, t, "ce"), FlatLoss(scaled, x, t, "ce")
     h0 = hessian_spectral_norm(f, f.anchor, tol=1e-8, max_iter=3000).value
     h1 = hessian_spectral_norm(fs, fs.anchor, tol=1e-8, max_iter=3000).value
     assert h1 > 5 * h0, f"||H|| after alpha = 10 scaling: {h1:.3g} vs {h0:.3g} (expected > 5x)"
@@ -318,7 +311,7 @@ def test_alpha_scale_rejects_bad_input():
 
 
 # ----------------------------------------------------------------------------------------------
-# ModelLoss and input validation
+# FlatLoss and input validation
 # ----------------------------------------------------------------------------------------------
 
 
@@ -326,21 +319,21 @@ def test_model_loss_matches_module_losses():
     torch.manual_seed(0)
     net = nn.Sequential(nn.Linear(3, 5), nn.ReLU(), nn.Linear(5, 1))
     x, t = torch.randn(10, 3), torch.randint(0, 2, (10, 1))
-    f = ModelLoss(net, x, t.float(), loss="bce")
+    f = FlatLoss(net, x, t.float(), "bce")
     want = nn.functional.binary_cross_entropy_with_logits(net(x), t.float())
     assert torch.isclose(f(f.anchor), want, rtol=1e-6), "bce on [N, 1] outputs"
     idx = torch.tensor([1, 4, 7])
     assert torch.isclose(f(f.anchor, idx), nn.functional.binary_cross_entropy_with_logits(net(x[idx]), t[idx].float()))
     assert f.n_params == sum(p.numel() for p in net.parameters()) and f.n_examples == 10
-    with pytest.raises(ValueError, match="labels in"):
-        ModelLoss(net, x, t * 3, loss="bce")
-    with pytest.raises(ValueError, match="class indices"):
-        ModelLoss(net, x, t.float()[:, 0], loss="ce")
+    with pytest.raises(ValueError, match="in \\[0, 1\\]"):
+        FlatLoss(net, x, t * 3, "bce")
+    with pytest.raises(ValueError, match="needs >= 2 logits"):
+        FlatLoss(net, x, t[:, 0], "ce")
     with pytest.raises(ValueError, match="loss must be"):
-        ModelLoss(net, x, t, loss="mse")  # type: ignore[arg-type]
+        FlatLoss(net, x, t, "hinge")
     with pytest.raises(ValueError, match="flat"):
         f(torch.zeros(3))
-    with pytest.raises(ValueError, match="scalar"):
+    with pytest.raises(ValueError, match="0-dim"):
         hessian_spectral_norm(lambda w: w * 2, torch.zeros(3))
     with pytest.raises(ValueError, match="0 < k < n"):
         hessian_top_eigenvalues(lambda w: (w**2).sum(), torch.zeros(3), 3)
@@ -350,9 +343,9 @@ def test_model_loss_matches_module_losses():
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_flatness_on_cuda_matches_cpu():
     net, x, t = _trained_mlp(1, "ce")
-    f = ModelLoss(net, x, t, loss="ce")
+    f = FlatLoss(net, x, t, "ce")
     netc = copy.deepcopy(net).cuda()
-    fc = ModelLoss(netc, x.cuda(), t.cuda(), loss="ce")
+    fc = FlatLoss(netc, x.cuda(), t.cuda(), "ce")
     a = hessian_spectral_norm(f, f.anchor, tol=1e-10, max_iter=3000, seed=0).value
     b = hessian_spectral_norm(fc, fc.anchor, tol=1e-10, max_iter=3000, seed=0).value
     assert abs(a - b) < 1e-8 * a, "same seed: same start vector on every device (drawn on the CPU)"

@@ -26,8 +26,8 @@ from hypothesis import strategies as st
 from torch import nn
 
 import volbench
+from volbench import curvature, lab
 from volbench import data as vdata
-from volbench import lab
 from volbench.costs import ModelCost
 from volbench.estimator import preconditioners as pc
 from volbench.function_space import boolean, nngp
@@ -594,21 +594,21 @@ def test_ep_bad_kernel_or_labels(K, y, fragment):
 def test_flatness_bad_input():
     f = lambda w: (w ** 2).sum()  # noqa: E731
     with pytest.raises(ValueError, match="theta has 1 non-finite entries"):
-        flatness.hessian_spectral_norm(f, torch.tensor([math.nan, 1.0]))
+        curvature.hessian_spectral_norm(f, torch.tensor([math.nan, 1.0]))
     with pytest.raises(ValueError,
                        match="theta must be a flat \\[n\\] tensor \\(1-D, non-empty\\), got shape \\(2, 2\\)"):
-        flatness.hessian_spectral_norm(f, torch.ones(2, 2))
-    with pytest.raises(ValueError, match="loss_fn must return a scalar tensor .* got \\(2,\\)"):
-        flatness.hessian_spectral_norm(lambda w: w ** 2, torch.ones(2))
+        curvature.hessian_spectral_norm(f, torch.ones(2, 2))
+    with pytest.raises(ValueError, match="f must return a 0-dim tensor .* got \\(2,\\)"):
+        curvature.hessian_spectral_norm(lambda w: w ** 2, torch.ones(2))
     with pytest.raises(ValueError, match="seed must be a non-negative int, got -1"):
-        flatness.hessian_spectral_norm(f, torch.ones(2), seed=-1)
+        curvature.hessian_spectral_norm(f, torch.ones(2), seed=-1)
     with pytest.raises(ValueError, match="eps must be a positive finite number .* got 0"):
         flatness.SharpnessConfig(eps=0)
-    with pytest.raises(ValueError, match="loss must be one of .* got 'mse'"):
-        flatness.ModelLoss(nn.Linear(3, 2), torch.zeros(4, 3), torch.zeros(4, dtype=torch.long), loss="mse")
+    with pytest.raises(ValueError, match="loss 'mse' needs targets of shape \\[4, 2\\] like the outputs"):
+        curvature.FlatLoss(nn.Linear(3, 2), torch.zeros(4, 3), torch.zeros(4, dtype=torch.long), "mse")
     # incompatible model and data: used to be torch's RuntimeError at the first Hessian product
     with pytest.raises(ValueError, match="cannot take inputs of shape \\(4, 3\\).*expects 5 features"):
-        flatness.ModelLoss(nn.Linear(5, 2), torch.zeros(4, 3), torch.zeros(4, dtype=torch.long), loss="ce")
+        curvature.FlatLoss(nn.Linear(5, 2), torch.zeros(4, 3), torch.zeros(4, dtype=torch.long), "ce")
 
 
 @pytest.mark.parametrize("call_, error, fragment", [
@@ -644,18 +644,18 @@ def test_make_preconditioner_bad_eps_and_shape(eps, shape):
 
 def test_preconditioners_bad_input():
     with pytest.raises(ValueError, match="f must return a 0-dim tensor"):
-        pc.hessian(lambda w: w ** 2, torch.ones(3))
+        curvature.hessian(lambda w: w ** 2, torch.ones(3))
     with pytest.raises(ValueError, match="n = 100000 parameters exceeds max_params"):
-        pc.hessian(lambda w: (w ** 2).sum(), torch.ones(100_000))
-    with pytest.raises(ValueError, match="loss must be 'cross_entropy' or 'mse'.* got 'hinge'"):
-        pc.loss_of_flat_params(nn.Linear(3, 2), torch.zeros(4, 3), torch.zeros(4, dtype=torch.long), loss="hinge")
+        curvature.hessian(lambda w: (w ** 2).sum(), torch.ones(100_000))
+    with pytest.raises(ValueError, match="loss must be one of ce, bce, mse, kl .* got 'hinge'"):
+        curvature.FlatLoss(nn.Linear(3, 2), torch.zeros(4, 3), torch.zeros(4, dtype=torch.long), "hinge")
     # incompatible model and data: used to be torch's RuntimeError inside the Hessian
     with pytest.raises(ValueError, match="cannot take inputs of shape \\(4, 3\\)"):
-        pc.loss_of_flat_params(nn.Linear(5, 2), torch.zeros(4, 3), torch.zeros(4, dtype=torch.long))
+        curvature.FlatLoss(nn.Linear(5, 2), torch.zeros(4, 3), torch.zeros(4, dtype=torch.long), "ce")
     with pytest.raises(ValueError, match="cannot take inputs of shape \\(4, 3\\)"):
-        pc.hesscale_diagonal(nn.Sequential(nn.Linear(5, 2)), torch.zeros(4, 3), torch.zeros(4, dtype=torch.long))
+        curvature.hesscale_diagonal(nn.Sequential(nn.Linear(5, 2)), torch.zeros(4, 3), torch.zeros(4, dtype=torch.long))
     with pytest.raises(ValueError, match="hutchinson|n_samples must be a positive integer, got 0"):
-        pc.hutchinson_diagonal(lambda w: (w ** 2).sum(), torch.ones(3), n_samples=0, seed=0)
+        curvature.hutchinson_diagonal(lambda w: (w ** 2).sum(), torch.ones(3), n_samples=0, seed=0)
 
 
 # --------------------------------------------------------------------------- CLI

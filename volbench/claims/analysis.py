@@ -21,33 +21,19 @@ Example:
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
 import numpy as np
-import torch
+
+from volbench.estimator.measures import logmeanexp
 
 __all__ = [
-    "logmeanexp",
     "bootstrap_log_volume",
     "bootstrap_difference",
     "PowerLawFit",
     "fit_power_law",
-    "decide",
     "correlation",
 ]
-
-
-def logmeanexp(x: torch.Tensor | np.ndarray | Sequence[float], axis: int = -1) -> np.ndarray | float:
-    """log mean exp(x) along ``axis``, stable for entries of any size (NaN entries ignored)."""
-    a = np.asarray(x, dtype=np.float64)
-    a = np.where(np.isnan(a), -np.inf, a)
-    m = np.max(a, axis=axis, keepdims=True)
-    m = np.where(np.isfinite(m), m, 0.0)
-    count = np.sum(~np.isnan(np.asarray(x, dtype=np.float64)), axis=axis)
-    with np.errstate(divide="ignore"):
-        out = np.log(np.sum(np.exp(a - m), axis=axis)) + np.squeeze(m, axis=axis) - np.log(count)
-    return float(out) if np.ndim(out) == 0 else out
 
 
 def _resample_lme(log_terms: np.ndarray, n_boot: int, rng: np.random.Generator) -> np.ndarray:
@@ -134,18 +120,6 @@ def fit_power_law(sizes, log_volumes, *, n_params: int, level: float = 0.95) -> 
         n_params=int(n_params),
         level=level,
     )
-
-
-def decide(low: float, high: float, *, above: float | None = None, below: float | None = None) -> str:
-    """'pass' if [low, high] lies entirely above ``above`` (or below ``below``), 'fail' if it lies
-    entirely on the other side, else 'inconclusive'. NaN bounds are inconclusive."""
-    if (above is None) == (below is None):
-        raise ValueError("give exactly one of above= or below=")
-    if not (math.isfinite(low) and math.isfinite(high)):
-        return "inconclusive"
-    if above is not None:
-        return "pass" if low > above else "fail" if high < above else "inconclusive"
-    return "pass" if high < below else "fail" if low > below else "inconclusive"
 
 
 def correlation(x, y, *, method: str = "spearman", level: float = 0.95, n_boot: int = 2000,

@@ -42,7 +42,6 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from volbench.claims.analysis import logmeanexp
 from volbench.claims.stats import (
     DEFAULT_LEVEL,
     Aggregate,
@@ -50,8 +49,11 @@ from volbench.claims.stats import (
     SeedEstimate,
     Terms,
     aggregate,
+    lme_rows,
+    slope_weights,
     what_would_decide,
 )
+from volbench.estimator.measures import logmeanexp
 from volbench.results import Statement, Statistic
 
 __all__ = ["Comparable", "DirectionContrast", "SeedComparison", "direction_contrast", "contrast_over_seeds",
@@ -88,20 +90,6 @@ def terms_from_estimate(est: Any, *, pairing: tuple, label: str = "") -> Terms:
     upper = est.log_terms_upper if est.log_terms_upper is not None else est.log_terms
     high = np.asarray(upper.double().cpu().numpy() if hasattr(upper, "double") else upper, dtype=np.float64)
     return Terms(low, low, np.maximum(high, low), pairing=tuple(pairing), label=label)
-
-
-def slope_weights(x: Sequence[float]) -> np.ndarray:
-    """Least-squares slope weights: slope = sum_i w_i y_i, w_i = (x_i - mean x) / sum (x - mean x)^2."""
-    x = np.asarray(x, dtype=np.float64)
-    xc = x - x.mean()
-    ss = float(np.sum(xc * xc))
-    if not ss > 0:
-        raise ValueError("a slope needs at least two distinct x values")
-    return xc / ss
-
-
-def _lme_rows(x: np.ndarray, idx: np.ndarray) -> np.ndarray:
-    return np.asarray(logmeanexp(x[idx], axis=1), dtype=np.float64)
 
 
 @dataclass(frozen=True)
@@ -215,7 +203,7 @@ def direction_contrast(terms: Sequence[Terms], weights: Sequence[float], *, labe
         res_high = float(np.sum(np.where(w > 0, w * highs, w * lows)))
     k = len(terms[0].log_terms)
     idx = np.random.default_rng(seed).integers(0, k, size=(n_boot, k))
-    ys = np.stack([_lme_rows(t.log_terms, idx) for t in terms], axis=1)
+    ys = np.stack([lme_rows(t.log_terms, idx) for t in terms], axis=1)
     boots = ys @ w
     return DirectionContrast(label, point, min(res_low, point) if math.isfinite(res_low) else res_low,
                              max(res_high, point) if math.isfinite(res_high) else res_high,

@@ -59,10 +59,10 @@ from typing import Any
 
 import numpy as np
 
-from volbench.claims.analysis import logmeanexp
+from volbench.estimator.measures import logmeanexp
 
 __all__ = ["PairingError", "Terms", "SeedEstimate", "Aggregate", "paired_difference", "seed_slope",
-           "seed_value", "aggregate", "all_above", "what_would_decide", "DEFAULT_LEVEL"]
+           "seed_value", "aggregate", "all_above", "what_would_decide", "lme_rows", "slope_weights", "DEFAULT_LEVEL"]
 
 DEFAULT_LEVEL = 0.95
 N_BOOT = 400  # direction resamples per seed: enough for a standard error to ~4% (it feeds only the power estimate)
@@ -171,7 +171,8 @@ def _boot_indices(k: int, n_boot: int, seed: int) -> np.ndarray:
     return np.random.default_rng(seed).integers(0, k, size=(n_boot, k))
 
 
-def _lme_rows(x: np.ndarray, idx: np.ndarray) -> np.ndarray:
+def lme_rows(x: np.ndarray, idx: np.ndarray) -> np.ndarray:
+    """The log-mean-exp of ``x`` over each bootstrap row of direction indices ``idx`` ``[n_boot, K]``."""
     return np.asarray(logmeanexp(x[idx], axis=1), dtype=np.float64)
 
 
@@ -189,15 +190,20 @@ def paired_difference(a: Terms, b: Terms, *, n_boot: int = N_BOOT, seed: int = 0
     low = _lme(a.low) - _lme(b.high)
     high = _lme(a.high) - _lme(b.low)
     idx = _boot_indices(len(a.log_terms), n_boot, seed)
-    boots = _lme_rows(a.log_terms, idx) - _lme_rows(b.log_terms, idx)
+    boots = lme_rows(a.log_terms, idx) - lme_rows(b.log_terms, idx)
     boots = boots[np.isfinite(boots)]
     sd = float(np.std(boots, ddof=1)) if boots.size > 1 else 0.0
     return SeedEstimate(point, min(low, point), max(high, point), boot_sd=sd)
 
 
-def _slope_weights(x: np.ndarray) -> np.ndarray:
+def slope_weights(x: Sequence[float]) -> np.ndarray:
+    """Least-squares slope weights: slope = sum_i w_i y_i, w_i = (x_i - mean x) / sum (x - mean x)^2."""
+    x = np.asarray(x, dtype=np.float64)
     xc = x - x.mean()
-    return xc / float(np.sum(xc * xc))
+    ss = float(np.sum(xc * xc))
+    if not ss > 0:
+        raise ValueError("a slope needs at least two distinct x values")
+    return xc / ss
 
 
 def seed_slope(x: Sequence[float], terms: Sequence[Terms], *, n_boot: int = N_BOOT, seed: int = 0) -> SeedEstimate:
@@ -216,7 +222,7 @@ def seed_slope(x: Sequence[float], terms: Sequence[Terms], *, n_boot: int = N_BO
     ts = [terms[i] for i in keep]
     for t in ts[1:]:
         _check_pair(ts[0], t)
-    w = _slope_weights(xs)
+    w = slope_weights(xs)
     y = np.array([t.log_volume for t in ts])
     lows = np.array([t.bracket[0] for t in ts])
     highs = np.array([t.bracket[1] for t in ts])
@@ -224,7 +230,7 @@ def seed_slope(x: Sequence[float], terms: Sequence[Terms], *, n_boot: int = N_BO
     low = float(np.sum(np.where(w > 0, w * lows, w * highs)))
     high = float(np.sum(np.where(w > 0, w * highs, w * lows)))
     idx = _boot_indices(len(ts[0].log_terms), n_boot, seed)
-    ys = np.stack([_lme_rows(t.log_terms, idx) for t in ts], axis=1)  # [boot, points]
+    ys = np.stack([lme_rows(t.log_terms, idx) for t in ts], axis=1)  # [boot, points]
     boots = ys @ w
     boots = boots[np.isfinite(boots)]
     sd = float(np.std(boots, ddof=1)) if boots.size > 1 else 0.0

@@ -1,7 +1,29 @@
-"""Per-example losses of :class:`~volbench.costs.ModelCost` and the validation of their targets.
+"""The one loss vocabulary of volbench: the names, their targets, and their values.
+
+Every layer that evaluates a loss takes one of :data:`LOSSES` and validates its targets with
+:func:`check_targets`: the batched costs (:class:`~volbench.costs.ModelCost`, per-example losses
+through :class:`ExampleLoss`, so early exit can use partial sums and one pass can give every
+nested prefix), training (:func:`mean_loss`, ``volbench.lab.train``) and curvature at flat
+parameters (:func:`mean_loss`, ``volbench.curvature.flat_loss``). ``mean_loss(out)`` is the mean of
+``ExampleLoss``'s per-example values up to rounding (tested): the mean is computed by torch's fused
+losses, which training has always used.
+
+* ``"ce"``: cross-entropy, integer class labels ``[N]``;
+* ``"bce"``: binary cross-entropy with logits, float targets in [0, 1] shaped like the outputs;
+* ``"mse"``: squared error, mean over all ``N * k`` elements (``torch.nn.MSELoss()``);
+* ``"kl"``: ``KL(p_anchor || p_theta)`` of the softmax predictions against the anchor's (Scherlis &
+  Belrose); no targets, the anchor's log-probabilities instead;
+* ``"zero_one"``: the error rate (costs only: a step function has no gradient).
 
 Every per-example loss is >= 0, which early exit relies on (a partial sum is a lower bound of the
-full sum). See the package docstring for what each loss is and where it comes from.
+full sum). See the package docstring for where each loss comes from.
+
+Example:
+    >>> import torch
+    >>> out, t = torch.tensor([[2.0, 0.0], [0.0, 1.0]]), torch.tensor([0, 1])
+    >>> loss = ExampleLoss("ce", check_targets("ce", t, 2, 2, out.device, out.dtype), 2)
+    >>> bool(torch.isclose(loss(out[None], 0, 2).mean(), mean_loss("ce", out, t)))
+    True
 """
 from __future__ import annotations
 
@@ -11,9 +33,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = ["LOSSES", "ExampleLoss", "as_multiclass", "check_targets"]
+__all__ = ["LOSSES", "DIFFERENTIABLE", "ExampleLoss", "as_multiclass", "check_targets", "mean_loss",
+           "anchor_log_probs"]
 
 LOSSES: tuple[str, ...] = ("ce", "bce", "mse", "kl", "zero_one")
+#: The losses with a gradient (training, curvature).
+DIFFERENTIABLE: tuple[str, ...] = ("ce", "bce", "mse", "kl")
 
 
 def as_multiclass(out: Tensor) -> Tensor:
@@ -23,15 +48,18 @@ def as_multiclass(out: Tensor) -> Tensor:
     return torch.cat([torch.zeros_like(out), out], dim=-1)
 
 
-def check_targets(loss: str, targets: Any, n: int, k: int, device: torch.device, dtype: torch.dtype) -> Tensor | None:
-    """The targets of ``loss`` validated and laid out for :class:`ExampleLoss` (None for "kl"),
-    or a TypeError / ValueError that names the fix."""
+def check_targets(loss: str, targets: Any, n: int, k: int, device: torch.device, dtype: torch.dtype,
+                  what: str = "targets") -> Tensor | None:
+    """The targets of ``loss`` validated and laid out for :class:`ExampleLoss` and :func:`mean_loss`
+    (None for "kl"), or a TypeError / ValueError that names the fix (``what``: the argument's name)."""
+    if loss not in LOSSES:
+        raise ValueError(f"unknown loss {loss!r}; choose one of {', '.join(LOSSES)}")
     if loss == "kl":
         return None  # the anchor's predictions are the reference
     if not isinstance(targets, Tensor):
-        raise TypeError(f"targets must be a torch.Tensor for loss {loss!r}, got {type(targets).__name__}")
+        raise TypeError(f"{what} must be a torch.Tensor for loss {loss!r}, got {type(targets).__name__}")
     if targets.shape[:1] != (n,):
-        raise ValueError(f"targets must have {n} rows (one per input), got shape {tuple(targets.shape)}")
+        raise ValueError(f"{what} must have {n} rows (one per input), got shape {tuple(targets.shape)}")
     t = targets.detach().to(device)
     if loss == "ce" or (loss == "zero_one" and k > 1):
         if k < 2:
@@ -41,7 +69,7 @@ def check_targets(loss: str, targets: Any, n: int, k: int, device: torch.device,
                 f"loss {loss!r} needs integer class labels of shape [{n}], got {t.dtype} "
                 f"{tuple(t.shape)}; convert one-hot targets with .argmax(1)"
             )
-        if int(t.min()) < 0 or int(t.max()) >= k:
+        if n and (int(t.min()) < 0 or int(t.max()) >= k):
             raise ValueError(f"class labels must lie in [0, {k}), got range [{int(t.min())}, {int(t.max())}]")
         return t.long()
     if loss == "zero_one":  # one logit: the class is the logit's sign
@@ -50,17 +78,44 @@ def check_targets(loss: str, targets: Any, n: int, k: int, device: torch.device,
             raise ValueError(f"one-logit 'zero_one' needs targets [{n}] or [{n}, 1], got {tuple(targets.shape)}")
         t = t.reshape(n)
         if not bool(((t == 0) | (t == 1)).all()):
-            raise ValueError("one-logit 'zero_one' needs targets in {0, 1}")
+            raise ValueError(f"one-logit 'zero_one' needs {what} in {{0, 1}}")
         return t.bool()
     # bce, mse: float targets shaped like the outputs
     if t.ndim == 1 and k == 1:
         t = t.unsqueeze(1)
     if t.shape != (n, k):
-        raise ValueError(f"loss {loss!r} needs targets of shape [{n}, {k}] like the outputs, got {tuple(t.shape)}")
+        raise ValueError(f"loss {loss!r} needs {what} of shape [{n}, {k}] like the outputs, got {tuple(t.shape)}")
     t = t.to(dtype)
-    if loss == "bce" and not bool(((t >= 0) & (t <= 1)).all()):
-        raise ValueError("loss 'bce' needs targets in [0, 1] (probabilities of class 1)")
+    if loss == "bce" and n and not bool(((t >= 0) & (t <= 1)).all()):
+        raise ValueError(f"loss 'bce' needs {what} in [0, 1] (probabilities of class 1)")
     return t
+
+
+def anchor_log_probs(out: Tensor) -> Tensor:
+    """The anchor's log-probabilities for "kl": log-softmax of its outputs ``[N, k]`` (one logit z
+    is the two-class softmax over (0, z))."""
+    return torch.log_softmax(as_multiclass(out), dim=-1)
+
+
+def mean_loss(loss: str, out: Tensor, targets: Tensor | None, *, anchor_logp: Tensor | None = None) -> Tensor:
+    """The mean loss of outputs ``out`` ``[N, k]`` against ``targets`` laid out by
+    :func:`check_targets` (``anchor_logp`` ``[N, C]`` for "kl"), differentiable: torch's fused
+    losses for "ce" and "bce"; "mse" written out, because forward-over-reverse differentiation
+    (the curvature's Hessian-vector products) through ATen's fused ``mse_loss`` fails in torch 2.13
+    ("ZeroTensors are immutable") when the targets carry no tangent."""
+    if loss == "ce":
+        return F.cross_entropy(out, targets)
+    if loss == "bce":
+        return F.binary_cross_entropy_with_logits(out, targets.reshape(out.shape).to(out.dtype))
+    if loss == "mse":
+        return (out - targets.reshape(out.shape)).square().mean()
+    if loss == "kl":
+        if anchor_logp is None:
+            raise ValueError("loss 'kl' needs the anchor's log-probabilities (anchor_log_probs of its outputs)")
+        p = anchor_logp.exp()
+        return (p * (anchor_logp - torch.log_softmax(as_multiclass(out), dim=-1))).sum(-1).mean()
+    raise ValueError(f"loss {loss!r} has no gradient (or is unknown); a differentiable loss is one of "
+                     f"{', '.join(DIFFERENTIABLE)}")
 
 
 class ExampleLoss:

@@ -25,7 +25,7 @@ from volbench.costs.chunking import (
 )
 from volbench.costs.engines import Batch, forward_matmul, forward_vmap, matmul_plan, prepare_batch
 from volbench.costs.layout import ParamInfo, describe_parameters, filter_scale
-from volbench.costs.losses import LOSSES, ExampleLoss, as_multiclass, check_targets
+from volbench.costs.losses import LOSSES, ExampleLoss, anchor_log_probs, check_targets
 from volbench.costs.rays import RayBatch
 
 __all__ = ["PATHS", "ModelCost"]
@@ -749,5 +749,5 @@ class ModelCost:
         with torch.no_grad():
             for lo in range(0, self.n_examples, chunk):
                 out = self._forward(self._anchor.unsqueeze(0), self._x[lo : lo + chunk])[0]
-                parts.append(torch.log_softmax(as_multiclass(out), dim=-1))
+                parts.append(anchor_log_probs(out))
         return torch.cat(parts)

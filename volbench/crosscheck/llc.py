@@ -52,6 +52,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from volbench.estimator.measures import logmeanexp
+
 __all__ = ["rrr_lambda", "dln_lambda", "VolumeScalingError", "ScalingFit", "FIT_RULE", "epsilon_ladder",
            "fit_volume_scaling", "DeepLinearCost", "devinterp_available", "DevinterpSettings", "DevinterpLLC",
            "devinterp_llc", "devinterp_health", "DevinterpCalibration", "calibrate_devinterp", "DEVINTERP_LRS",
@@ -185,13 +187,6 @@ def epsilon_ladder(eps_min: float, decades: float, per_decade: int = 2) -> list[
     return [eps_min * 10 ** (k / per_decade) for k in range(steps + 1)]
 
 
-def _logmeanexp(x: np.ndarray, axis: int = -1) -> np.ndarray:
-    m = np.max(x, axis=axis, keepdims=True)
-    m = np.where(np.isfinite(m), m, 0.0)
-    with np.errstate(divide="ignore"):
-        return np.squeeze(m, axis) + np.log(np.mean(np.exp(x - m), axis=axis))
-
-
 def fit_volume_scaling(epsilons: Sequence[float], log_terms: Sequence[Sequence[float]], *, level: float = 0.95,
                        n_boot: int = 2000, seed: int = 0) -> ScalingFit:
     """Fit lambda-hat from per-direction log-terms at each eps of a ladder (rows: thresholds,
@@ -214,7 +209,7 @@ def fit_volume_scaling(epsilons: Sequence[float], log_terms: Sequence[Sequence[f
         raise ValueError(f"need one row of log-terms per eps: got {eps.size} eps and terms of shape {terms.shape}")
     if not (np.all(eps > 0) and np.all(np.diff(eps) > 0)):
         raise ValueError("epsilons must be positive and increasing (eps = tau - L(anchor))")
-    log_v = _logmeanexp(terms, axis=1)
+    log_v = logmeanexp(terms, axis=1)
     in_range = eps <= 10.0 * eps[0] * (1 + 1e-12)
     span = f"eps in [{eps[0]:.3g}, {eps[in_range][-1]:.3g}]"
     if int(in_range.sum()) < 3:
@@ -239,7 +234,7 @@ def fit_volume_scaling(epsilons: Sequence[float], log_terms: Sequence[Sequence[f
     boot = np.empty(n_boot)
     for b in range(n_boot):
         idx = rng.integers(0, K, K)
-        boot[b] = slope_of(_logmeanexp(sub[:, idx], axis=1))
+        boot[b] = slope_of(logmeanexp(sub[:, idx], axis=1))
     lo, hi = np.quantile(boot, [(1 - level) / 2, (1 + level) / 2])
     lx = np.log(eps)
     with np.errstate(invalid="ignore"):

@@ -41,12 +41,13 @@ Example:
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from functools import lru_cache
 
 import numpy as np
 import torch
 
-__all__ = ["log_unit_ball_volume", "log_unit_sphere_area", "log_J", "gaussian_log_ray_mass",
+__all__ = ["logmeanexp", "log_unit_ball_volume", "log_unit_sphere_area", "log_J", "gaussian_log_ray_mass",
            "gaussian_ray_coefficients", "gaussian_log_ray_mass_at", "check_prior_mean", "describe_prior_mean"]
 
 
@@ -215,3 +216,21 @@ def describe_prior_mean(mean: torch.Tensor | None, anchor: torch.Tensor | None =
     if anchor is not None and torch.equal(mean, anchor.detach().to("cpu", torch.float64)):
         return "anchor"
     return float(mean[0]) if bool((mean == mean[0]).all()) else "per-parameter"
+
+
+def logmeanexp(x: torch.Tensor | np.ndarray | Sequence[float], axis: int = -1) -> np.ndarray | float:
+    """log mean exp(x) along ``axis``, stable for entries of any size (NaN entries ignored): how
+    per-direction log-terms become a log-volume, and how a bootstrap resample of them does. The one
+    log-mean-exp of volbench.
+
+    >>> round(logmeanexp([0.0, math.log(3.0)]), 9)  # log((1 + 3) / 2)
+    0.693147181
+    """
+    a = np.asarray(x, dtype=np.float64)
+    a = np.where(np.isnan(a), -np.inf, a)
+    m = np.max(a, axis=axis, keepdims=True)
+    m = np.where(np.isfinite(m), m, 0.0)
+    count = np.sum(~np.isnan(np.asarray(x, dtype=np.float64)), axis=axis)
+    with np.errstate(divide="ignore"):
+        out = np.log(np.sum(np.exp(a - m), axis=axis)) + np.squeeze(m, axis=axis) - np.log(count)
+    return float(out) if np.ndim(out) == 0 else out

@@ -45,10 +45,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from volbench._checks import check_accepts
+from volbench.costs.losses import check_targets, mean_loss
 from volbench.lab.models import spec
 
 __all__ = [
@@ -363,40 +363,6 @@ def flat_params(model: nn.Module) -> Tensor:
     return nn.utils.parameters_to_vector(model.parameters()).detach().to("cpu", copy=True)
 
 
-def _prepare_targets(targets: Tensor, loss: str, n: int, k: int, device: torch.device,
-                     dtype: torch.dtype, what: str) -> Tensor:
-    if not isinstance(targets, Tensor):
-        raise TypeError(f"{what} must be a torch.Tensor, got {type(targets).__name__}")
-    if targets.shape[:1] != (n,):
-        raise ValueError(f"{what} must have {n} rows (one per input), got shape {tuple(targets.shape)}")
-    t = targets.detach().to(device)
-    if loss == "ce":
-        if k < 2:
-            raise ValueError(f"loss 'ce' needs >= 2 logits but the model has {k}; use loss='bce'")
-        if t.ndim != 1 or t.dtype.is_floating_point or t.dtype == torch.bool:
-            raise TypeError(f"loss 'ce' needs integer class labels [{n}], got {t.dtype} {tuple(t.shape)}; "
-                            "convert one-hot targets with .argmax(1)")
-        if n and (int(t.min()) < 0 or int(t.max()) >= k):
-            raise ValueError(f"class labels must lie in [0, {k}), got [{int(t.min())}, {int(t.max())}]")
-        return t.long()
-    if t.ndim == 1 and k == 1:
-        t = t.unsqueeze(1)
-    if t.shape != (n, k):
-        raise ValueError(f"loss {loss!r} needs {what} shaped like the outputs [{n}, {k}], got {tuple(targets.shape)}")
-    t = t.to(dtype)
-    if loss == "bce" and n and not bool(((t >= 0) & (t <= 1)).all()):
-        raise ValueError(f"loss 'bce' needs {what} in [0, 1] (probability of class 1)")
-    return t
-
-
-def _loss(out: Tensor, t: Tensor, loss: str) -> Tensor:
-    if loss == "ce":
-        return F.cross_entropy(out, t)
-    if loss == "bce":
-        return F.binary_cross_entropy_with_logits(out, t)
-    return F.mse_loss(out, t)  # mean over all N*k elements, as volbench.costs' "mse"
-
-
 def _n_correct(out: Tensor, t: Tensor, loss: str) -> Tensor:
     """Number of correct predictions (0-dim tensor, no host sync); NaN if undefined."""
     if loss == "ce":
@@ -431,7 +397,7 @@ def loss_and_accuracy(model: nn.Module, inputs: Tensor, targets: Tensor, loss: s
             for lo in range(0, n, chunk):
                 out = model(inputs[lo:lo + chunk])
                 tb = targets[lo:lo + chunk]
-                total_loss += _loss(out, tb, loss).double() * tb.shape[0]
+                total_loss += mean_loss(loss, out, tb).double() * tb.shape[0]
                 correct += _n_correct(out, tb, loss).double()
     finally:
         model.train(was_training)
@@ -525,12 +491,12 @@ def train(model: nn.Module, inputs: Tensor, targets: Tensor, config: TrainConfig
     if n == 0:
         raise ValueError("inputs are empty; need at least one training example")
     k = int(check_accepts(model, x, n_examples=1).reshape(1, -1).shape[1])
-    y = _prepare_targets(targets, config.loss, n, k, dev, dtype, "targets")
+    y = check_targets(config.loss, targets, n, k, dev, dtype, "targets")
     if test_inputs is not None:
         if not isinstance(test_inputs, Tensor):
             raise TypeError(f"test_inputs must be a torch.Tensor, got {type(test_inputs).__name__}")
         xt = prep_x(test_inputs)
-        yt = _prepare_targets(test_targets, config.loss, xt.shape[0], k, dev, dtype, "test_targets")
+        yt = check_targets(config.loss, test_targets, xt.shape[0], k, dev, dtype, "test_targets")
     else:
         xt = yt = None
 
@@ -543,7 +509,7 @@ def train(model: nn.Module, inputs: Tensor, targets: Tensor, config: TrainConfig
 
     def batch_loss(xb: Tensor, yb: Tensor) -> tuple[Tensor, Tensor]:
         out = model(xb)
-        return _loss(out, yb, c.loss), _n_correct(out.detach(), yb, c.loss)
+        return mean_loss(c.loss, out, yb), _n_correct(out.detach(), yb, c.loss)
 
     checkpoints: dict[int, Tensor] = {}
     history: list[EpochRecord] = []
