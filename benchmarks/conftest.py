@@ -344,73 +344,51 @@ class Landscape:
         }
 
 
-def _landscape_data(spec: LandscapeSpec, data_seed: int):
-    """(inputs, targets, variant, subset description) of ``spec`` on the CPU, or skip."""
-    from volbench import data
-    from volbench.store.minima import fingerprint
+def _minimum_spec(spec: LandscapeSpec, settings: BenchSettings):
+    """The lab's spec of a benchmark minimum: the landscape's examples are the minimum's own
+    training set (nested MNIST subsets on the paper's base of 60; the whole swiss-roll split), the
+    paper's recipe stopped at ``stop_at_train_loss``."""
+    from volbench.lab import MinimumSpec
+    from volbench.lab.train import paper_recipe
 
+    recipe = paper_recipe(spec.model, stop_at_train_loss=settings.scale.stop_at_train_loss,
+                          history_every=50, seed=MODEL_SEED)
     if spec.dataset == "swiss_roll":
-        ds = data.load("swiss_roll", n_train=spec.n_examples, seed=data_seed)
-        subset = {"kind": "whole train split", "n_train": spec.n_examples}
-        return ds.train_inputs, ds.train_targets, ds.variant, subset
+        return MinimumSpec("swiss_roll", spec.model, train_size=spec.n_examples, seed=MODEL_SEED, train=recipe,
+                           dataset_options=(("n_train", spec.n_examples),))
+    return MinimumSpec(spec.dataset, spec.model, train_size=spec.n_examples, seed=MODEL_SEED, base=MNIST_BASE,
+                       train=recipe)
+
+
+def build_landscape(spec: LandscapeSpec, settings: BenchSettings) -> Landscape:
+    """Train (or fetch from the store) the minimum of ``spec`` through the lab, so it is keyed by
+    the training code's provenance like every other minimum, and return it with its data."""
+    from volbench import lab
+    from volbench.data import DatasetNotFoundError
+    from volbench.store import MinimaStore
+
+    mspec = _minimum_spec(spec, settings)
     try:
-        ds = data.load(spec.dataset, variant="auto", download=False)
-    except FileNotFoundError as err:
-        pytest.skip(f"{spec.case_id}: no {spec.dataset} data found ({err}); set VOLBENCH_DATA")
+        ds = lab.load_dataset(mspec.dataset, mspec.dataset_options)
+    except DatasetNotFoundError as err:
+        pytest.skip(f"{spec.case_id}: {err.reason}")
     if ds.n_train < spec.n_examples:
         pytest.skip(
             f"{spec.case_id} needs {spec.n_examples:,} training examples but the {ds.variant!r} "
             f"variant has {ds.n_train:,} (only the 10k MNIST test split is shipped); put the full "
             "MNIST IDX files in a VOLBENCH_DATA root to run it")
-    sets = data.nested_subsets(ds, [spec.n_examples], base=MNIST_BASE, seed=data_seed)
-    idx = sets[0]
-    batch = data.take(ds, idx)
-    subset = {"kind": "nested", "base": MNIST_BASE, "size": spec.n_examples, "seed": data_seed,
-              "indices_sha256": fingerprint(idx)}
-    return batch.inputs, batch.targets, ds.variant, subset
-
-
-def build_landscape(spec: LandscapeSpec, settings: BenchSettings) -> Landscape:
-    """Load the data of ``spec``, train (or fetch from the store) its minimum and return it."""
-    from volbench.data import data_seed_for
-    from volbench.lab import models
-    from volbench.lab.train import TrainResult, paper_recipe, train
-    from volbench.store.minima import MinimaStore
-
-    data_seed = data_seed_for(MODEL_SEED)
-    x, y, variant, subset = _landscape_data(spec, data_seed)
-    recipe = paper_recipe(spec.model, stop_at_train_loss=settings.scale.stop_at_train_loss,
-                          history_every=50, seed=MODEL_SEED)
-    config = {
-        "purpose": "volbench speed benchmarks",
-        "dataset": spec.dataset,
-        "variant": variant,
-        "subset": subset,
-        "model": spec.model,
-        "model_seed": MODEL_SEED,
-        "train": recipe.as_dict(),
-        # Minima trained on different devices differ in the last bits; keep them apart.
-        "train_device": settings.device.type,
-        "dtype": str(settings.dtype).replace("torch.", ""),
-    }
-
-    def train_fn():
-        net = models.build(spec.model, seed=MODEL_SEED, device=settings.device, dtype=settings.dtype)
-        res = train(net, x, y, recipe, device=settings.device)
-        return res.tensors(), res.metadata()
-
-    entry = MinimaStore(settings.store_root).get_or_train(config, train_fn)
-    result = TrainResult.from_stored(entry.tensors, entry.metadata)
-    if not result.train_loss < settings.scale.threshold:
+    minimum = lab.train_minimum(mspec, MinimaStore(settings.store_root), device=settings.device)
+    train_loss = float(minimum.metrics.get("train_loss", float("nan")))
+    if not train_loss < settings.scale.threshold:
         raise RuntimeError(
-            f"{spec.case_id}: the trained minimum's train loss {result.train_loss:.4g} is not below the "
-            f"threshold {settings.scale.threshold}; the recipe {recipe} did not reach a minimum "
-            f"(delete its store entry {entry.path} after fixing the recipe)")
-    model = models.build(spec.model, seed=MODEL_SEED, device=settings.device, dtype=settings.dtype)
-    torch.nn.utils.vector_to_parameters(result.params.to(settings.device, settings.dtype), model.parameters())
-    return Landscape(spec=spec, inputs=x.to(settings.device), targets=y.to(settings.device), model=model,
-                     anchor=result.params.to(settings.dtype), train_loss=result.train_loss, variant=variant,
-                     model_seed=MODEL_SEED, data_seed=data_seed, store_key=entry.key, trained=entry.trained)
+            f"{spec.case_id}: the trained minimum's train loss {train_loss:.4g} is not below the threshold "
+            f"{settings.scale.threshold}; the recipe {mspec.train} did not reach a minimum")
+    batch = lab.training_batch(mspec)
+    model = minimum.build_model(device=settings.device, dtype=settings.dtype)
+    return Landscape(spec=spec, inputs=batch.inputs.to(settings.device), targets=batch.targets.to(settings.device),
+                     model=model, anchor=minimum.params.to(settings.dtype), train_loss=train_loss, variant=ds.variant,
+                     model_seed=MODEL_SEED, data_seed=mspec.data_seed, store_key=minimum.key,
+                     trained=minimum.trained_now)
 
 
 @pytest.fixture(scope="session", params=LANDSCAPES, ids=[s.case_id for s in LANDSCAPES])

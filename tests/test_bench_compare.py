@@ -16,7 +16,7 @@ import pytest
 from scipy import stats
 
 import volbench
-from volbench.bench import compare as bc
+from volbench.bench import records
 from volbench.bench.significance import (
     P_THRESHOLD,
     compare_rounds,
@@ -222,7 +222,8 @@ def test_a_missing_machine_key_is_unknown_never_guessed(tmp_path):
     del data["volbench"]["threads"]
     del data["benchmarks"][0]["extra_info"]["torch_threads"]
     path.write_text(json.dumps(data))
-    keys = bc.load_bench_file(path, "A").machine_keys(next(iter(bc.load_bench_file(path, "A").benchmarks.values())))
+    loaded = records.load_bench_file(path, "A")
+    keys = loaded.machine_keys(next(iter(loaded.benchmarks.values())))
     assert keys["gpu"] == keys["cuda"] == keys["bf16"] == keys["cpu"] == keys["threads"] == "unknown"
     # machine_info's volbench_torch_threads (2, read after the session restored the default) is not used
     assert keys["torch"] == "2.13.0+cpu" and keys["device"] == "cpu"

@@ -27,9 +27,9 @@ from volbench.report.baseline import (
     update_baseline,
 )
 from volbench.report.machine import MachineClass, machine_class
-from volbench.report.plugin import baseline_move_lines
 from volbench.report.render_html import render_html
 from volbench.report.render_md import render_markdown
+from volbench.report.session import baseline_move_lines
 from volbench.results import CaseResult, RunReport, SchemaError, Statement, Statistic, combine_verdicts
 
 #: the class the checked-in baseline was recorded on, and others it must tell apart

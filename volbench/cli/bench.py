@@ -43,14 +43,9 @@ def _baseline_index(which: str | None, files: Sequence) -> int:
 
 
 def compare_benchmark_files(paths: Sequence[str], args: argparse.Namespace) -> int:
-    from volbench.bench.compare import (
-        BenchInputError,
-        compare_files,
-        environment_diff,
-        format_table,
-        load_bench_files,
-        write_bench_report,
-    )
+    from volbench.bench.compare import compare_files
+    from volbench.bench.records import BenchInputError, load_bench_files
+    from volbench.bench.render import environment_diff, format_table, write_bench_report
 
     try:
         files = load_bench_files(paths)

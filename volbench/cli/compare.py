@@ -92,7 +92,7 @@ def compare_table(runs: Sequence[RunReport]) -> tuple[list[str], list[list[str]]
 
 
 def _cmd_compare(args: argparse.Namespace) -> int:
-    from volbench.bench.compare import is_benchmark_json
+    from volbench.bench.records import is_benchmark_json
 
     root = report_root(args)
     bench = [is_benchmark_json(run) for run in args.runs]
