@@ -78,40 +78,30 @@ def _sweep_for(bench) -> SweepConfig:
 
 @pytest.fixture(scope="session")
 def sweep_minima(bench):
-    """{seed: (indices of the nested order, [(train size, model, anchor)])} and the data set."""
-    from volbench import data
-    from volbench.data import data_seed_for, nested_subsets
-    from volbench.lab import models
-    from volbench.lab.train import TrainResult, paper_recipe, train
-    from volbench.store.minima import MinimaStore
+    """{seed: (indices of the nested order, [(train size, model, anchor)])} and the data set; the
+    minima come from the lab (``lab.train_minimum``: keyed by the training code's provenance)."""
+    from volbench import lab
+    from volbench.data import DatasetNotFoundError, data_seed_for, nested_subsets
+    from volbench.lab.train import paper_recipe
+    from volbench.store import MinimaStore
 
     config = _sweep_for(bench)
     try:
-        ds = data.load("mnist", variant="auto", download=False)
-    except FileNotFoundError as err:
-        pytest.skip(f"no MNIST data found ({err}); set VOLBENCH_DATA")
+        ds = lab.load_dataset("mnist")
+    except DatasetNotFoundError as err:
+        pytest.skip(f"no MNIST data found ({err.reason}); set VOLBENCH_DATA")
     store = MinimaStore(bench.store_root)
     out = {}
     for seed in config.seeds:
         order = nested_subsets(ds, [config.sizes[-1]], base=60, seed=data_seed_for(seed))[0]
         minima = []
         for size in config.sizes:
-            rows = order[:size]
             recipe = paper_recipe("mnist_mlp", stop_at_train_loss=config.stop_at_train_loss, history_every=50,
                                   seed=seed)
-            key = {"purpose": "volbench Q3 sweep benchmark", "variant": ds.variant, "size": size, "seed": seed,
-                   "base": 60, "train": recipe.as_dict(), "train_device": bench.device.type,
-                   "dtype": str(bench.dtype).replace("torch.", "")}
-
-            def train_fn(rows=rows, seed=seed, recipe=recipe):
-                net = models.build("mnist_mlp", seed=seed, device=bench.device, dtype=bench.dtype)
-                res = train(net, ds.train_inputs[rows], ds.train_targets[rows], recipe, device=bench.device)
-                return res.tensors(), res.metadata()
-
-            entry = store.get_or_train(key, train_fn)
-            result = TrainResult.from_stored(entry.tensors, entry.metadata)
-            net = models.build("mnist_mlp", seed=seed, device=bench.device, dtype=bench.dtype)
-            minima.append((size, net, result.params.to(bench.device, bench.dtype)))
+            spec = lab.MinimumSpec("mnist", "mnist_mlp", train_size=size, seed=seed, base=60, train=recipe)
+            minimum = lab.train_minimum(spec, store, device=bench.device)
+            minima.append((size, minimum.build_model(device=bench.device, dtype=bench.dtype),
+                           minimum.params.to(bench.device, bench.dtype)))
         out[seed] = (order, minima)
     return ds, out
 
