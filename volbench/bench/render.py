@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from volbench.bench.compare import BenchComparison
 from volbench.bench.records import MACHINE_KEYS, UNKNOWN, BenchFile, text_of
+from volbench.report.formatting import render_table
 
 __all__ = ["TABLE_HEADER", "table_rows", "format_machines", "format_table", "environment_diff", "bench_chart",
            "render_bench_html", "render_bench_markdown", "write_bench_report"]
@@ -43,15 +44,6 @@ def table_rows(comparison: BenchComparison) -> list[list[str]]:
     return out
 
 
-def _render(header: Sequence[str], rows: Sequence[Sequence[str]], markdown: bool) -> str:
-    if markdown:
-        esc = [[c.replace("|", "\\|") or " " for c in row] for row in [list(header), *rows]]
-        lines = ["| " + " | ".join(esc[0]) + " |", "|" + "---|" * len(header)]
-        return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in esc[1:]])
-    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
-    return "\n".join("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in [header, *rows])
-
-
 def format_machines(comparison: BenchComparison) -> str:
     lines = []
     for i, f in enumerate(comparison.files):
@@ -71,7 +63,7 @@ def format_table(comparison: BenchComparison, *, markdown: bool = False) -> str:
               "significant, x = different workload (not compared); 'differs from baseline' lists machine "
               "keys that differ (never compared silently; --env-diff for all of machine_info)")
     return "\n\n".join([format_machines(comparison), legend,
-                        _render(TABLE_HEADER, table_rows(comparison), markdown)])
+                        render_table(TABLE_HEADER, table_rows(comparison), markdown)])
 
 
 def _flatten(value: Any, prefix: str = "") -> dict[str, str]:
@@ -119,7 +111,7 @@ def bench_chart(comparison: BenchComparison, *, dpi: int = 110):
     from matplotlib.figure import Figure
     from matplotlib.patches import Patch
 
-    from volbench.report.plots import _COLORS, _RC, PlotImage, _png
+    from volbench.report.plots import COLORS, RC, PlotImage, png_bytes
 
     names = [n for n in dict.fromkeys(r.benchmark for r in comparison.rows)
              if any(r.record is not None and r.record.rate("cost_evals") for r in comparison.rows
@@ -129,7 +121,7 @@ def bench_chart(comparison: BenchComparison, *, dpi: int = 110):
     labels = [f.label for f in comparison.files]
     by_key = {(r.benchmark, r.machine): r for r in comparison.rows}
     height = 0.8 / len(labels)
-    with matplotlib.rc_context(_RC):
+    with matplotlib.rc_context(RC):
         fig = Figure(figsize=(8.0, 1.4 + 0.32 * len(names) * len(labels)), layout="constrained")
         ax = fig.add_subplot()
         ax.grid(axis="y", visible=False)
@@ -145,7 +137,7 @@ def bench_chart(comparison: BenchComparison, *, dpi: int = 110):
                 hatches.append(row.mark in ("~", "x"))
                 ax.text(rate, ys[-1], f" {row.ratio_text}" if not row.is_baseline else " baseline",
                         va="center", fontsize=7)
-            bars = ax.barh(ys, xs, height=height * 0.92, color=_COLORS[j % len(_COLORS)])
+            bars = ax.barh(ys, xs, height=height * 0.92, color=COLORS[j % len(COLORS)])
             for bar, hatch in zip(bars, hatches):
                 if hatch:
                     bar.set_hatch("///")
@@ -155,13 +147,13 @@ def bench_chart(comparison: BenchComparison, *, dpi: int = 110):
         ax.invert_yaxis()
         ax.set_xlabel("cost evaluations per second at the median round (log scale)")
         ax.margins(x=0.15)
-        handles = [Patch(color=_COLORS[j % len(_COLORS)], label=f"{f.label}: {f.path.name}")
+        handles = [Patch(color=COLORS[j % len(COLORS)], label=f"{f.label}: {f.path.name}")
                    for j, f in enumerate(comparison.files)]
         handles.append(Patch(facecolor="0.6", hatch="///", edgecolor="white",
                              label="not significant vs baseline (~) or not comparable (x)"))
         fig.legend(handles=handles, loc="outside lower center", ncols=2, fontsize=7)
         fig.suptitle("Benchmark throughput across machines", fontsize=10)
-        png = _png(fig, dpi)
+        png = png_bytes(fig, dpi)
     base = comparison.files[comparison.baseline].label
     caption = (f"Cost evaluations (parameter vectors) per second at the median round, per benchmark and "
                f"machine; the label on each bar is its time ratio to {base} (below 1 = faster, ~ = not "

@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from volbench.report.files import default_report_root, load_run, resolve_run
+from volbench.report.formatting import render_table  # noqa: F401  (the subcommands import it from here)
 from volbench.results import RunReport
 
 _PROG = "volbench"
@@ -35,13 +36,3 @@ def load_run_or_baseline(run: str, root: Path) -> tuple[Path, RunReport]:
             raise CliError(str(exc)) from None
     path = resolve_run(run, root)
     return path, load_run(path)
-
-
-def render_table(header: list[str], rows: list[list[str]], markdown: bool) -> str:
-    if markdown:
-        esc = [[c.replace("|", "\\|") for c in row] for row in [header, *rows]]
-        lines = ["| " + " | ".join(esc[0]) + " |", "|" + "---|" * len(header)]
-        return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in esc[1:]])
-    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
-    return "\n".join("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip()
-                     for row in [header, *rows])

@@ -428,7 +428,7 @@ class ModelCost:
         """This cost on its first ``size`` examples (same model, anchor, loss, device, dtype and
         settings): landscape ``size`` when the data are in a nested order. It computes what a
         cost built on those examples computes, bit for bit."""
-        size = int(self._check_sizes([size])[0])
+        size = int(self.check_sizes([size])[0])
         targets = None if self._given_targets is None else self._given_targets[:size]
         return ModelCost(self._model, self._inputs[:size], targets, anchor=self._anchor, device=self.device,
                          dtype=self.dtype, **self._rebuild)
@@ -437,7 +437,7 @@ class ModelCost:
         """Exact mean costs (float64 ``[S]``, rounded to the cost's dtype) at the flat ``point``
         over each data prefix in ``sizes`` (default: all N), in one pass on the ray interface's
         block grid: what ``open_rays(...).costs`` gives at t = 0, without building a ray."""
-        sizes_t = self._check_sizes(sizes)
+        sizes_t = self.check_sizes(sizes)
         point = self._check_flat(point, "point").detach().to(device=self.device, dtype=self.dtype)
         block = self._chunking.ray_block
         edges = sorted(set(range(0, sizes_t[-1], block)) | set(sizes_t) | {0})
@@ -455,7 +455,9 @@ class ModelCost:
         self.n_examples_evaluated += sizes_t[-1]
         return torch.tensor(out, dtype=torch.float64)
 
-    def _check_sizes(self, sizes: Sequence[int] | None) -> tuple[int, ...]:
+    def check_sizes(self, sizes: Sequence[int] | None) -> tuple[int, ...]:
+        """The data prefixes (nested landscape sizes) ``sizes`` validated: distinct, increasing, in
+        ``1..n_examples`` (None: the whole data set), else a TypeError / ValueError naming them."""
         if sizes is None:
             return (self.n_examples,)
         try:

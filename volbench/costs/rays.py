@@ -82,7 +82,7 @@ class RayBatch:
         self._origin = origin
         self._dirs = directions.detach().to(device=cost.device, dtype=cost.dtype)
         self.n_rays = int(self._dirs.shape[0])
-        self.sizes = cost._check_sizes(sizes)
+        self.sizes = cost.check_sizes(sizes)
         self.dtype = cost.dtype
         self._norms = torch.tensor([cost._loss.normaliser(s) for s in self.sizes], dtype=torch.float64,
                                    device=cost.device)

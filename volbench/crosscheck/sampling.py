@@ -65,8 +65,8 @@ import torch
 
 from volbench.estimator.measures import check_prior_mean, describe_prior_mean
 from volbench.estimator.prior_rays import (
-    _MAX_BLOCK_ELEMENTS,
     CALIBRATION_STREAM,
+    MAX_BLOCK_ELEMENTS,
     SAMPLING_STREAM,
     check_prior_std,
     prior_points,
@@ -197,7 +197,7 @@ def _check_anchor(anchor) -> None:
 
 def _block_rows(cost, batch_size: int | None, n: int) -> int:
     rows = int(batch_size or getattr(cost, "max_batch", None) or 256)
-    return max(1, min(rows, _MAX_BLOCK_ELEMENTS // n))
+    return max(1, min(rows, MAX_BLOCK_ELEMENTS // n))
 
 
 def _ray_blocks(cost, anchor, *, n_draws, std, mean, seed, stream, search, block_rows, progress, what):

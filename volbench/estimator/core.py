@@ -370,7 +370,7 @@ def _estimate(cost, anchor, *, thresholds, sizes, strict, n_directions=500, dire
         c0, opener = _anchor_costs(cost, anchor_t, sizes, thresholds, strict, dtype)
     anchor = anchor_t
     n = anchor.numel()
-    size_list = None if sizes is None else tuple(cost._check_sizes(sizes))
+    size_list = None if sizes is None else tuple(cost.check_sizes(sizes))
     explicit, precond, label = _resolve_directions(cost, anchor, directions, preconditioner)
     K = check_positive_int(n_directions, "n_directions") if explicit is None else explicit.shape[0]
     sampler = DirectionSampler(n, seed=seed, preconditioner=precond, explicit=explicit)

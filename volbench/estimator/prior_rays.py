@@ -57,7 +57,7 @@ SAMPLING_STREAM = 2
 #: independent of the draws and rays the calibrated levels are then measured with.
 CALIBRATION_STREAM = 3
 #: Rows of [rows, n] float64 directions held at once (256 MiB): bounds memory for large n.
-_MAX_BLOCK_ELEMENTS = 1 << 25
+MAX_BLOCK_ELEMENTS = 1 << 25
 
 
 def check_prior_std(prior_std, n: int) -> torch.Tensor:
@@ -160,7 +160,7 @@ def estimate_prior_directed(cost, anchor: torch.Tensor, *, threshold: float, n_d
     std = check_prior_std(prior_std, n)
     mean = check_prior_mean(prior_mean, n)
     block_rows = int(batch_size or getattr(cost, "max_batch", None) or 256)
-    block_rows = max(1, min(block_rows, _MAX_BLOCK_ELEMENTS // n))
+    block_rows = max(1, min(block_rows, MAX_BLOCK_ELEMENTS // n))
     common = dict(threshold=threshold, measure="lebesgue", rtol=rtol, max_radius=max_radius, seed=seed,
                   device=device, dtype=dtype, batch_size=batch_size, initial_radius=initial_radius, growth=growth,
                   fine_scan=fine_scan)

@@ -313,7 +313,7 @@ def _reference_rays(cost, anchor, *, thresholds, sizes, exact_costs, strict, n_d
     if batch_size is None:
         batch_size = int(getattr(cost, "max_rays", None) or getattr(cost, "max_batch", None) or 256)
     batch_size = check_positive_int(batch_size, "batch_size", " (rays searched together) or None")
-    size_list = cost._check_sizes(sizes)
+    size_list = cost.check_sizes(sizes)
     # The anchor's exact costs per size, through the plain path as the loop sees them.
     plain_cost: dict[int, Any] = {}
 

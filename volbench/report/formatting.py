@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from volbench.results import CaseResult, RunReport
 
-__all__ = [
+__all__ = ["render_table",
     "format_value",
     "format_seconds",
     "claim_sort_key",
@@ -197,3 +197,21 @@ def group_cases(
             for case_id, rows in cases.items()
         ]))
     return out
+
+
+def render_table(header: Sequence[str], rows: Sequence[Sequence[str]], markdown: bool = False) -> str:
+    """A table as aligned plain text (columns padded) or as Markdown (``|`` escaped, empty cells
+    kept visible): the one table builder of the CLI, the history and the benchmark comparison.
+
+    >>> print(render_table(["a", "bb"], [["1", "2"]]))
+    a  bb
+    1  2
+    """
+    header = list(header)
+    rows = [list(r) for r in rows]
+    if markdown:
+        esc = [[c.replace("|", "\\|") or " " for c in row] for row in [header, *rows]]
+        lines = ["| " + " | ".join(esc[0]) + " |", "|" + "---|" * len(header)]
+        return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in esc[1:]])
+    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in [header, *rows])

@@ -228,12 +228,12 @@ def history_rows(series: Sequence[Series]) -> list[list[str]]:
 
 
 def format_history(series: Sequence[Series], *, markdown: bool = False) -> str:
-    from volbench.bench.compare import _render
+    from volbench.report.formatting import render_table
 
     if not series:
         return "no matching results in these runs"
     flagged = sum(len(s.flagged) for s in series)
-    return "\n\n".join([RULE, _render(HEADER, history_rows(series), markdown),
+    return "\n\n".join([RULE, render_table(HEADER, history_rows(series), markdown),
                         f"{flagged} change(s) flagged in {len(series)} series"])
 
 
@@ -245,7 +245,7 @@ def history_plot(series: Sequence[Series], *, dpi: int = 110, limit: int = 8):
     import numpy as np
     from matplotlib.figure import Figure
 
-    from volbench.report.plots import _COLORS, _RC, PlotImage, _png
+    from volbench.report.plots import COLORS, RC, PlotImage, png_bytes
 
     drawable = [s for s in series if any(p.statistic is not None for p in s.points)]
     if not drawable:
@@ -254,7 +254,7 @@ def history_plot(series: Sequence[Series], *, dpi: int = 110, limit: int = 8):
     runs = sorted({(p.run.started, p.run.run_id) for s in drawable for p in s.points})
     x_of = {run_id: i for i, (_, run_id) in enumerate(runs)}
     commit_of = {p.run.run_id: p.run.commit[:8] for s in drawable for p in s.points}
-    with matplotlib.rc_context(_RC):
+    with matplotlib.rc_context(RC):
         fig = Figure(figsize=(7.6, 1.2 + 2.3 * len(labels)), layout="constrained")
         axes = fig.subplots(len(labels), 1, squeeze=False)[:, 0]
         for ax, label in zip(axes, labels):
@@ -263,7 +263,7 @@ def history_plot(series: Sequence[Series], *, dpi: int = 110, limit: int = 8):
                 pts = [p for p in s.points if p.statistic is not None]
                 x = np.array([x_of[p.run.run_id] for p in pts], dtype=float)
                 y = np.array([p.statistic.value for p in pts])
-                color = _COLORS[j % len(_COLORS)]
+                color = COLORS[j % len(COLORS)]
                 name = f"{s.case_id} · {s.estimator}" + (" (quick)" if s.quick else "")
                 if all(p.statistic.low is not None for p in pts):
                     lo = np.array([p.statistic.low for p in pts])
@@ -285,7 +285,7 @@ def history_plot(series: Sequence[Series], *, dpi: int = 110, limit: int = 8):
         axes[-1].set_xlabel("run and commit (oldest first)")
         claims = ", ".join(dict.fromkeys(s.claim for s in drawable))
         fig.suptitle(f"History of {claims} across {len(runs)} runs", fontsize=10)
-        png = _png(fig, dpi)
+        png = png_bytes(fig, dpi)
     return PlotImage(
         key="history", title=f"History of {claims}",
         alt=f"{len(labels)} statistics of {claims} across {len(runs)} runs.", png=png,

@@ -38,15 +38,16 @@ from typing import Any
 
 from volbench.results import CaseResult
 
-__all__ = ["PlotImage", "case_plots", "timing_plot", "KIND_TITLES", "KIND_CAPTIONS", "figure_caption"]
+__all__ = ["PlotImage", "case_plots", "timing_plot", "KIND_TITLES", "KIND_CAPTIONS", "figure_caption", "COLORS", "RC",
+           "png_bytes"]
 
 #: Figure size in inches and resolution: 7.2 x 4.2 in at 110 dpi is about 790 x 460 px, legible
 #: at the report's 900 px column width without scaling artefacts.
 _SIZE = (7.2, 4.2)
 _DPI = 110
-_COLORS = ("#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2",
+COLORS = ("#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2",
            "#7f7f7f", "#bcbd22", "#17becf")
-_RC = MappingProxyType({
+RC = MappingProxyType({
     "font.size": 9.5,
     "axes.titlesize": 10.5,
     "axes.labelsize": 9.5,
@@ -89,10 +90,10 @@ def _slug(text: str) -> str:
 
 
 def _color(i: int) -> str:
-    return _COLORS[i % len(_COLORS)]
+    return COLORS[i % len(COLORS)]
 
 
-def _png(fig: Any, dpi: int) -> bytes:
+def png_bytes(fig: Any, dpi: int) -> bytes:
     buffer = io.BytesIO()
     # metadata Software=None: identical input gives identical bytes (no version stamp churn)
     fig.savefig(buffer, format="png", dpi=dpi, metadata={"Software": None})
@@ -446,13 +447,13 @@ def case_plots(result: CaseResult, *, index: int = 0, dpi: int = _DPI) -> list[P
         groups.setdefault(entry["kind"], []).append(entry)
     images = []
     for kind, entries in groups.items():
-        with matplotlib.rc_context(_RC):
+        with matplotlib.rc_context(RC):
             fig = Figure(figsize=_SIZE, layout="constrained")
             described = _DRAW[kind](fig, entries, result)
             title = entries[0].get("title") or _default_title(kind, entries[0])
             who = f"{result.case_id}" + (f" · {result.estimator}" if result.estimator else "")
             fig.suptitle(f"{who}\n{title}", fontsize=10)
-            png = _png(fig, dpi)
+            png = png_bytes(fig, dpi)
         images.append(PlotImage(
             key=f"{index:03d}-{_slug(result.case_id)}-{_slug(result.estimator or 'case')}-{kind}",
             title=f"{who}: {title}",
@@ -490,17 +491,17 @@ def timing_plot(results: Sequence[CaseResult], *, dpi: int = _DPI,
     other = np.maximum(wall - measured - trained, 0.0)
     served = np.array([part(r, "served_seconds") for r in shown])
     y = np.arange(len(shown))
-    with matplotlib.rc_context(_RC):
+    with matplotlib.rc_context(RC):
         fig = Figure(figsize=(_SIZE[0], 1.5 + 0.3 * len(shown)), layout="constrained")
         ax = fig.add_subplot()
         ax.grid(axis="y", visible=False)
         h = 0.62 if served.any() else 0.75
-        ax.barh(y, measured, height=h, color=_COLORS[0], label="computed: measurements")
-        ax.barh(y, trained, left=measured, height=h, color=_COLORS[2], label="computed: training minima")
+        ax.barh(y, measured, height=h, color=COLORS[0], label="computed: measurements")
+        ax.barh(y, trained, left=measured, height=h, color=COLORS[2], label="computed: training minima")
         ax.barh(y, other, left=measured + trained, height=h, color="0.78",
                 label="other wall time (data, fits, overhead; all of it without a timing record)")
         if served.any():
-            ax.barh(y + 0.40, served, height=0.18, color="white", edgecolor=_COLORS[3], hatch="////",
+            ax.barh(y + 0.40, served, height=0.18, color="white", edgecolor=COLORS[3], hatch="////",
                     label="served from caches (what those measurements had cost)")
         ax.set_yticks(y, labels=labels, fontsize=8)
         ax.invert_yaxis()
@@ -514,7 +515,7 @@ def timing_plot(results: Sequence[CaseResult], *, dpi: int = _DPI,
         fig.legend(handles, names, loc="outside lower center", ncols=2, fontsize=7.5)
         more = f" (the {limit} slowest of {len(timed)})" if len(timed) > limit else ""
         fig.suptitle(f"Time per case and estimator{more}", fontsize=10)
-        png = _png(fig, dpi)
+        png = png_bytes(fig, dpi)
     total = float(sum(r.seconds for r in timed))
     computed = float(measured.sum() + trained.sum())
     return PlotImage(

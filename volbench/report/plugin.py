@@ -21,8 +21,7 @@ What it does
 * At session end: ``report.md`` (+ ``figures/*.png``) and a self-contained ``index.html``, and a
   verdict table in the terminal summary, followed by the verdicts that moved against a baseline
   recorded on another machine class without failing. ``reports/latest`` points at the newest run.
-* ``--benchmark-json PATH``: its parent directory is created (pytest-benchmark does not), and
-  ``pytest_benchmark_update_machine_info`` adds GPU name, CUDA/torch versions and TF32 settings.
+* pytest-benchmark's hooks are another plugin's (``volbench.bench.plugin``).
 
 Options: ``--volbench-report-dir DIR`` (else ``$VOLBENCH_REPORT_DIR``, else ``<rootdir>/reports``)
 and ``--volbench-no-report``. A report directory that cannot be written gives one warning in the
@@ -51,8 +50,7 @@ from volbench.report.files import (
 from volbench.report.session import CASE_PROPERTY, RESULT_PROPERTY, ReportRecorder, case_meta
 from volbench.results import CaseResult
 
-__all__ = ["record_case", "pytest_addoption", "pytest_configure", "pytest_collection_modifyitems",
-           "pytest_benchmark_update_machine_info"]
+__all__ = ["record_case", "pytest_addoption", "pytest_configure", "pytest_collection_modifyitems"]
 
 _RECORDER_NAME = "volbench-report-recorder"
 
@@ -103,7 +101,6 @@ def record_case(request: pytest.FixtureRequest) -> Callable[[CaseResult], CaseRe
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    _make_benchmark_json_parent(config)
     if hasattr(config, "workerinput"):  # an xdist worker: results go to the controller
         return
     if config.getoption("volbench_no_report", default=False):
@@ -117,22 +114,6 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if _is_case_item(config, item):
             item.user_properties.append((CASE_PROPERTY, json.dumps(case_meta(item))))
-
-
-@pytest.hookimpl(optionalhook=True)
-def pytest_benchmark_update_machine_info(config: pytest.Config, machine_info: dict) -> None:
-    from volbench.bench.timer import machine_info as volbench_machine_info
-
-    machine_info.update(volbench_machine_info())
-
-
-def _make_benchmark_json_parent(config: pytest.Config) -> None:
-    path = config.getoption("benchmark_json", default=None)
-    if path:
-        try:
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
-        except OSError:  # pytest-benchmark reports the unwritable path itself
-            pass
 
 
 def _report_root(config: pytest.Config) -> Path:
