@@ -72,6 +72,7 @@ from volbench.estimator.prior_rays import (
     prior_points,
     prior_ray_directions,
 )
+from volbench.estimator.settings import SearchSettings
 
 __all__ = ["SamplingEstimate", "InsufficientSamplesError", "clopper_pearson", "sample_star_domain_measure",
            "sample_local_scales", "Calibration", "calibrate_thresholds", "calibrate_local_scales",
@@ -200,10 +201,10 @@ def _block_rows(cost, batch_size: int | None, n: int) -> int:
     return max(1, min(rows, MAX_BLOCK_ELEMENTS // n))
 
 
-def _ray_blocks(cost, anchor, *, n_draws, std, mean, seed, stream, search, block_rows, progress, what):
+def _ray_blocks(cost, anchor, *, threshold, n_draws, std, mean, seed, stream, search, block_rows, progress, what):
     """Yield (u [b, n] float64 CPU, dist [b], lo [b], hi [b], n_evals, config) per block of draws
     from N(mean, diag(std^2)): the direction of each draw from the anchor and the estimator's
-    radius bracket along it (its own search, ``search`` = its settings)."""
+    radius bracket along it (its own search, ``search``: its ``SearchSettings``)."""
     from volbench.estimator.core import estimate_log_volume
 
     blocks = range(0, n_draws, block_rows)
@@ -215,7 +216,8 @@ def _ray_blocks(cost, anchor, *, n_draws, std, mean, seed, stream, search, block
         last = min(n_draws, first + block_rows)
         u, dist = prior_ray_directions(prior_points(first, last, n=anchor.numel(), seed=seed, std=std, mean=mean,
                                                     stream=stream), anchor)
-        est = estimate_log_volume(cost, anchor, n_directions=last - first, directions=u, measure="lebesgue", **search)
+        est = estimate_log_volume(cost, anchor, threshold=threshold, n_directions=last - first, directions=u,
+                                  measure="lebesgue", settings=search)
         yield u, dist, est.log_radii.double().exp(), est.log_radii_upper.double().exp(), est.n_cost_evals, est.config
 
 
@@ -243,10 +245,11 @@ def _segments_inside(cost, anchor, u, lengths, *, threshold, grid, device, dtype
     return inside, m * grid
 
 
-def _search_settings(threshold, rtol, max_radius, seed, device, dtype, batch_size, initial_radius, growth,
-                     fine_scan) -> dict[str, Any]:
-    return dict(threshold=threshold, rtol=rtol, max_radius=max_radius, seed=seed, device=device, dtype=dtype,
-                batch_size=batch_size, initial_radius=initial_radius, growth=growth, fine_scan=fine_scan)
+def _search_settings(rtol, max_radius, seed, device, dtype, batch_size, initial_radius, growth,
+                     fine_scan) -> SearchSettings:
+    """The estimator's search as the sampler runs it along each draw's ray (one settings object)."""
+    return SearchSettings(rtol=rtol, max_radius=max_radius, seed=seed, device=device, dtype=dtype,
+                          batch_size=batch_size, initial_radius=initial_radius, growth=growth, fine_scan=fine_scan)
 
 
 def _resolution(rtol: float, segment_check: int) -> str:
@@ -320,13 +323,12 @@ def sample_star_domain_measure(
     n = anchor.numel()
     std = check_prior_std(prior_std, n)
     mean = check_prior_mean(prior_mean, n)
-    search = _search_settings(threshold, rtol, max_radius, seed, device, dtype, batch_size, initial_radius, growth,
-                              fine_scan)
+    search = _search_settings(rtol, max_radius, seed, device, dtype, batch_size, initial_radius, growth, fine_scan)
     n_evals = 0
     pilot_log_rate = None
     if pilot:
-        est = estimate_log_volume(cost, anchor, n_directions=pilot, directions="prior", measure="gaussian",
-                                  prior_std=std, prior_mean=mean, **search)
+        est = estimate_log_volume(cost, anchor, threshold=threshold, n_directions=pilot, directions="prior",
+                                  measure="gaussian", prior_std=std, prior_mean=mean, settings=search)
         n_evals += est.n_cost_evals
         pilot_log_rate = est.log_volume
         rate = math.exp(pilot_log_rate)
@@ -346,7 +348,8 @@ def sample_star_domain_measure(
     accepted = accepted_upper = checked = 0
     inner_config: dict[str, Any] = {}
     for u, dist, lo, hi, evals, inner_config in _ray_blocks(  # noqa: B007  inner_config is read after the loop
-            cost, anchor, n_draws=n_samples, std=std, mean=mean, seed=seed, stream=SAMPLING_STREAM, search=search,
+            cost, anchor, threshold=threshold, n_draws=n_samples, std=std, mean=mean, seed=seed,
+            stream=SAMPLING_STREAM, search=search,
             block_rows=rows, progress=progress, what="sampling"):
         n_evals += evals
         sure = dist <= lo
@@ -430,15 +433,15 @@ def sample_local_scales(
     n = anchor.numel()
     shape = check_prior_std(shape_std, n)
     mean = anchor.detach().to("cpu", torch.float64)
-    search = _search_settings(threshold, rtol, max_radius, seed, device, dtype, batch_size, initial_radius, growth,
-                              fine_scan)
+    search = _search_settings(rtol, max_radius, seed, device, dtype, batch_size, initial_radius, growth, fine_scan)
     rows = _block_rows(cost, batch_size, n)
     dev = default_device(cost, anchor, device)
     n_evals = 0
     accepted, upper, checked, check_evals = [0] * len(cs), [0] * len(cs), [0] * len(cs), [0] * len(cs)
     inner_config: dict[str, Any] = {}
     for u, dist, lo, hi, evals, inner_config in _ray_blocks(  # noqa: B007  inner_config is read after the loop
-            cost, anchor, n_draws=n_samples, std=shape, mean=mean, seed=seed, stream=SAMPLING_STREAM, search=search,
+            cost, anchor, threshold=threshold, n_draws=n_samples, std=shape, mean=mean, seed=seed,
+            stream=SAMPLING_STREAM, search=search,
             block_rows=rows, progress=progress, what="sampling"):
         n_evals += evals
         for j, c in enumerate(cs):
@@ -640,12 +643,12 @@ def calibrate_local_scales(cost, anchor: torch.Tensor, *, threshold: float, shap
     a = _check_targets(targets, n_pilot, min_tail)
     n = anchor.numel()
     shape = check_prior_std(shape_std, n)
-    search = _search_settings(threshold, rtol, max_radius, seed, device, dtype, batch_size, initial_radius, growth,
-                              fine_scan)
+    search = _search_settings(rtol, max_radius, seed, device, dtype, batch_size, initial_radius, growth, fine_scan)
     rows = _block_rows(cost, batch_size, n)
     ratios, n_evals = [], 0
     mean = anchor.detach().to("cpu", torch.float64)
-    for _, dist, lo, _, evals, _ in _ray_blocks(cost, anchor, n_draws=n_pilot, std=shape, mean=mean, seed=seed,
+    for _, dist, lo, _, evals, _ in _ray_blocks(cost, anchor, threshold=threshold, n_draws=n_pilot, std=shape,
+                                                 mean=mean, seed=seed,
                                                  stream=CALIBRATION_STREAM, search=search, block_rows=rows,
                                                  progress=False, what="calibration"):
         ratios.append(lo / dist)  # dist = |s z|: the pilot draws are theta0 + s z

@@ -26,6 +26,7 @@ import numbers
 import time
 import warnings
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -44,34 +45,13 @@ from volbench.estimator.measures import (
 )
 from volbench.estimator.result import CensoredRaysWarning, VolumeEstimate
 from volbench.estimator.search import SearchConfig, search_radii
+from volbench.estimator.settings import DEFAULT_RESOLUTION_NATS, SearchSettings, default_rtol
 from volbench.estimator.walk import FlatRays, Question, search_walk
 
 __all__ = ["estimate_log_volume", "estimate_log_volume_many", "default_rtol", "DEFAULT_RESOLUTION_NATS",
-           "filter_scale_at", "check_anchor", "as_batched_cost", "default_device"]
+           "SearchSettings", "filter_scale_at", "check_anchor", "as_batched_cost", "default_device"]
 
 Cost = Callable[..., torch.Tensor]
-
-
-#: Default target width (nats) of the log V bracket from the radius search alone; see ``default_rtol``.
-DEFAULT_RESOLUTION_NATS = 1.0
-
-
-def default_rtol(n: int, dtype: torch.dtype = torch.float32, resolution_nats: float = DEFAULT_RESOLUTION_NATS) -> float:
-    """The radius tolerance whose log V bracket is ``resolution_nats`` wide in n dimensions.
-
-    Every term of log V is n log r, so radii known to a factor 1 + rtol bound log V within
-    n log(1 + rtol) nats: rtol = expm1(resolution_nats / n). Capped at 1e-3 (small n: each radius
-    still to 0.1%) and floored at 16 ulp of ``dtype`` (below it the evaluated points
-    anchor + r v stop changing with r), where the bracket is then wider than asked.
-
-    >>> round(default_rtol(235_146), 9), default_rtol(10)
-    (4.253e-06, 0.001)
-    """
-    if (isinstance(resolution_nats, bool) or not isinstance(resolution_nats, numbers.Real)
-            or not math.isfinite(resolution_nats) or resolution_nats <= 0):
-        raise ValueError(f"resolution_nats must be a finite positive number of nats, got {resolution_nats!r}")
-    floor = 16 * torch.finfo(dtype).eps
-    return float(min(1e-3, max(floor, math.expm1(resolution_nats / n))))
 
 
 def as_batched_cost(cost: Cost, threshold: float) -> Callable[[torch.Tensor], torch.Tensor]:
@@ -96,16 +76,6 @@ def as_batched_cost(cost: Cost, threshold: float) -> Callable[[torch.Tensor], to
     return evaluate
 
 
-
-
-
-
-
-
-
-
-
-
 def default_device(cost, anchor, device) -> torch.device:
     """The device to evaluate on: the one asked for, else the cost's own (a ModelCost lives on
     one), else the anchor's, else the CPU."""
@@ -114,8 +84,6 @@ def default_device(cost, anchor, device) -> torch.device:
     if getattr(cost, "device", None) is not None:
         return torch.device(cost.device)
     return anchor.device if isinstance(anchor, torch.Tensor) else torch.device("cpu")
-
-
 
 
 def check_anchor(cost: Cost, anchor: Any, threshold: float, *, device, dtype) -> tuple[torch.Tensor, float]:
@@ -207,6 +175,7 @@ def estimate_log_volume(
     resolution_nats: float = DEFAULT_RESOLUTION_NATS,
     search: str = "itp",
     robust: bool = True,
+    settings: SearchSettings | None = None,
 ) -> VolumeEstimate:
     """Estimate the log-volume of the basin {theta: cost(theta) < threshold} star-shaped around
     ``anchor``.
@@ -250,30 +219,36 @@ def estimate_log_volume(
             bisection, ``search.search_radii``; kept as the benchmarks' baseline).
         robust: (search="itp") look for hidden exits where the inside costs rise and fall before
             the first exit (``SearchConfig.robust``).
+        settings: all the search's settings at once (``volbench.estimator.settings.SearchSettings``),
+            instead of rtol ... robust above: how the other layers (prior-directed rays, the
+            direct samplers, the lab) pass them down.
 
     Warns (``CensoredRaysWarning``) when some rays are still inside at ``max_radius``: their
     radii are lower bounds, and at large n one of them can dominate log V.
     """
+    if settings is None:
+        settings = SearchSettings(rtol=rtol, resolution_nats=resolution_nats, max_radius=max_radius,
+                                  initial_radius=initial_radius, growth=growth, fine_scan=fine_scan, search=search,
+                                  robust=robust, seed=seed, device=device, dtype=dtype, batch_size=batch_size,
+                                  progress=progress)
     if isinstance(directions, str) and directions == "prior":
         from volbench.estimator.prior_rays import estimate_prior_directed
 
-        return estimate_prior_directed(
-            cost, anchor, threshold=threshold, n_directions=n_directions, measure=measure, prior_std=prior_std,
-            prior_mean=prior_mean, preconditioner=preconditioner, rtol=rtol, max_radius=max_radius, seed=seed,
-            device=device, dtype=dtype, batch_size=batch_size, initial_radius=initial_radius, growth=growth,
-            fine_scan=fine_scan, progress=progress)
-    results = _estimate(cost, anchor, thresholds=[threshold], sizes=None, strict=True, **dict(
-        n_directions=n_directions, directions=directions, preconditioner=preconditioner, measure=measure,
-        prior_std=prior_std, prior_mean=prior_mean, rtol=rtol, max_radius=max_radius, seed=seed, device=device,
-        dtype=dtype,
-        batch_size=batch_size, initial_radius=initial_radius, growth=growth, fine_scan=fine_scan,
-        progress=progress, resolution_nats=resolution_nats, search=search, robust=robust))
+        return estimate_prior_directed(cost, anchor, threshold=threshold, n_directions=n_directions, measure=measure,
+                                       prior_std=prior_std, prior_mean=prior_mean, preconditioner=preconditioner,
+                                       settings=settings)
+    results = _estimate(cost, anchor, thresholds=[threshold], sizes=None, strict=True, n_directions=n_directions,
+                        directions=directions, preconditioner=preconditioner, measure=measure, prior_std=prior_std,
+                        prior_mean=prior_mean, settings=settings)
     return next(iter(results.values()))
 
 
 def estimate_log_volume_many(cost: Cost, anchor: torch.Tensor, *, thresholds: Sequence[float],
-                             sizes: Sequence[int] | None = None, **kwargs: Any) -> dict[tuple[int | None, float],
-                                                                                           VolumeEstimate | None]:
+                             sizes: Sequence[int] | None = None, n_directions: int = 500,
+                             directions: str | torch.Tensor = "isotropic", preconditioner: torch.Tensor | None = None,
+                             measure: str = "lebesgue", prior_std: float | torch.Tensor | None = None,
+                             prior_mean: float | torch.Tensor | None = None, settings: SearchSettings | None = None,
+                             **search: Any) -> dict[tuple[int | None, float], VolumeEstimate | None]:
     """``estimate_log_volume`` for every (data size, threshold) pair from one walk per ray batch.
 
     ``sizes``: nested landscapes as prefixes of the cost's data (``ModelCost.open_rays``; the
@@ -282,9 +257,15 @@ def estimate_log_volume_many(cost: Cost, anchor: torch.Tensor, *, thresholds: Se
     question. Returns ``{(size, threshold): VolumeEstimate}``, with None where the anchor's cost
     in that landscape is not below the threshold (outside its own basin). ``n_cost_evals`` and
     ``seconds`` of each estimate are its share of the walk's (``config["walk"]`` has the totals).
-    Other keyword arguments: as ``estimate_log_volume`` (search="itp" only).
+    The search's settings: ``settings``, or its fields as keyword arguments (search="itp" only).
     """
-    return _estimate(cost, anchor, thresholds=list(thresholds), sizes=sizes, strict=False, **kwargs)
+    if settings is None:
+        settings = SearchSettings(**search)
+    elif search:
+        raise TypeError(f"give the search's settings as settings= or as keywords, not both ({sorted(search)})")
+    return _estimate(cost, anchor, thresholds=list(thresholds), sizes=sizes, strict=False, n_directions=n_directions,
+                     directions=directions, preconditioner=preconditioner, measure=measure, prior_std=prior_std,
+                     prior_mean=prior_mean, settings=settings)
 
 
 def _gaussian_std(prior_std, n: int) -> torch.Tensor:
@@ -343,37 +324,69 @@ def _check_output(out: torch.Tensor, params: torch.Tensor) -> None:
         raise TypeError(f"cost returned a {out.dtype} tensor; a cost must be real (a loss value per vector)")
 
 
-def _estimate(cost, anchor, *, thresholds, sizes, strict, n_directions=500, directions="isotropic",
-              preconditioner=None, measure="lebesgue", prior_std=None, prior_mean=None, rtol=None, max_radius=None,
-              seed=0, device=None, dtype=torch.float32, batch_size=None, initial_radius=None, growth=2.0, fine_scan=0,
-              progress=False, resolution_nats=DEFAULT_RESOLUTION_NATS, search="itp", robust=True):
+def _estimate(cost, anchor, *, thresholds, sizes, strict, n_directions, directions, preconditioner, measure,
+              prior_std, prior_mean, settings: SearchSettings) -> dict[tuple[int | None, float], VolumeEstimate | None]:
+    """The estimator in four steps: validate and cost the anchor (:func:`_setup`), pose the
+    questions (one per data size and threshold whose anchor is inside), walk every batch of rays
+    (:func:`_walk`), and turn radii into estimates (:func:`_assemble`)."""
     start = time.perf_counter()
-    device = default_device(cost, anchor, device)
+    run = _setup(cost, anchor, thresholds, sizes, strict, n_directions, directions, preconditioner, measure,
+                 prior_std, prior_mean, settings)
+    keys, questions = [], []
+    size_keys = [None] if run.size_list is None else list(run.size_list)
+    for si, size in enumerate(size_keys):
+        for tau in thresholds:
+            keys.append((size, float(tau)))
+            questions.append(Question(si, float(tau)) if float(run.c0[si]) < tau else None)
+    walked = _walk(cost, run, [q for q in questions if q is not None], thresholds, settings)
+    return _assemble(run, walked, keys, questions, settings, time.perf_counter() - start)
+
+
+@dataclass(frozen=True)
+class _Run:
+    """What every step of one estimate needs: the validated inputs and the search's configuration."""
+
+    device: torch.device
+    anchor: torch.Tensor
+    c0: torch.Tensor
+    opener: Any
+    n: int
+    K: int
+    size_list: tuple[int, ...] | None
+    sampler: DirectionSampler
+    label: str
+    explicit: bool
+    measure: str
+    std: torch.Tensor | None
+    mean: torch.Tensor | None
+    cfg: SearchConfig
+    batch_size: int
+    seed: int
+
+
+def _setup(cost, anchor, thresholds, sizes, strict, n_directions, directions, preconditioner, measure, prior_std,
+           prior_mean, settings: SearchSettings) -> _Run:
+    device = default_device(cost, anchor, settings.device)
     if measure not in ("lebesgue", "gaussian"):
         raise ValueError(f"measure must be 'lebesgue' or 'gaussian', got {measure!r}")
-    if search not in ("itp", "bisect"):
-        raise ValueError(f"search must be 'itp' (value-based) or 'bisect' (bit-only baseline), got {search!r}")
     if not thresholds:
         raise ValueError("at least one threshold is needed")
     for tau in thresholds:
         check_threshold(tau)
-    seed = check_seed(seed)
-    dtype = check_dtype(dtype)
-    if search == "bisect":
+    seed = check_seed(settings.seed)
+    dtype = check_dtype(settings.dtype)
+    if settings.search == "bisect":
         if sizes is not None or len(thresholds) != 1:
             raise ValueError("search='bisect' answers one threshold on the whole data set; use search='itp'")
         anchor_t, c0_single = check_anchor(cost, anchor, thresholds[0], device=device, dtype=dtype)
-        c0 = torch.tensor([c0_single], dtype=torch.float64)
-        opener = None
+        c0, opener = torch.tensor([c0_single], dtype=torch.float64), None
     else:
         anchor_t = check_flat(anchor, "anchor").detach().to(device=device, dtype=dtype)
         c0, opener = _anchor_costs(cost, anchor_t, sizes, thresholds, strict, dtype)
-    anchor = anchor_t
-    n = anchor.numel()
+    n = anchor_t.numel()
     size_list = None if sizes is None else tuple(cost.check_sizes(sizes))
-    explicit, precond, label = _resolve_directions(cost, anchor, directions, preconditioner)
+    explicit, precond, label = _resolve_directions(cost, anchor_t, directions, preconditioner)
     K = check_positive_int(n_directions, "n_directions") if explicit is None else explicit.shape[0]
-    sampler = DirectionSampler(n, seed=seed, preconditioner=precond, explicit=explicit)
     std = mean = None
     if measure == "gaussian":
         std = _gaussian_std(prior_std, n)
@@ -382,105 +395,112 @@ def _estimate(cost, anchor, *, thresholds, sizes, strict, n_directions=500, dire
         raise ValueError("prior_std is only used with measure='gaussian'")
     elif prior_mean is not None:
         raise ValueError("prior_mean is only used with measure='gaussian'")
-    if rtol is None:
-        rtol = default_rtol(n, dtype, resolution_nats)
-    scale = max(1.0, float(row_norms(anchor.unsqueeze(0))[0]))
-    cfg = SearchConfig(
-        rtol=rtol,
-        initial_radius=initial_radius if initial_radius is not None else 1e-2 * scale,
-        growth=growth,
-        max_radius=max_radius if max_radius is not None else 1e3 * scale,
-        min_radius=1e-12 * scale,
-        fine_scan=fine_scan,
-        robust=bool(robust),
-    )
+    batch_size = settings.batch_size
     if batch_size is None:
         batch_size = int(getattr(cost, "max_rays", None) or getattr(cost, "max_batch", None) or 256)
     batch_size = check_positive_int(batch_size, "batch_size", " (rays searched together) or None")
+    return _Run(device=device, anchor=anchor_t, c0=c0, opener=opener, n=n, K=K, size_list=size_list,
+                sampler=DirectionSampler(n, seed=seed, preconditioner=precond, explicit=explicit), label=label,
+                explicit=explicit is not None, measure=measure, std=std, mean=mean,
+                cfg=settings.config(n, float(row_norms(anchor_t.unsqueeze(0))[0])), batch_size=batch_size, seed=seed)
 
-    # Questions: (size index, tau) for every pair whose anchor is inside; None results otherwise.
-    keys, questions = [], []
-    size_keys = [None] if size_list is None else list(size_list)
-    for si, size in enumerate(size_keys):
-        for tau in thresholds:
-            keys.append((size, float(tau)))
-            questions.append(Question(si, float(tau)) if float(c0[si]) < tau else None)
-    asked = [q for q in questions if q is not None]
-    A = len(asked)
-    lo_all, hi_all, log_norm_all, evals_all = [], [], [], []
-    terms, terms_upper = [], []
-    n_evals = 1  # the anchor
-    rounds = 0
-    std_d = None if std is None else std.to(device)
+
+@dataclass
+class _Walked:
+    """The radii of every ray and question (columns), their direction norms, the Gaussian terms."""
+
+    lo: list = field(default_factory=list)
+    hi: list = field(default_factory=list)
+    log_norm: list = field(default_factory=list)
+    evals: list = field(default_factory=list)
+    terms: list = field(default_factory=list)
+    terms_upper: list = field(default_factory=list)
+    n_evals: int = 1  # the anchor
+    rounds: int = 0
+    n_questions: int = 0
+
+
+def _walk(cost, run: _Run, asked: list, thresholds, settings: SearchSettings) -> _Walked:
+    """Search every batch of rays for every question's first exit."""
+    out = _Walked(n_questions=len(asked))
+    dtype, device, n = settings.dtype, run.device, run.n
+    std_d = None if run.std is None else run.std.to(device)
     # Only the offset from the prior's centre enters each ray's Gaussian integral: once, in float64.
-    offset = None if std is None else (anchor if mean is None else anchor.double() - mean.to(anchor.device))
-    batches = range(0, K, batch_size)
-    if progress:
+    offset = None if run.std is None else (
+        run.anchor if run.mean is None else run.anchor.double() - run.mean.to(run.anchor.device))
+    batches = range(0, run.K, run.batch_size)
+    if settings.progress:
         from tqdm.auto import tqdm
 
-        batches = tqdm(batches, desc=f"volume ({K} rays)", unit="batch")
+        batches = tqdm(batches, desc=f"volume ({run.K} rays)", unit="batch")
     for start_k in batches:
-        idx = torch.arange(start_k, min(K, start_k + batch_size))
-        v, log_norm_w = sampler.batch(idx, device=device, dtype=dtype)
-        if search == "bisect":
-            lo, hi, ev = _bisect_batch(cost, anchor, v, thresholds[0], cfg, device, dtype)
+        idx = torch.arange(start_k, min(run.K, start_k + run.batch_size))
+        v, log_norm_w = run.sampler.batch(idx, device=device, dtype=dtype)
+        if settings.search == "bisect":
+            lo, hi, ev = _bisect_batch(cost, run.anchor, v, thresholds[0], run.cfg, device, dtype)
             lo, hi = lo.unsqueeze(1), hi.unsqueeze(1)
-            n_evals += ev
-            evals_all.append(torch.full((len(idx),), -1, dtype=torch.long))
-        elif A:
-            out = search_walk(opener(anchor, v), asked, cfg, dtype=dtype, anchor_values=c0)
-            lo, hi = out.lo, out.hi
-            n_evals += out.n_evals
-            rounds += out.n_rounds
-            evals_all.append(out.evals_per_ray)
+            out.n_evals += ev
+            out.evals.append(torch.full((len(idx),), -1, dtype=torch.long))
+        elif asked:
+            found = search_walk(run.opener(run.anchor, v), asked, run.cfg, dtype=dtype, anchor_values=run.c0)
+            lo, hi = found.lo, found.hi
+            out.n_evals += found.n_evals
+            out.rounds += found.n_rounds
+            out.evals.append(found.evals_per_ray)
         else:
             break
-        lo_all.append(lo)
-        hi_all.append(hi)
-        log_norm_all.append(log_norm_w)
-        if measure == "gaussian":
+        out.lo.append(lo)
+        out.hi.append(hi)
+        out.log_norm.append(log_norm_w)
+        if run.measure == "gaussian":
             const = (log_unit_sphere_area(n) - n * log_norm_w).unsqueeze(1)
             coeffs = gaussian_ray_coefficients(v, offset, std_d)
-            terms.append(torch.stack([gaussian_log_ray_mass_at(lo[:, a], coeffs, n) for a in range(lo.shape[1])], 1)
-                         + const)
-            terms_upper.append(torch.stack([gaussian_log_ray_mass_at(hi[:, a], coeffs, n)
-                                            for a in range(hi.shape[1])], 1) + const)
-    seconds = time.perf_counter() - start
+            out.terms.append(torch.stack([gaussian_log_ray_mass_at(lo[:, a], coeffs, n) for a in range(lo.shape[1])],
+                                         1) + const)
+            out.terms_upper.append(torch.stack([gaussian_log_ray_mass_at(hi[:, a], coeffs, n)
+                                                for a in range(hi.shape[1])], 1) + const)
+    return out
+
+
+def _assemble(run: _Run, walked: _Walked, keys, questions, settings: SearchSettings,
+              seconds: float) -> dict[tuple[int | None, float], VolumeEstimate | None]:
+    """One ``VolumeEstimate`` per question (None where the anchor is outside), with the record of
+    what produced it."""
+    n, K, A, std = run.n, run.K, walked.n_questions, run.std
     config = {
         "estimator": "volbench.estimate_log_volume",
         "n_directions": K,
-        "directions": label,
-        "direction_generator": DIRECTION_GENERATOR if explicit is None else None,
-        "preconditioner": sampler.describe()["preconditioner"],
-        "measure": measure,
+        "directions": run.label,
+        "direction_generator": None if run.explicit else DIRECTION_GENERATOR,
+        "preconditioner": run.sampler.describe()["preconditioner"],
+        "measure": run.measure,
         "prior_std": None if std is None else (float(std[0]) if bool((std == std[0]).all()) else "per-parameter"),
-        "prior_mean": None if std is None else describe_prior_mean(mean, anchor),
-        "rtol": rtol,
-        "resolution_nats": resolution_nats,
-        "search": search,
-        "robust": bool(robust) if search == "itp" else None,
-        "initial_radius": cfg.initial_radius,
-        "growth": growth,
-        "max_radius": cfg.max_radius,
-        "fine_scan": fine_scan,
-        "seed": seed,
-        "device": str(device),
-        "dtype": str(dtype).replace("torch.", ""),
-        "batch_size": batch_size,
+        "prior_mean": None if std is None else describe_prior_mean(run.mean, run.anchor),
+        "rtol": run.cfg.rtol,
+        "resolution_nats": settings.resolution_nats,
+        "search": settings.search,
+        "robust": bool(settings.robust) if settings.search == "itp" else None,
+        "initial_radius": run.cfg.initial_radius,
+        "growth": settings.growth,
+        "max_radius": run.cfg.max_radius,
+        "fine_scan": settings.fine_scan,
+        "seed": run.seed,
+        "device": str(run.device),
+        "dtype": str(settings.dtype).replace("torch.", ""),
+        "batch_size": run.batch_size,
         "torch": torch.__version__,
         "numpy": np.__version__,  # direction seeds come from numpy's SeedSequence
         "volbench": __version__,
     }
     results: dict[tuple[int | None, float], VolumeEstimate | None] = {}
-    evals_per_ray = torch.cat(evals_all) if evals_all else torch.zeros(0, dtype=torch.long)
+    evals_per_ray = torch.cat(walked.evals) if walked.evals else torch.zeros(0, dtype=torch.long)
     if A:
-        lo = torch.cat(lo_all)
-        hi = torch.cat(hi_all)
-        log_norm = torch.cat(log_norm_all)
-        if measure == "gaussian":
-            lt_all, lu_all = torch.cat(terms), torch.cat(terms_upper)
+        lo, hi, log_norm = torch.cat(walked.lo), torch.cat(walked.hi), torch.cat(walked.log_norm)
+        if run.measure == "gaussian":
+            lt_all, lu_all = torch.cat(walked.terms), torch.cat(walked.terms_upper)
     if A > 1:
-        config["walk"] = {"questions": A, "cost_evals": n_evals, "seconds": seconds, "rounds": rounds}
+        config["walk"] = {"questions": A, "cost_evals": walked.n_evals, "seconds": seconds, "rounds": walked.rounds}
+    n_evals = walked.n_evals
     shares = [n_evals // A + (1 if i < n_evals % A else 0) for i in range(A)] if A else []
     a = 0
     for key, q in zip(keys, questions):
@@ -489,7 +509,7 @@ def _estimate(cost, anchor, *, thresholds, sizes, strict, n_directions=500, dire
             continue
         log_r = torch.log(lo[:, a])
         log_u = torch.log(hi[:, a])
-        if measure == "lebesgue":
+        if run.measure == "lebesgue":
             log_terms = log_unit_ball_volume(n) + n * (log_r - log_norm)
             log_terms_upper = log_unit_ball_volume(n) + n * (log_u - log_norm)
         else:
@@ -498,11 +518,12 @@ def _estimate(cost, anchor, *, thresholds, sizes, strict, n_directions=500, dire
         if bool(censored.any()):
             n_cens = int(censored.sum())
             warnings.warn(
-                f"{n_cens} of {K} rays ({n_cens / K:.1%}) are still inside the basin at max_radius={cfg.max_radius:.4g}"
+                f"{n_cens} of {K} rays ({n_cens / K:.1%}) are still inside the basin at "
+                f"max_radius={run.cfg.max_radius:.4g}"
                 f"{'' if key[0] is None else f' (landscape {key[0]}, threshold {key[1]:g})'}: their radii and terms "
                 "are lower bounds, so the estimate is a lower bound, and under the Lebesgue measure at large n such "
                 "rays can dominate it; raise max_radius, or use measure='gaussian' where some directions are "
-                "unbounded", CensoredRaysWarning, stacklevel=3)
+                "unbounded", CensoredRaysWarning, stacklevel=4)
         results[key] = VolumeEstimate(
             log_volume=float(torch.logsumexp(log_terms, dim=0) - math.log(K)),
             log_radii=log_r,
@@ -514,14 +535,12 @@ def _estimate(cost, anchor, *, thresholds, sizes, strict, n_directions=500, dire
             n_directions=K,
             n_cost_evals=shares[a] if A > 1 else n_evals,
             seconds=seconds / A,
-            config={**config, "threshold": key[1], "anchor_cost": float(c0[q.size_index]),
+            config={**config, "threshold": key[1], "anchor_cost": float(run.c0[q.size_index]),
                     **({} if key[0] is None else {"landscape_size": key[0]})},
-            evals_per_ray=evals_per_ray if search == "itp" else None,
+            evals_per_ray=evals_per_ray if settings.search == "itp" else None,
         )
         a += 1
     return results
-
-
 
 
 def _bisect_batch(cost, anchor, v, threshold, cfg, device, dtype):

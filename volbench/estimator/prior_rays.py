@@ -44,6 +44,7 @@ import torch
 
 from volbench.estimator.measures import check_prior_mean, describe_prior_mean, gaussian_log_ray_mass
 from volbench.estimator.result import VolumeEstimate
+from volbench.estimator.settings import SearchSettings
 
 __all__ = ["PRIOR_BLOCK", "PRIOR_RAY_STREAM", "SAMPLING_STREAM", "CALIBRATION_STREAM", "check_prior_std",
            "prior_points", "prior_ray_directions", "log_ray_fractions", "estimate_prior_directed"]
@@ -130,10 +131,7 @@ def log_ray_fractions(radii: torch.Tensor, u: torch.Tensor, anchor: torch.Tensor
 
 def estimate_prior_directed(cost, anchor: torch.Tensor, *, threshold: float, n_directions: int = 500,
                             measure: str = "gaussian", prior_std=None, prior_mean=None, preconditioner=None,
-                            rtol: float | None = None, max_radius: float | None = None, seed: int = 0, device=None,
-                            dtype: torch.dtype = torch.float32, batch_size: int | None = None,
-                            initial_radius: float | None = None, growth: float = 2.0, fine_scan: int = 0,
-                            progress: bool = False) -> VolumeEstimate:
+                            settings: SearchSettings | None = None) -> VolumeEstimate:
     """``estimate_log_volume(..., directions="prior")``: the prior mass of the star domain from
     rays towards prior draws (see the module docstring). The radius along each ray is found by
     the estimator's own search (``estimate_log_volume`` with the rays as explicit directions), so
@@ -154,20 +152,20 @@ def estimate_prior_directed(cost, anchor: torch.Tensor, *, threshold: float, n_d
         raise ValueError("directions='prior' draws its rays from the prior; pass preconditioner=None")
     if not isinstance(anchor, torch.Tensor) or anchor.ndim != 1 or anchor.numel() == 0:
         raise ValueError("anchor must be a flat [n] tensor of parameters (torch.nn.utils.parameters_to_vector)")
+    settings = settings if settings is not None else SearchSettings()
     K = check_positive_int(n_directions, "n_directions")
-    seed = check_seed(seed)
+    seed = check_seed(settings.seed)
+    batch_size = settings.batch_size
     n = anchor.numel()
     std = check_prior_std(prior_std, n)
     mean = check_prior_mean(prior_mean, n)
     block_rows = int(batch_size or getattr(cost, "max_batch", None) or 256)
     block_rows = max(1, min(block_rows, MAX_BLOCK_ELEMENTS // n))
-    common = dict(threshold=threshold, measure="lebesgue", rtol=rtol, max_radius=max_radius, seed=seed,
-                  device=device, dtype=dtype, batch_size=batch_size, initial_radius=initial_radius, growth=growth,
-                  fine_scan=fine_scan)
+    inner = settings.replace(progress=False)  # the outer loop shows the progress
     lo_parts, hi_parts, cens_parts, terms, terms_upper = [], [], [], [], []
     n_evals, inner_config = 0, {}
     blocks = range(0, K, block_rows)
-    if progress:
+    if settings.progress:
         from tqdm.auto import tqdm
 
         blocks = tqdm(blocks, desc=f"prior rays ({K})", unit="block")
@@ -175,7 +173,8 @@ def estimate_prior_directed(cost, anchor: torch.Tensor, *, threshold: float, n_d
         last = min(K, first + block_rows)
         u, _ = prior_ray_directions(prior_points(first, last, n=n, seed=seed, std=std, mean=mean,
                                                  stream=PRIOR_RAY_STREAM), anchor)
-        est = estimate_log_volume(cost, anchor, n_directions=last - first, directions=u, **common)
+        est = estimate_log_volume(cost, anchor, threshold=threshold, n_directions=last - first, directions=u,
+                                  measure="lebesgue", settings=inner)
         n_evals += est.n_cost_evals
         inner_config = est.config
         lo, hi = est.log_radii.double().exp(), est.log_radii_upper.double().exp()

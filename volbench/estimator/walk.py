@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any
 
 import torch
@@ -211,213 +211,267 @@ def search_walk(rays: Any, questions: Sequence[Question], cfg: Any, *, dtype: to
 
     ``cfg`` is a ``SearchConfig`` (rtol, initial_radius, growth, max_radius, min_radius,
     fine_scan, robust). ``anchor_values`` [S]: the exact costs at the anchor per data size.
+
+    Each round, every live (ray, question) proposes at most one radius, by the first of these
+    that applies: bracketing up (:func:`_propose_up`), bracketing down (:func:`_propose_down`),
+    refinement by ITP (:func:`_propose_itp`), a first-exit robustness point
+    (:func:`_propose_robust`), an even scan (:func:`_propose_scan`); the proposals are then
+    evaluated together (:func:`_evaluate_proposals`). A ray that proposes nothing is settled.
     """
     K, A = rays.n_rays, len(questions)
-    sizes = rays.sizes
     hist = History(K, anchor_values)
-    eps_d = torch.finfo(dtype).eps
-    log_tol = math.log1p(cfg.rtol)
     # The largest radius as the compute dtype holds it: points are evaluated at radii rounded to
     # dtype, and a max_radius that rounds down (11,379.8 in float32) would otherwise never be
     # reached by the last inside point, so the ray would propose it for ever.
     max_r = float(torch.tensor(cfg.max_radius, dtype=F64).to(dtype).to(F64))
-    # ITP state per (ray, question): bracket at initialisation, n_max, iteration, kappa1.
-    itp_a = torch.full((K, A), math.nan, dtype=F64)
-    itp_b = torch.full((K, A), math.nan, dtype=F64)
-    itp_n = torch.zeros((K, A), dtype=F64)
-    itp_j = torch.zeros((K, A), dtype=F64)
-    misses = torch.zeros((K, A), dtype=torch.long)  # growth steps whose prediction stayed inside
-    robust_used = torch.zeros((K, A), dtype=torch.long)  # robustness points spent
-    scan_top = torch.full((K, A), math.nan, dtype=F64)
-    scan_j = torch.zeros((K, A), dtype=torch.long)
-    was_up = torch.zeros((K, A), dtype=torch.bool)  # questions that proposed a growth step last round
-    asked = _Asked(questions, sizes)
-    s_idx, tau = asked.s_idx, asked.tau
+    asked = _Asked(questions, rays.sizes)
     n_evals = rounds = 0
     # A ray that proposes nothing in a round is settled for good: only its own proposals add
     # points to it. Each round works on the live rays only.
     live = torch.arange(K)
-    full = dict(itp_a=itp_a, itp_b=itp_b, itp_n=itp_n, itp_j=itp_j, misses=misses, robust_used=robust_used,
-                scan_top=scan_top, scan_j=scan_j, was_up=was_up)
+    full = _WalkState.start(K, A)
     while live.numel():
         everyone = live.numel() == K
-        st = dict(full) if everyone else {k: v[live] for k, v in full.items()}
-        itp_a, itp_b, itp_n, itp_j = st["itp_a"], st["itp_b"], st["itp_n"], st["itp_j"]
-        misses, robust_used, scan_top, scan_j = st["misses"], st["robust_used"], st["scan_top"], st["scan_j"]
+        st = full if everyone else full.rows(live)
         view = hist.view(None if everyone else live)
         b = _brackets(view, asked)
-        lo, hi, c0 = b["lo"], b["hi"], b["c0"]
-        lo = lo.clamp_min(0.0)
-        depth = (tau.view(1, -1) - c0).clamp_min(0.0)
-        KL = live.numel()
-        prop = torch.full((KL, A), math.nan, dtype=F64)
-        growing = torch.isinf(hi)
+        b["lo"] = b["lo"].clamp_min(0.0)
+        b["depth"] = (asked.tau.view(1, -1) - b["c0"]).clamp_min(0.0)
+        prop = torch.full((live.numel(), A), math.nan, dtype=F64)
+        growing = torch.isinf(b["hi"])
         # Growth predictions that came back inside count as misses (then plain growth).
-        misses = torch.where(st["was_up"] & growing, misses + 1, misses)
-
-        # 1. Bracketing up: to the crossing predicted by c(t) - c0 ~ a t^2, at most x growth; x
-        #    growth^flat_steps while the cost has risen by less than 1% of tau - c0 (nothing
-        #    measurable to hide an exit behind: one step instead of several doublings).
-        up = growing & (lo < max_r)
-        rise = b["v_lo"] - c0
-        ratio = torch.where(rise > 1e-6 * depth, depth / rise.clamp_min(1e-300), torch.full_like(rise, math.inf))
-        flat = rise < 1e-2 * depth
-        # Aim 5% past the predicted crossing; on a flat stretch at 70% of it (stay inside).
-        factor = (ratio ** 0.5) * torch.where(flat, torch.full_like(ratio, 0.7), torch.full_like(ratio, 1.05))
-        cap = torch.where(flat, torch.full_like(ratio, cfg.growth ** cfg.flat_steps),
-                          torch.full_like(ratio, cfg.growth))
-        factor = torch.where(misses >= 2, cap, factor)
-        factor = torch.minimum(factor.clamp(min=1.0 + 4.0 * cfg.rtol), cap)
-        step_up = torch.where(lo > 0, lo * factor, torch.full_like(lo, cfg.initial_radius))
-        prop = torch.where(up, step_up.clamp(max=max_r), prop)
-
-        # 2. Bracketing down: only the anchor inside below the first outside point.
-        down = ~growing & (lo <= 0)
-        excess = b["v_hi"] - c0
-        shrink = torch.where(torch.isfinite(excess) & (excess > depth),
-                             (depth / excess.clamp_min(1e-300)) ** 0.5 * 0.95, torch.full_like(excess, 0.0))
-        shrink = shrink.clamp(min=1.0 / cfg.growth, max=1.0 - 4.0 * cfg.rtol)
-        step_down = hi * shrink
-        floor = down & (step_down < cfg.min_radius)
-        prop = torch.where(down & ~floor, step_down, prop)
-
-        # 3. Refinement: ITP on f = cost - tau in log-radius.
-        refine = ~growing & (lo > 0)
-        lo_d = lo.to(dtype)
-        next_up = torch.nextafter(lo_d, torch.full_like(lo_d, math.inf)).to(F64)
-        hi_dn = torch.nextafter(hi.to(dtype), torch.zeros_like(lo_d)).to(F64)
-        converged = refine & ((hi <= lo * (1.0 + cfg.rtol)) | (next_up >= hi) | (next_up > hi_dn))
-        active = refine & ~converged
-        a_, b_ = torch.log(lo.clamp_min(1e-300)), torch.log(hi.clamp(max=1e300))
-        fresh = active & (torch.isnan(itp_a) | (a_ < itp_a - 1e-12) | (b_ > itp_b + 1e-12))
-        width0 = (b_ - a_).clamp_min(1e-300)
-        n_half = torch.ceil(torch.log2((width0 / log_tol).clamp_min(1.0)))
-        itp_a = torch.where(fresh, a_, itp_a)
-        itp_b = torch.where(fresh, b_, itp_b)
-        itp_n = torch.where(fresh, n_half + 1.0, itp_n)  # n0 = 1
-        itp_j = torch.where(fresh, torch.zeros_like(itp_j), itp_j)
-        # kappa1 = 0.05 / (initial width): the truncation step moves the interpolated point 5% of
-        # the bracket toward its middle at first (0.2, the paper's example, cost ~1 evaluation
-        # per ray more on MNIST rays; 0.01 let regula falsi stall on one side).
-        kappa1 = 0.05 / (itp_b - itp_a).clamp_min(1e-300)
-        # Interpolate log(c - c0) - log(tau - c0) where both ends rose above the anchor's cost: a
-        # power law c - c0 ~ a t^p is then linear in log t (regula falsi exact); else c - tau.
-        fa = b["v_lo"] - tau.view(1, -1)
-        fb = b["v_hi"] - tau.view(1, -1)
-        rise_lo, rise_hi = b["v_lo"] - c0, b["v_hi"] - c0
-        powerlaw = (rise_lo > 1e-6 * depth) & torch.isfinite(rise_hi) & (rise_hi > 0) & (depth > 0)
-        log_depth = torch.log(depth.clamp_min(1e-300))
-        fa = torch.where(powerlaw, torch.log(rise_lo.clamp_min(1e-300)) - log_depth, fa)
-        fb = torch.where(powerlaw, torch.log(rise_hi.clamp_min(1e-300)) - log_depth, fb)
-        mid = 0.5 * (a_ + b_)
-        usable = torch.isfinite(fb) & (fb > fa)
-        xf = torch.where(usable, (fb * a_ - fa * b_) / torch.where(usable, fb - fa, torch.ones_like(fb)), mid)
-        sigma = torch.sign(mid - xf)
-        delta = kappa1 * (b_ - a_) ** 2
-        xt = torch.where(delta <= (mid - xf).abs(), xf + sigma * delta, mid)
-        r = (0.5 * log_tol * torch.pow(2.0, itp_n - itp_j) - 0.5 * (b_ - a_)).clamp_min(0.0)
-        x_itp = torch.where((xt - mid).abs() <= r, xt, mid - sigma * r)
-        # Never closer than half the target width to an end: if the root lies there, the next
-        # point either closes the bracket or moves the end by that much (Brent's safeguard),
-        # instead of creeping by single ulps where the cost is flat at the float's resolution.
-        half = 0.5 * log_tol
-        x_itp = torch.minimum(torch.maximum(x_itp, a_ + half), b_ - half)
-        t_itp = torch.exp(x_itp)
-        prop = torch.where(active, t_itp, prop)
-
-        # 4. First-exit robustness, once a question has settled its bracket: where the inside
-        #    costs below lo rise and then fall (a sampled local maximum), successive parabolic
-        #    interpolation homes in on that maximum, at most robust_evals points, until the
-        #    interpolated peak is below tau or an exit shows up (which reopens the bracket).
-        settled = converged | floor
-        check = settled.any(dim=1) & (robust_used < cfg.robust_evals).any(dim=1) if cfg.robust else None
-        if cfg.robust and view[0].shape[1] >= 3 and bool(check.any()):
-            rows_c = check.nonzero().squeeze(1)
-            Tq = torch.where(b["below"][rows_c], b["T"][rows_c], torch.full_like(b["T"][rows_c], math.inf))
-            order = torch.argsort(Tq, dim=1)
-            Ts, Vs = Tq.gather(1, order), b["vals"][rows_c].gather(1, order)
-            ok = torch.isfinite(Ts)
-            noise = (1e-3 * depth[rows_c] + 64 * eps_d * tau.view(1, -1)).unsqueeze(1)
-            # p = 1..P-2 (slot 0 is the anchor): an inside point followed by a lower inside one.
-            falls = ok[:, 2:] & ok[:, 1:-1] & (Vs[:, 1:-1] > Vs[:, 2:] + noise)
-            has = falls.any(dim=1) & (robust_used[rows_c] < cfg.robust_evals) & settled[rows_c]
-            p = falls.to(torch.int8).argmax(dim=1, keepdim=True) + 1
-            x0, x1, x2 = (Ts.gather(1, p + d).squeeze(1) for d in (-1, 0, 1))
-            y0, y1, y2 = (Vs.gather(1, p + d).squeeze(1) for d in (-1, 0, 1))
-            # Parabola through the three points (x0 may be the anchor, t = 0), Newton form
-            # y1 + s01 (x - x1) + curv (x - x1)(x - x0).
-            d01, d12, d02 = x0 - x1, x1 - x2, x0 - x2
-            curv = (y0 / (d01 * d02) - y1 / (d01 * d12) + y2 / (d02 * d12))
-            slope01 = (y0 - y1) / d01
-            vertex = 0.5 * (x0 + x1) - slope01 / (2.0 * curv)
-            vertex = torch.where(curv < 0, vertex, 0.5 * (x1 + x2))
-            peak = y1 + curv * (vertex - x1) * (vertex - x0) + slope01 * (vertex - x1)
-            peak = torch.where(curv < 0, torch.maximum(peak, y1), y1)
-            # Keep the point inside (x0, x2) and off x1 by at least rtol.
-            gap = cfg.rtol * x1
-            vertex = vertex.clamp(min=x0 + 0.05 * (x1 - x0), max=x2 - 0.05 * (x2 - x1))
-            vertex = torch.where((vertex - x1).abs() < gap, torch.where(x2 - x1 > x1 - x0, 0.5 * (x1 + x2),
-                                                                            0.5 * (x0 + x1)), vertex)
-            worth = has & (peak > tau.view(1, -1) - noise.squeeze(1)) & ((x2 - x0) > gap)
-            sub = prop[rows_c]
-            prop[rows_c] = torch.where(worth, vertex, sub)
-            robust_used[rows_c] = robust_used[rows_c] + worth.long()
-
-        # 5. Optional even scan of (0, hi] once a first outside point is known.
+        st.misses = torch.where(st.was_up & growing, st.misses + 1, st.misses)
+        prop, up, flat = _propose_up(b, growing, st, cfg, max_r, prop)
+        prop, floor = _propose_down(b, growing, cfg, prop)
+        prop, itp = _propose_itp(b, asked, growing, st, cfg, dtype, prop)
+        if cfg.robust and view[0].shape[1] >= 3:
+            prop = _propose_robust(b, asked, itp["converged"] | floor, st, cfg, dtype, prop)
         if cfg.fine_scan > 0:
-            start = ~growing & torch.isnan(scan_top)
-            scan_top = torch.where(start, hi, scan_top)
-            scanning = ~growing & (scan_j < cfg.fine_scan) & (hi >= scan_top * (1 - 1e-15))
-            j_next = (scan_j + 1).to(F64)
-            scan_t = scan_top * j_next / (cfg.fine_scan + 1)
-            prop = torch.where(scanning, scan_t, prop)
-            scan_j = torch.where(scanning, scan_j + 1, scan_j)
-
+            prop = _propose_scan(b, growing, st, cfg, prop)
         want = ~torch.isnan(prop)
-        from_itp = active & want & (prop == t_itp)
-        itp_j = torch.where(from_itp, itp_j + 1.0, itp_j)
-        st.update(itp_a=itp_a, itp_b=itp_b, itp_n=itp_n, itp_j=itp_j, misses=misses, robust_used=robust_used,
-                  scan_top=scan_top, scan_j=scan_j, was_up=up & want & ~flat)  # flat steps aim inside
-        if everyone:
-            full = st
-        else:
-            for k, v in st.items():
-                full[k][live] = v
+        from_itp = itp["active"] & want & (prop == itp["t"])
+        st.itp_j = torch.where(from_itp, st.itp_j + 1.0, st.itp_j)
+        st.was_up = up & want & ~flat  # flat steps aim inside
+        if not everyone:
+            full.put(live, st)
         if not bool(want.any()):
             break
         rounds += 1
         if rounds > max_rounds:
             raise RuntimeError(f"the radius search did not settle in {max_rounds} rounds; the cost may be "
                                "non-deterministic or NaN-valued near the threshold")
-        t_prop = _round_to(prop, dtype)
-        # An ITP point that rounds onto an end of its bracket moves one representable step in.
-        t_prop = torch.where(from_itp & (t_prop <= lo), next_up, t_prop)
-        t_prop = torch.where(from_itp & (t_prop >= hi), hi_dn, t_prop)
-        k_loc, a_idx = want.nonzero(as_tuple=True)
-        t_q = t_prop[k_loc, a_idx]
-        k_idx = live[k_loc]
-        # Deduplicate: one point per ray for proposals within rtol / 4 of each other.
-        order = torch.argsort(k_idx * (len(t_q) + 1) + torch.argsort(torch.argsort(t_q)), stable=True)
-        k_s, a_s, t_s = k_idx[order], a_idx[order], t_q[order]
-        new_group = torch.ones(len(k_s), dtype=torch.bool)
-        if len(k_s) > 1:
-            same_ray = k_s[1:] == k_s[:-1]
-            close = (torch.log(t_s[1:] / t_s[:-1]).abs() < log_tol / 4)
-            new_group[1:] = ~(same_ray & close)
-        group = torch.cumsum(new_group.long(), 0) - 1
-        n_groups = int(group[-1]) + 1
-        rows = k_s[new_group]
-        radii = t_s[new_group]
-        stop = torch.full((n_groups, len(sizes)), -math.inf, dtype=F64)
-        flat = group * len(sizes) + s_idx[a_s]
-        stop.view(-1).scatter_reduce_(0, flat, tau[a_s], reduce="amax", include_self=True)
-        values, exact, done = rays.costs(rows, radii, stop)
-        hist.add(rows, radii, values.to(F64), exact, done)
-        n_evals += n_groups
+        n_evals += _evaluate_proposals(rays, hist, asked, live, prop, want, from_itp, b["lo"], b["hi"], itp, cfg,
+                                       dtype)
         live = live[want.any(dim=1)]
     b = _brackets(hist.view(), asked)
     return SearchOutcome(lo=b["lo"].clamp_min(0.0), hi=b["hi"], evals_per_ray=hist.evals_per_ray.clone(),
                          n_evals=n_evals, n_rounds=rounds)
+
+
+@dataclass
+class _WalkState:
+    """Per (ray, question) state of :func:`search_walk` between rounds: the ITP bracket at its
+    initialisation (a, b), its n_max and iteration j; growth steps whose prediction stayed inside
+    (misses); robustness points spent; the even scan's top and step; whether the last proposal
+    was a growth step."""
+
+    itp_a: torch.Tensor
+    itp_b: torch.Tensor
+    itp_n: torch.Tensor
+    itp_j: torch.Tensor
+    misses: torch.Tensor
+    robust_used: torch.Tensor
+    scan_top: torch.Tensor
+    scan_j: torch.Tensor
+    was_up: torch.Tensor
+
+    @classmethod
+    def start(cls, K: int, A: int) -> _WalkState:
+        nan = torch.full((K, A), math.nan, dtype=F64)
+        return cls(itp_a=nan.clone(), itp_b=nan.clone(), itp_n=torch.zeros((K, A), dtype=F64),
+                   itp_j=torch.zeros((K, A), dtype=F64), misses=torch.zeros((K, A), dtype=torch.long),
+                   robust_used=torch.zeros((K, A), dtype=torch.long), scan_top=nan.clone(),
+                   scan_j=torch.zeros((K, A), dtype=torch.long), was_up=torch.zeros((K, A), dtype=torch.bool))
+
+    def rows(self, live: torch.Tensor) -> _WalkState:
+        return _WalkState(**{f.name: getattr(self, f.name)[live] for f in fields(self)})
+
+    def put(self, live: torch.Tensor, part: _WalkState) -> None:
+        for f in fields(self):
+            getattr(self, f.name)[live] = getattr(part, f.name)
+
+
+def _propose_up(b: dict, growing: torch.Tensor, st: _WalkState, cfg: Any, max_r: float,
+                prop: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """1. Bracketing up: to the crossing predicted by c(t) - c0 ~ a t^2, at most x growth; x
+    growth^flat_steps while the cost has risen by less than 1% of tau - c0 (nothing measurable to
+    hide an exit behind: one step instead of several doublings)."""
+    lo, c0, depth = b["lo"], b["c0"], b["depth"]
+    up = growing & (lo < max_r)
+    rise = b["v_lo"] - c0
+    ratio = torch.where(rise > 1e-6 * depth, depth / rise.clamp_min(1e-300), torch.full_like(rise, math.inf))
+    flat = rise < 1e-2 * depth
+    # Aim 5% past the predicted crossing; on a flat stretch at 70% of it (stay inside).
+    factor = (ratio ** 0.5) * torch.where(flat, torch.full_like(ratio, 0.7), torch.full_like(ratio, 1.05))
+    cap = torch.where(flat, torch.full_like(ratio, cfg.growth ** cfg.flat_steps), torch.full_like(ratio, cfg.growth))
+    factor = torch.where(st.misses >= 2, cap, factor)
+    factor = torch.minimum(factor.clamp(min=1.0 + 4.0 * cfg.rtol), cap)
+    step_up = torch.where(lo > 0, lo * factor, torch.full_like(lo, cfg.initial_radius))
+    return torch.where(up, step_up.clamp(max=max_r), prop), up, flat
+
+
+def _propose_down(b: dict, growing: torch.Tensor, cfg: Any, prop: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """2. Bracketing down: only the anchor inside below the first outside point."""
+    lo, hi, c0, depth = b["lo"], b["hi"], b["c0"], b["depth"]
+    down = ~growing & (lo <= 0)
+    excess = b["v_hi"] - c0
+    shrink = torch.where(torch.isfinite(excess) & (excess > depth),
+                         (depth / excess.clamp_min(1e-300)) ** 0.5 * 0.95, torch.full_like(excess, 0.0))
+    shrink = shrink.clamp(min=1.0 / cfg.growth, max=1.0 - 4.0 * cfg.rtol)
+    step_down = hi * shrink
+    floor = down & (step_down < cfg.min_radius)
+    return torch.where(down & ~floor, step_down, prop), floor
+
+
+def _propose_itp(b: dict, asked: _Asked, growing: torch.Tensor, st: _WalkState, cfg: Any, dtype: torch.dtype,
+                 prop: torch.Tensor) -> tuple[torch.Tensor, dict]:
+    """3. Refinement: ITP on f = cost - tau in log-radius. Returns the proposals and what the
+    round needs of it: converged, active, the ITP points t, and the representable neighbours of
+    the bracket's ends (next_up above lo, hi_dn below hi)."""
+    lo, hi, c0, depth, tau = b["lo"], b["hi"], b["c0"], b["depth"], asked.tau
+    log_tol = math.log1p(cfg.rtol)
+    refine = ~growing & (lo > 0)
+    lo_d = lo.to(dtype)
+    next_up = torch.nextafter(lo_d, torch.full_like(lo_d, math.inf)).to(F64)
+    hi_dn = torch.nextafter(hi.to(dtype), torch.zeros_like(lo_d)).to(F64)
+    converged = refine & ((hi <= lo * (1.0 + cfg.rtol)) | (next_up >= hi) | (next_up > hi_dn))
+    active = refine & ~converged
+    a_, b_ = torch.log(lo.clamp_min(1e-300)), torch.log(hi.clamp(max=1e300))
+    fresh = active & (torch.isnan(st.itp_a) | (a_ < st.itp_a - 1e-12) | (b_ > st.itp_b + 1e-12))
+    width0 = (b_ - a_).clamp_min(1e-300)
+    n_half = torch.ceil(torch.log2((width0 / log_tol).clamp_min(1.0)))
+    st.itp_a = torch.where(fresh, a_, st.itp_a)
+    st.itp_b = torch.where(fresh, b_, st.itp_b)
+    st.itp_n = torch.where(fresh, n_half + 1.0, st.itp_n)  # n0 = 1
+    st.itp_j = torch.where(fresh, torch.zeros_like(st.itp_j), st.itp_j)
+    # kappa1 = 0.05 / (initial width): the truncation step moves the interpolated point 5% of
+    # the bracket toward its middle at first (0.2, the paper's example, cost ~1 evaluation
+    # per ray more on MNIST rays; 0.01 let regula falsi stall on one side).
+    kappa1 = 0.05 / (st.itp_b - st.itp_a).clamp_min(1e-300)
+    # Interpolate log(c - c0) - log(tau - c0) where both ends rose above the anchor's cost: a
+    # power law c - c0 ~ a t^p is then linear in log t (regula falsi exact); else c - tau.
+    fa = b["v_lo"] - tau.view(1, -1)
+    fb = b["v_hi"] - tau.view(1, -1)
+    rise_lo, rise_hi = b["v_lo"] - c0, b["v_hi"] - c0
+    powerlaw = (rise_lo > 1e-6 * depth) & torch.isfinite(rise_hi) & (rise_hi > 0) & (depth > 0)
+    log_depth = torch.log(depth.clamp_min(1e-300))
+    fa = torch.where(powerlaw, torch.log(rise_lo.clamp_min(1e-300)) - log_depth, fa)
+    fb = torch.where(powerlaw, torch.log(rise_hi.clamp_min(1e-300)) - log_depth, fb)
+    mid = 0.5 * (a_ + b_)
+    usable = torch.isfinite(fb) & (fb > fa)
+    xf = torch.where(usable, (fb * a_ - fa * b_) / torch.where(usable, fb - fa, torch.ones_like(fb)), mid)
+    sigma = torch.sign(mid - xf)
+    delta = kappa1 * (b_ - a_) ** 2
+    xt = torch.where(delta <= (mid - xf).abs(), xf + sigma * delta, mid)
+    r = (0.5 * log_tol * torch.pow(2.0, st.itp_n - st.itp_j) - 0.5 * (b_ - a_)).clamp_min(0.0)
+    x_itp = torch.where((xt - mid).abs() <= r, xt, mid - sigma * r)
+    # Never closer than half the target width to an end: if the root lies there, the next
+    # point either closes the bracket or moves the end by that much (Brent's safeguard),
+    # instead of creeping by single ulps where the cost is flat at the float's resolution.
+    half = 0.5 * log_tol
+    x_itp = torch.minimum(torch.maximum(x_itp, a_ + half), b_ - half)
+    t_itp = torch.exp(x_itp)
+    return (torch.where(active, t_itp, prop),
+            {"converged": converged, "active": active, "t": t_itp, "next_up": next_up, "hi_dn": hi_dn})
+
+
+def _propose_robust(b: dict, asked: _Asked, settled: torch.Tensor, st: _WalkState, cfg: Any, dtype: torch.dtype,
+                    prop: torch.Tensor) -> torch.Tensor:
+    """4. First-exit robustness, once a question has settled its bracket: where the inside costs
+    below lo rise and then fall (a sampled local maximum), successive parabolic interpolation
+    homes in on that maximum, at most robust_evals points, until the interpolated peak is below
+    tau or an exit shows up (which reopens the bracket)."""
+    tau, depth = asked.tau, b["depth"]
+    check = settled.any(dim=1) & (st.robust_used < cfg.robust_evals).any(dim=1)
+    if not bool(check.any()):
+        return prop
+    rows_c = check.nonzero().squeeze(1)
+    Tq = torch.where(b["below"][rows_c], b["T"][rows_c], torch.full_like(b["T"][rows_c], math.inf))
+    order = torch.argsort(Tq, dim=1)
+    Ts, Vs = Tq.gather(1, order), b["vals"][rows_c].gather(1, order)
+    ok = torch.isfinite(Ts)
+    noise = (1e-3 * depth[rows_c] + 64 * torch.finfo(dtype).eps * tau.view(1, -1)).unsqueeze(1)
+    # p = 1..P-2 (slot 0 is the anchor): an inside point followed by a lower inside one.
+    falls = ok[:, 2:] & ok[:, 1:-1] & (Vs[:, 1:-1] > Vs[:, 2:] + noise)
+    has = falls.any(dim=1) & (st.robust_used[rows_c] < cfg.robust_evals) & settled[rows_c]
+    p = falls.to(torch.int8).argmax(dim=1, keepdim=True) + 1
+    x0, x1, x2 = (Ts.gather(1, p + d).squeeze(1) for d in (-1, 0, 1))
+    y0, y1, y2 = (Vs.gather(1, p + d).squeeze(1) for d in (-1, 0, 1))
+    # Parabola through the three points (x0 may be the anchor, t = 0), Newton form
+    # y1 + s01 (x - x1) + curv (x - x1)(x - x0).
+    d01, d12, d02 = x0 - x1, x1 - x2, x0 - x2
+    curv = (y0 / (d01 * d02) - y1 / (d01 * d12) + y2 / (d02 * d12))
+    slope01 = (y0 - y1) / d01
+    vertex = 0.5 * (x0 + x1) - slope01 / (2.0 * curv)
+    vertex = torch.where(curv < 0, vertex, 0.5 * (x1 + x2))
+    peak = y1 + curv * (vertex - x1) * (vertex - x0) + slope01 * (vertex - x1)
+    peak = torch.where(curv < 0, torch.maximum(peak, y1), y1)
+    # Keep the point inside (x0, x2) and off x1 by at least rtol.
+    gap = cfg.rtol * x1
+    vertex = vertex.clamp(min=x0 + 0.05 * (x1 - x0), max=x2 - 0.05 * (x2 - x1))
+    vertex = torch.where((vertex - x1).abs() < gap, torch.where(x2 - x1 > x1 - x0, 0.5 * (x1 + x2),
+                                                                    0.5 * (x0 + x1)), vertex)
+    worth = has & (peak > tau.view(1, -1) - noise.squeeze(1)) & ((x2 - x0) > gap)
+    sub = prop[rows_c]
+    prop[rows_c] = torch.where(worth, vertex, sub)
+    st.robust_used[rows_c] = st.robust_used[rows_c] + worth.long()
+    return prop
+
+
+def _propose_scan(b: dict, growing: torch.Tensor, st: _WalkState, cfg: Any, prop: torch.Tensor) -> torch.Tensor:
+    """5. Optional even scan of (0, hi] once a first outside point is known."""
+    hi = b["hi"]
+    start = ~growing & torch.isnan(st.scan_top)
+    st.scan_top = torch.where(start, hi, st.scan_top)
+    scanning = ~growing & (st.scan_j < cfg.fine_scan) & (hi >= st.scan_top * (1 - 1e-15))
+    j_next = (st.scan_j + 1).to(F64)
+    scan_t = st.scan_top * j_next / (cfg.fine_scan + 1)
+    st.scan_j = torch.where(scanning, st.scan_j + 1, st.scan_j)
+    return torch.where(scanning, scan_t, prop)
+
+
+def _evaluate_proposals(rays: Any, hist: History, asked: _Asked, live: torch.Tensor, prop: torch.Tensor,
+                        want: torch.Tensor, from_itp: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor, itp: dict,
+                        cfg: Any, dtype: torch.dtype) -> int:
+    """Evaluate the round's proposals (one point per ray for proposals within rtol / 4 of each
+    other), each for every data size a question of it asks about, and add them to the history.
+    Returns the number of points evaluated."""
+    log_tol = math.log1p(cfg.rtol)
+    sizes = rays.sizes
+    t_prop = _round_to(prop, dtype)
+    # An ITP point that rounds onto an end of its bracket moves one representable step in.
+    t_prop = torch.where(from_itp & (t_prop <= lo), itp["next_up"], t_prop)
+    t_prop = torch.where(from_itp & (t_prop >= hi), itp["hi_dn"], t_prop)
+    k_loc, a_idx = want.nonzero(as_tuple=True)
+    t_q = t_prop[k_loc, a_idx]
+    k_idx = live[k_loc]
+    order = torch.argsort(k_idx * (len(t_q) + 1) + torch.argsort(torch.argsort(t_q)), stable=True)
+    k_s, a_s, t_s = k_idx[order], a_idx[order], t_q[order]
+    new_group = torch.ones(len(k_s), dtype=torch.bool)
+    if len(k_s) > 1:
+        same_ray = k_s[1:] == k_s[:-1]
+        close = (torch.log(t_s[1:] / t_s[:-1]).abs() < log_tol / 4)
+        new_group[1:] = ~(same_ray & close)
+    group = torch.cumsum(new_group.long(), 0) - 1
+    n_groups = int(group[-1]) + 1
+    rows = k_s[new_group]
+    radii = t_s[new_group]
+    stop = torch.full((n_groups, len(sizes)), -math.inf, dtype=F64)
+    flat = group * len(sizes) + asked.s_idx[a_s]
+    stop.view(-1).scatter_reduce_(0, flat, asked.tau[a_s], reduce="amax", include_self=True)
+    values, exact, done = rays.costs(rows, radii, stop)
+    hist.add(rows, radii, values.to(F64), exact, done)
+    return n_groups
 
 
 @dataclass(frozen=True)
