@@ -18,8 +18,6 @@ from volbench.claims.stats import Terms
 from volbench.lab import Measurement, MinimumSpec, measure_many, train_minimum
 from volbench.lab.train import TrainConfig
 
-ESTIMATORS = ("reference", "principled")
-
 #: The principled estimator's configuration in every F and E case (and F12 judges exactly this).
 #: rtol 1e-4 keeps the search's resolution at n log(1 + rtol) = 23.5 nats per term at n = 235,146
 #: (rtol 1e-2 would be 2,340 nats), for ~4 more cost evaluations per ray than 1e-3.

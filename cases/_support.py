@@ -202,11 +202,33 @@ def quick_case(case: Case, overrides: Mapping[str, Any] | None = None) -> Case:
     return replace(case, params=params, quick=True, quick_changes=changes)
 
 
-def smoke_and_nightly(titles: Mapping[str, str], claim: str, slug: str, setting: str, smoke: Mapping[str, Any],
-                      nightly: Mapping[str, Any], smoke_skip: str = "") -> list[Case]:
-    """The smoke and the nightly ``Case`` of one claim in one setting (``titles[claim]`` is its title)."""
-    return [Case(claim, slug, setting, "smoke", smoke, title=titles[claim], skip=smoke_skip),
-            Case(claim, slug, setting, "nightly", nightly, title=titles[claim])]
+def cases(claim: str, slug: str, *, smoke: Mapping[str, Any] | Sequence[Mapping[str, Any]] = (),
+          nightly: Mapping[str, Any] | Sequence[Mapping[str, Any]] = (), setting: str | None = None,
+          smoke_skip: str = "", **shared: Any) -> list[Case]:
+    """The one table builder: the smoke and nightly ``Case`` rows of one claim (its title from
+    ``volbench.claims.registry``). ``smoke`` / ``nightly``: a parameter dict or a list of them, each
+    naming its setting (``"name"``) unless ``setting`` names them all; ``shared`` parameters go into
+    every row. ``smoke_skip``: a smoke row for ``setting`` that skips with this measured reason (its
+    tier cannot decide the claim)."""
+    from volbench.claims.registry import claim_info
+
+    info = claim_info(claim)
+    if info is None:
+        raise ValueError(f"claim {claim!r} is not in volbench.claims.registry; add it there first")
+
+    def rows(params, tier):
+        for p in ([params] if isinstance(params, Mapping) else list(params)):
+            name = setting or p.get("name")
+            if not name:
+                raise ValueError(f"{claim}-{slug}: a {tier} row names no setting (pass setting= or a 'name')")
+            yield Case(claim, slug, name, tier, {**p, **shared}, title=info.title)
+
+    out = list(rows(smoke, "smoke")) + list(rows(nightly, "nightly"))
+    if smoke_skip:
+        if not setting:
+            raise ValueError(f"{claim}-{slug}: smoke_skip needs the setting it skips")
+        out.append(Case(claim, slug, setting, "smoke", {}, skip=smoke_skip, title=info.title))
+    return out
 
 
 @dataclass(frozen=True)
@@ -278,6 +300,19 @@ def finish(record_case, case: Case, estimator: str, *, started: Clock | float, d
     if comparisons and comparisons[0].reported:
         result = replace(result, baseline_moves=comparisons[0].moves_block())
     return record_case(result)
+
+
+def judge_each(estimators: Sequence[str], case: Case, judge, *, record_case, strict: bool, device) -> bool:
+    """The frame every case shares: for each estimator, start the clock, let ``judge(estimator)``
+    measure and call the claim's rule (it returns :func:`finish`'s keyword arguments: statements,
+    seeds, numbers, series, ...), record the result; then check every verdict against the
+    checked-in baseline (failing the test, naming what moved). Returns True, so a case reads
+    ``assert judge_each(...)``."""
+    results = []
+    for estimator in estimators:
+        clock = start()
+        results.append(finish(record_case, case, estimator, started=clock, device=device, **judge(estimator)))
+    return verdicts_hold(results, strict)
 
 
 BASELINE = Path(__file__).resolve().parent / "baseline" / "smoke.json"

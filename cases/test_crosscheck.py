@@ -31,13 +31,12 @@ extra (``.[crosscheck]``): without it its statements are "not judged" with the r
 """
 from __future__ import annotations
 
-import functools
 import math
 import time
 from dataclasses import dataclass
 
 import torch
-from _support import finish, smoke_and_nightly, start, verdicts_hold
+from _support import cases, finish, judge_each, start, verdicts_hold
 from torch import nn
 
 from volbench import estimate_log_volume
@@ -53,7 +52,6 @@ from volbench.claims.crosscheck import (
     e5_against_truth,
     e5_not_judged,
 )
-from volbench.costs import ModelCost
 from volbench.crosscheck.llc import (
     DEVINTERP_HEALTH_RULE,
     DEVINTERP_LOCALIZATIONS,
@@ -69,6 +67,7 @@ from volbench.crosscheck.llc import (
     epsilon_ladder,
     fit_volume_scaling,
 )
+from volbench.crosscheck.nets import boolean_net, separable_net, trained_registry_net
 from volbench.crosscheck.oracles import QuadraticCost
 from volbench.crosscheck.sampling import (
     SCALE_RULE,
@@ -85,7 +84,6 @@ _T = {
     "E4": "The star-domain estimate agrees with direct sampling where direct sampling is feasible",
     "E5": "The slope of log V against log(tau - L(anchor)) as tau -> 0 is the local learning coefficient",
 }
-cases = functools.partial(smoke_and_nightly, _T)
 F64 = torch.float64
 LOCAL_STD = 1.0  # E5 localisation: std of the Gaussian centred at the anchor (parameter units)
 
@@ -132,90 +130,65 @@ QUICK = {
 
 
 CASES = {
-    "test_sampling_agreement": cases("E4", "sampling-agreement", "small-nets", E4_NETS_SMOKE, E4_NETS_NIGHTLY),
+    "test_sampling_agreement": cases(
+        "E4", "sampling-agreement", setting="small-nets", smoke=E4_NETS_SMOKE, nightly=E4_NETS_NIGHTLY
+    ),
     "test_llc_scaling": cases(
-        "E5", "llc-scaling", "quadratic+dln+digits+mnist",
-        dict(quad_ns=(10, 50), dlns=(((2, 1, 2), 0, "origin"), ((1, 2, 1), 0, "origin"), ((2, 1, 2), 1, "trained")),
-             # one decade: FIT_RULE fits the smallest decade only, so smoke walks just those 3 thresholds
-             K=100, eps_min=1e-6, decades=1.0, nets=("digits-mlp", "mnist-mlp"), net_K=10, net_examples=256,
-             # smoke sweeps devinterp's step size over 1e-3, 1e-2 and gamma over 1, 100: smaller steps relax
-             # in ~2 / (lr gamma) steps or more, beyond a 100-draw calibration chain (they never pass "flat")
-             devinterp=dict(lrs=(1e-3, 1e-2), localizations=(1.0, 100.0), batch_size=64, calib_chains=1,
-                            calib_draws=100, num_chains=4, num_draws=100), seed=0),
-        dict(quad_ns=(10, 50, 500), dlns=(((2, 1, 2), 0, "origin"), ((1, 2, 1), 0, "origin"),
-                                          ((2, 1, 2), 1, "trained"), ((3, 2, 2, 3), 1, "trained")),
-             K=2000, eps_min=1e-7, decades=3.0, nets=("digits-mlp", "mnist-mlp"), net_K=500, net_examples=None,
-             devinterp=dict(lrs=DEVINTERP_LRS, localizations=DEVINTERP_LOCALIZATIONS, batch_size=64, calib_chains=2,
-                            calib_draws=500, num_chains=8, num_draws=2000), seed=0)),
+        "E5",
+        "llc-scaling",
+        setting="quadratic+dln+digits+mnist",
+        smoke=dict(
+            quad_ns=(10, 50),
+            dlns=(((2, 1, 2), 0, "origin"), ((1, 2, 1), 0, "origin"), ((2, 1, 2), 1, "trained")),
+            # one decade: FIT_RULE fits the smallest decade only, so smoke walks just those 3 thresholds
+            K=100,
+            eps_min=1e-6,
+            decades=1.0,
+            nets=("digits-mlp", "mnist-mlp"),
+            net_K=10,
+            net_examples=256,
+            # smoke sweeps devinterp's step size over 1e-3, 1e-2 and gamma over 1, 100: smaller steps relax
+            # in ~2 / (lr gamma) steps or more, beyond a 100-draw calibration chain (they never pass "flat")
+            devinterp=dict(
+                lrs=(1e-3, 1e-2),
+                localizations=(1.0, 100.0),
+                batch_size=64,
+                calib_chains=1,
+                calib_draws=100,
+                num_chains=4,
+                num_draws=100,
+            ),
+            seed=0,
+        ),
+        nightly=dict(
+            quad_ns=(10, 50, 500),
+            dlns=(
+                ((2, 1, 2), 0, "origin"),
+                ((1, 2, 1), 0, "origin"),
+                ((2, 1, 2), 1, "trained"),
+                ((3, 2, 2, 3), 1, "trained"),
+            ),
+            K=2000,
+            eps_min=1e-7,
+            decades=3.0,
+            nets=("digits-mlp", "mnist-mlp"),
+            net_K=500,
+            net_examples=None,
+            devinterp=dict(
+                lrs=DEVINTERP_LRS,
+                localizations=DEVINTERP_LOCALIZATIONS,
+                batch_size=64,
+                calib_chains=2,
+                calib_draws=500,
+                num_chains=8,
+                num_draws=2000,
+            ),
+            seed=0,
+        ),
+    ),
 }
 
 
-# ----------------------------------------------------------------------------- E4 nets
-
-def separable_points(seed: int = 0, n: int = 200):
-    g = torch.Generator().manual_seed(seed)
-    x = torch.randn(n, 2, generator=g, dtype=F64)
-    return x, (x[:, 0] + x[:, 1] > 0).to(F64)[:, None]
-
-
-@functools.cache
-def separable_net(hidden: int, seed: int = 0):
-    x, y = separable_points(seed)
-    torch.manual_seed(seed)
-    m = nn.Sequential(nn.Linear(2, hidden), nn.ReLU(), nn.Linear(hidden, 1)).double()
-    opt = torch.optim.Adam(m.parameters(), lr=1e-2)
-    for _ in range(1000):
-        opt.zero_grad()
-        nn.functional.binary_cross_entropy_with_logits(m(x), y).backward()
-        opt.step()
-    return ModelCost(m, x, y, loss="bce", dtype=F64)
-
-
-@functools.cache
-def trained_registry_net(name: str, seed: int = 0, hidden: tuple | None = None, examples: int | None = None):
-    from volbench.data import load
-    from volbench.lab.models import build
-    from volbench.lab.train import paper_recipe, train
-
-    if name == "swiss_mlp":
-        ds = load("swiss_roll", n_train=200, seed=seed + 10)
-        kw = dict(hidden=hidden) if hidden else {}
-        model = build("swiss_mlp", seed=seed, **kw)
-        recipe = paper_recipe("swiss_mlp", epochs=2000, lr=1e-2) if hidden else paper_recipe("swiss_mlp")
-        loss = "bce"
-    elif name == "digits_mlp":
-        ds = load("digits", seed=seed + 10)
-        # 500 epochs (not the paper code's 25): on 256 examples 25 epochs stop far from a minimum, where
-        # the volume-scaling slope is meaningless (a non-zero gradient makes the sublevel set half-space-like).
-        model, recipe, loss = build("digits_mlp", seed=seed), paper_recipe("digits_mlp", epochs=500), "ce"
-    elif name == "mnist_mlp":
-        from volbench.lab import load_dataset
-
-        ds = load_dataset("mnist")
-        model, loss = build("mnist_mlp", seed=seed), "ce"
-        recipe = paper_recipe("mnist_mlp", epochs=100)
-    else:
-        raise ValueError(name)
-    x, y = ds.train_inputs, ds.train_targets
-    if examples:
-        x, y = x[:examples], y[:examples]
-    train(model, x, y, recipe)
-    dtype = F64 if hidden else torch.float32
-    return ModelCost(model, x, y, loss=loss, dtype=dtype), model, x, y
-
-
-@functools.cache
-def boolean_net(seed: int = 0):
-    from volbench.function_space.boolean import boolean_inputs
-    from volbench.lab.models import build
-
-    model = build("boolean_fcn", seed=seed, init="nngp")  # a draw from the NNGP prior: the anchor
-    X = boolean_inputs(7)
-    with torch.no_grad():
-        f = (model(X)[:, 0] > 0).float()
-    std = torch.cat([torch.full((p.numel(),), 1.0 / math.sqrt(mod.in_features) if name == "weight" else 0.1)
-                     for mod in model if isinstance(mod, nn.Linear) for name, p in mod.named_parameters()])
-    return ModelCost(model, X, f, loss="zero_one"), std.double()
 
 
 @dataclass(frozen=True)
@@ -409,6 +382,8 @@ def test_sampling_agreement(case, device, record_case, strict):
     table.append({"net": "digits-mlp@S5-cutoff", "seconds": time.perf_counter() - t_lb})
     statements["isotropic"].append(lb)
     statements["prior"].append(lb)
+    # Both estimators are measured from one set of draws above, so each is timed from the start
+    # (its clock) and recorded here rather than through judge_each.
     for name, sts in statements.items():
         label = "principled" if name == "isotropic" else "principled-prior-rays"
         res = finish(record_case, case, label, statements=sts, started=clocks[name], device=device,
@@ -535,109 +510,120 @@ def _devinterp_numbers(res, cal, why):
 def test_llc_scaling(case, device, record_case, strict):
     """E5 (a) quadratics vs n/2, (b) deep linear networks vs Aoyagi's lambda, (c) trained nets vs
     devinterp's SGLD estimate; lambda-hat by FIT_RULE with a paired bootstrap interval."""
-    clock = start()
-    eps = epsilon_ladder(case["eps_min"], case["decades"], 2)
-    statements, points = [], []
-    has_devinterp, version = devinterp_available()
-    version = version if has_devinterp else None
-    needs = "" if has_devinterp else "crosscheck"  # the extra its devinterp statements need
-    mse = lambda o, y: ((o - y) ** 2).mean(dim=1)  # noqa: E731  (DeepLinearCost's per-example loss)
-    ce = lambda o, t: nn.functional.cross_entropy(o, t, reduction="none")  # noqa: E731
-    # (a) regular quadratics: lambda = n/2
-    for n in case["quad_ns"]:
-        q = QuadraticCost(torch.exp(torch.linspace(-1.0, 1.0, n, dtype=F64)))
-        fit = fit_volume_scaling(eps, ladder_terms(q, torch.zeros(n, dtype=F64), 0.0, eps, case["K"], case["seed"]))
-        statements.append(e5_against_truth(f"a.quadratic-n{n}", f"regular quadratic, n = {n}: lambda_hat = n/2",
-                                           fit=(fit.slope, fit.low, fit.high), true_lambda=n / 2,
-                                           numbers={"local_slopes": list(fit.local_slopes)}))
-        points.append((f"quadratic n={n}", n / 2, fit.slope, None))
-    # (b) deep linear networks: Aoyagi's lambda
-    for widths, rank, where in case["dlns"]:
-        cost, anchor, X, Y = trained_dln(widths, rank, case["seed"])
-        L0 = float(cost(anchor[None])[0])
-        lam = dln_lambda(widths, rank)
-        sid = f"b.dln-{'-'.join(map(str, widths))}-r{rank}-{where}"
-        text = f"deep linear network {widths}, true rank {rank}, anchor {where}: lambda_hat = Aoyagi's lambda"
-        # null loss: predicting 0 (mean y^2); for zero targets that is the minimum itself, so no divergence check
-        null = float((Y ** 2).mean()) if rank else math.inf
-        di, cal, why = _devinterp(cost.module(anchor), X, Y, mse, case, null_loss=null)
-        di_nums = dict(_devinterp_numbers(di, cal, why), devinterp_version=version)
-        # devinterp against the closed form: reported beside ours (E5 judges our slope), always listed
-        di_text = f"{text.split(':')[0]}: devinterp's SGLD LLC beside Aoyagi's lambda"
-        if di is not None:
-            ratio = [math.log(v / lam) if v > 0 else -math.inf for v in (di.llc, di.low, di.high)]
-            why = (f"reported: devinterp's estimate is the independent answer, not our claim; "
-                   f"log(llc_devinterp / lambda) = {ratio[0]:.3g} [{ratio[1]:.3g}, {ratio[2]:.3g}]")
-        statements.append(e5_not_judged(f"{sid}.devinterp", di_text, why, needs=needs, true_lambda=lam,
-                                        **di_nums))
-        try:
-            fit = fit_volume_scaling(eps, ladder_terms(cost, anchor, L0, eps, case["K"], case["seed"]))
-        except VolumeScalingError as err:
-            statements.append(e5_not_judged(sid, text, str(err), true_lambda=lam, **di_nums))
-            continue
-        statements.append(e5_against_truth(sid, text, fit=(fit.slope, fit.low, fit.high), true_lambda=lam,
-                                           numbers={"n_params": cost.n_params, "anchor_loss": L0,
-                                                    "local_slopes": list(fit.local_slopes), **di_nums}))
-        points.append((f"DLN {widths} r{rank} {where}", lam, fit.slope, None if di is None else di.llc))
-    # (c) trained nets: ours beside devinterp's
-    for net in case["nets"]:
-        name = net.replace("-", "_")
-        sid = f"c.{net}"
-        text = f"{net}: lambda_hat beside devinterp's SGLD LLC on the same minimum and data"
-        try:
-            cost, model, x, y = trained_registry_net(name, examples=case["net_examples"])
-        except Exception as err:  # data not found at this tier
-            statements.append(e5_not_judged(sid, text, f"could not build {net}: {type(err).__name__}: {err}"))
-            continue
-        anchor = cost.anchor
-        L0 = float(cost(anchor[None])[0])
-        null = math.log(int(y.max()) + 1)  # uniform prediction over the classes
-        di, cal, why = _devinterp(model, x, y, ce, case, null_loss=null)
-        # our measure: devinterp's localisation prior N(anchor, gamma^-1 I) at its chosen gamma (LOCAL_STD
-        # without devinterp), so both localise alike
-        gamma = cal.chosen_localization if cal is not None and cal.chosen_localization else None
-        loc_std = 1.0 / math.sqrt(gamma) if gamma else LOCAL_STD
-        try:
-            fit = fit_volume_scaling(eps, ladder_terms(cost, anchor, L0, eps, case["net_K"], case["seed"],
-                                                       dtype=torch.float32, local_std=loc_std))
-        except VolumeScalingError as err:
-            statements.append(e5_not_judged(sid, text, str(err), **_devinterp_numbers(di, cal, why)))
-            continue
-        nums = {"n_params": cost.n_params, "anchor_loss": L0, "local_slopes": list(fit.local_slopes),
-                "half_n": cost.n_params / 2, "local_std": loc_std, "epsilons": list(fit.epsilons),
-                **_devinterp_numbers(di, cal, why), "devinterp_version": version}
-        if di is not None:
-            # devinterp's chains explore the loss excess e* = mean(L) - L(anchor) (its second half); the
-            # slope of our log V over the decade around e* is the like-for-like number (reported)
-            e_star = di.health.get("excess_second_half", math.nan)
-            if e_star > 0:
-                around = [e_star / math.sqrt(10.0), e_star, e_star * math.sqrt(10.0)]
-                try:
-                    at = fit_volume_scaling(around, ladder_terms(cost, anchor, L0, around, case["net_K"], case["seed"],
-                                                                 dtype=torch.float32, local_std=loc_std))
-                    nums["slope_at_devinterp_scale"] = [at.slope, at.low, at.high]
-                    nums["devinterp_scale_epsilons"] = around
-                except VolumeScalingError as err:
-                    nums["slope_at_devinterp_scale"] = str(err)
-        if di is None:
-            statements.append(e5_not_judged(sid, text, why, needs=needs, lambda_hat=[fit.slope, fit.low, fit.high],
-                                            **nums))
-        else:
-            statements.append(e5_against_estimate(sid, text, fit=(fit.slope, fit.low, fit.high),
-                                                  other=(di.llc, di.low, di.high), numbers=nums))
-        points.append((net, None, fit.slope, None if di is None else di.llc))
-    series = [{"kind": "xy", "x": list(range(len(points))), "y": [p[2] for p in points], "label": "our lambda_hat",
-               "x_label": "case: " + "; ".join(p[0] for p in points), "y_label": "lambda", "y_scale": "log",
-               "title": "E5: lambda_hat vs true lambda and devinterp"},
-              {"kind": "xy", "x": [i for i, p in enumerate(points) if p[1] is not None],
-               "y": [p[1] for p in points if p[1] is not None], "label": "true lambda (n/2, Aoyagi)",
-               "x_label": "case", "y_label": "lambda", "y_scale": "log"}]
-    if any(p[3] is not None for p in points):
-        series.append({"kind": "xy", "x": [i for i, p in enumerate(points) if p[3] is not None],
-                       "y": [p[3] for p in points if p[3] is not None], "label": f"devinterp {version} SGLD",
-                       "x_label": "case", "y_label": "lambda", "y_scale": "log"})
-    res = finish(record_case, case, "principled", statements=statements, started=clock, device=device,
-                 seeds={"seed": case["seed"]}, series=series,
+    def judge(est):
+        eps = epsilon_ladder(case["eps_min"], case["decades"], 2)
+        statements, points = [], []
+        has_devinterp, version = devinterp_available()
+        version = version if has_devinterp else None
+        needs = "" if has_devinterp else "crosscheck"  # the extra its devinterp statements need
+        mse = lambda o, y: ((o - y) ** 2).mean(dim=1)  # noqa: E731  (DeepLinearCost's per-example loss)
+        ce = lambda o, t: nn.functional.cross_entropy(o, t, reduction="none")  # noqa: E731
+        # (a) regular quadratics: lambda = n/2
+        for n in case["quad_ns"]:
+            q = QuadraticCost(torch.exp(torch.linspace(-1.0, 1.0, n, dtype=F64)))
+            fit = fit_volume_scaling(eps, ladder_terms(q, torch.zeros(n, dtype=F64), 0.0, eps, case["K"], case["seed"]))
+            statements.append(e5_against_truth(f"a.quadratic-n{n}", f"regular quadratic, n = {n}: lambda_hat = n/2",
+                                               fit=(fit.slope, fit.low, fit.high), true_lambda=n / 2,
+                                               numbers={"local_slopes": list(fit.local_slopes)}))
+            points.append((f"quadratic n={n}", n / 2, fit.slope, None))
+        # (b) deep linear networks: Aoyagi's lambda
+        for widths, rank, where in case["dlns"]:
+            cost, anchor, X, Y = trained_dln(widths, rank, case["seed"])
+            L0 = float(cost(anchor[None])[0])
+            lam = dln_lambda(widths, rank)
+            sid = f"b.dln-{'-'.join(map(str, widths))}-r{rank}-{where}"
+            text = f"deep linear network {widths}, true rank {rank}, anchor {where}: lambda_hat = Aoyagi's lambda"
+            # null loss: predicting 0 (mean y^2); for zero targets that is the minimum itself, so no divergence check
+            null = float((Y ** 2).mean()) if rank else math.inf
+            di, cal, why = _devinterp(cost.module(anchor), X, Y, mse, case, null_loss=null)
+            di_nums = dict(_devinterp_numbers(di, cal, why), devinterp_version=version)
+            # devinterp against the closed form: reported beside ours (E5 judges our slope), always listed
+            di_text = f"{text.split(':')[0]}: devinterp's SGLD LLC beside Aoyagi's lambda"
+            if di is not None:
+                ratio = [math.log(v / lam) if v > 0 else -math.inf for v in (di.llc, di.low, di.high)]
+                why = (f"reported: devinterp's estimate is the independent answer, not our claim; "
+                       f"log(llc_devinterp / lambda) = {ratio[0]:.3g} [{ratio[1]:.3g}, {ratio[2]:.3g}]")
+            statements.append(e5_not_judged(f"{sid}.devinterp", di_text, why, needs=needs, true_lambda=lam,
+                                            **di_nums))
+            try:
+                fit = fit_volume_scaling(eps, ladder_terms(cost, anchor, L0, eps, case["K"], case["seed"]))
+            except VolumeScalingError as err:
+                statements.append(e5_not_judged(sid, text, str(err), true_lambda=lam, **di_nums))
+                continue
+            statements.append(e5_against_truth(sid, text, fit=(fit.slope, fit.low, fit.high), true_lambda=lam,
+                                               numbers={"n_params": cost.n_params, "anchor_loss": L0,
+                                                        "local_slopes": list(fit.local_slopes), **di_nums}))
+            points.append((f"DLN {widths} r{rank} {where}", lam, fit.slope, None if di is None else di.llc))
+        # (c) trained nets: ours beside devinterp's
+        for net in case["nets"]:
+            name = net.replace("-", "_")
+            sid = f"c.{net}"
+            text = f"{net}: lambda_hat beside devinterp's SGLD LLC on the same minimum and data"
+            try:
+                cost, model, x, y = trained_registry_net(name, examples=case["net_examples"])
+            except Exception as err:  # data not found at this tier
+                statements.append(e5_not_judged(sid, text, f"could not build {net}: {type(err).__name__}: {err}"))
+                continue
+            anchor = cost.anchor
+            L0 = float(cost(anchor[None])[0])
+            null = math.log(int(y.max()) + 1)  # uniform prediction over the classes
+            di, cal, why = _devinterp(model, x, y, ce, case, null_loss=null)
+            # our measure: devinterp's localisation prior N(anchor, gamma^-1 I) at its chosen gamma (LOCAL_STD
+            # without devinterp), so both localise alike
+            gamma = cal.chosen_localization if cal is not None and cal.chosen_localization else None
+            loc_std = 1.0 / math.sqrt(gamma) if gamma else LOCAL_STD
+            try:
+                fit = fit_volume_scaling(eps, ladder_terms(cost, anchor, L0, eps, case["net_K"], case["seed"],
+                                                           dtype=torch.float32, local_std=loc_std))
+            except VolumeScalingError as err:
+                statements.append(e5_not_judged(sid, text, str(err), **_devinterp_numbers(di, cal, why)))
+                continue
+            nums = {"n_params": cost.n_params, "anchor_loss": L0, "local_slopes": list(fit.local_slopes),
+                    "half_n": cost.n_params / 2, "local_std": loc_std, "epsilons": list(fit.epsilons),
+                    **_devinterp_numbers(di, cal, why), "devinterp_version": version}
+            if di is not None:
+                # devinterp's chains explore the loss excess e* = mean(L) - L(anchor) (its second half); the
+                # slope of our log V over the decade around e* is the like-for-like number (reported)
+                e_star = di.health.get("excess_second_half", math.nan)
+                if e_star > 0:
+                    around = [e_star / math.sqrt(10.0), e_star, e_star * math.sqrt(10.0)]
+                    try:
+                        at = fit_volume_scaling(
+                            around,
+                            ladder_terms(
+                                cost,
+                                anchor,
+                                L0,
+                                around,
+                                case["net_K"],
+                                case["seed"],
+                                dtype=torch.float32,
+                                local_std=loc_std,
+                            ),
+                        )
+                        nums["slope_at_devinterp_scale"] = [at.slope, at.low, at.high]
+                        nums["devinterp_scale_epsilons"] = around
+                    except VolumeScalingError as err:
+                        nums["slope_at_devinterp_scale"] = str(err)
+            if di is None:
+                statements.append(e5_not_judged(sid, text, why, needs=needs, lambda_hat=[fit.slope, fit.low, fit.high],
+                                                **nums))
+            else:
+                statements.append(e5_against_estimate(sid, text, fit=(fit.slope, fit.low, fit.high),
+                                                      other=(di.llc, di.low, di.high), numbers=nums))
+            points.append((net, None, fit.slope, None if di is None else di.llc))
+        series = [{"kind": "xy", "x": list(range(len(points))), "y": [p[2] for p in points], "label": "our lambda_hat",
+                   "x_label": "case: " + "; ".join(p[0] for p in points), "y_label": "lambda", "y_scale": "log",
+                   "title": "E5: lambda_hat vs true lambda and devinterp"},
+                  {"kind": "xy", "x": [i for i, p in enumerate(points) if p[1] is not None],
+                   "y": [p[1] for p in points if p[1] is not None], "label": "true lambda (n/2, Aoyagi)",
+                   "x_label": "case", "y_label": "lambda", "y_scale": "log"}]
+        if any(p[3] is not None for p in points):
+            series.append({"kind": "xy", "x": [i for i, p in enumerate(points) if p[3] is not None],
+                           "y": [p[3] for p in points if p[3] is not None], "label": f"devinterp {version} SGLD",
+                           "x_label": "case", "y_label": "lambda", "y_scale": "log"})
+        return dict(statements=statements, seeds={"seed": case["seed"]}, series=series,
                  numbers={"fit_rule": FIT_RULE, "local_std": LOCAL_STD, "epsilons": eps,
                           "devinterp_version": version})
-    assert verdicts_hold([res], strict)
+
+    assert judge_each(("principled",), case, judge, record_case=record_case, strict=strict, device=device)

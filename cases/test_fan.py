@@ -18,8 +18,8 @@ from dataclasses import replace
 
 import numpy as np
 import torch
-from _measure import ESTIMATORS, PRINCIPLED_RTOL, REPLICATE_STRIDE, FanLab, mean_curve, measurement_row, seeds_of
-from _support import Case, finish, start, verdicts_hold
+from _measure import PRINCIPLED_RTOL, REPLICATE_STRIDE, FanLab, mean_curve, measurement_row, seeds_of
+from _support import ESTIMATORS, Case, cases, judge_each
 
 from volbench.claims import estimator as erules
 from volbench.claims import fan as rules
@@ -70,73 +70,110 @@ MOD47_SMOKE = setting("mod47-mlp", "modular_addition", "modular_mlp_47", base=22
                       checkpoints=(200, 500, 1000, 2000, 3000, 5000))
 
 
-def cases(claim, slug, title, smoke=(), nightly=(), smoke_skip=None, **params):
-    out = [Case(claim, slug, s["name"], "smoke", {**s, **params}, title=title) for s in smoke]
-    out += [Case(claim, slug, s["name"], "nightly", {**s, **params}, title=title) for s in nightly]
-    if smoke_skip:
-        name, reason = smoke_skip
-        out.append(Case(claim, slug, name, "smoke", {}, skip=reason, title=title))
-    return out
-
-
 CASES = {
     "test_poisoned_minima_are_smaller": cases(
-        "F1", "poison-smaller", "Poisoned minima are smaller in the clean base landscape",
-        smoke=[{**MNIST_SMOKE, "base_size": 240, "poison": (0, 8, 24, 72)},
-               {**SWISS_SMOKE, "base_size": 80, "poison": (0, 8, 24, 80)}],
-        nightly=[{**MNIST_NIGHTLY, "base_size": 6000, "poison": (0, 180, 600, 2000, 6000)},
-                 {**CIFAR_NIGHTLY, "base_size": 5000, "poison": (0, 150, 500, 1500, 5000)}]),
+        "F1",
+        "poison-smaller",
+        smoke=[
+            {**MNIST_SMOKE, "base_size": 240, "poison": (0, 8, 24, 72)},
+            {**SWISS_SMOKE, "base_size": 80, "poison": (0, 8, 24, 80)},
+        ],
+        nightly=[
+            {**MNIST_NIGHTLY, "base_size": 6000, "poison": (0, 180, 600, 2000, 6000)},
+            {**CIFAR_NIGHTLY, "base_size": 5000, "poison": (0, 150, 500, 1500, 5000)},
+        ],
+    ),
     "test_small_landscape_prefers_own_minimum": cases(
-        "F2", "own-largest-small", "In the smallest landscape the minimum trained on it is the largest",
-        smoke=[MNIST_SMOKE, SWISS_SMOKE], nightly=[MNIST_NIGHTLY, CIFAR_NIGHTLY, SWISS_NIGHTLY, MOD97_NIGHTLY]),
+        "F2",
+        "own-largest-small",
+        smoke=[MNIST_SMOKE, SWISS_SMOKE],
+        nightly=[MNIST_NIGHTLY, CIFAR_NIGHTLY, SWISS_NIGHTLY, MOD97_NIGHTLY],
+    ),
     "test_found_minimum_largest_in_own_landscape": cases(
-        "F3", "own-largest-every-size", "At every size the minimum found is larger than minima from more data",
-        smoke=[MNIST_SMOKE, FASHION_SMOKE], nightly=[MNIST_NIGHTLY, FASHION_NIGHTLY, CIFAR_NIGHTLY, SVHN_NIGHTLY]),
+        "F3",
+        "own-largest-every-size",
+        smoke=[MNIST_SMOKE, FASHION_SMOKE],
+        nightly=[MNIST_NIGHTLY, FASHION_NIGHTLY, CIFAR_NIGHTLY, SVHN_NIGHTLY],
+    ),
     "test_not_universal_swiss_and_mod97": cases(
-        "F4", "not-universal", "Swiss roll / mod-97: gap between sizes comparable to seed spread",
+        "F4",
+        "not-universal",
         smoke=[{**SWISS_SMOKE, "control": MNIST_SMOKE}],
-        nightly=[{**SWISS_NIGHTLY, "control": MNIST_NIGHTLY}, {**MOD97_NIGHTLY, "control": MNIST_NIGHTLY}]),
+        nightly=[{**SWISS_NIGHTLY, "control": MNIST_NIGHTLY}, {**MOD97_NIGHTLY, "control": MNIST_NIGHTLY}],
+    ),
     "test_power_law": cases(
-        "F5", "power-law", "log V of the found minimum is linear in log D with alpha < 0",
-        smoke=[{**MNIST_SMOKE, "variants": ("tau-0.01", "K-small", "no-filter-norm"), "K_small": 10},
-               {**FASHION_SMOKE, "variants": (), "K_small": 10}],
-        nightly=[{**MNIST_NIGHTLY, "variants": ("tau-0.01", "K-small", "no-filter-norm", "cnn"), "K_small": 50},
-                 {**FASHION_NIGHTLY, "variants": (), "K_small": 50},
-                 {**CIFAR_NIGHTLY, "variants": ("cnn",), "K_small": 50},
-                 {**SVHN_NIGHTLY, "variants": (), "K_small": 50}]),
+        "F5",
+        "power-law",
+        smoke=[
+            {**MNIST_SMOKE, "variants": ("tau-0.01", "K-small", "no-filter-norm"), "K_small": 10},
+            {**FASHION_SMOKE, "variants": (), "K_small": 10},
+        ],
+        nightly=[
+            {**MNIST_NIGHTLY, "variants": ("tau-0.01", "K-small", "no-filter-norm", "cnn"), "K_small": 50},
+            {**FASHION_NIGHTLY, "variants": (), "K_small": 50},
+            {**CIFAR_NIGHTLY, "variants": ("cnn",), "K_small": 50},
+            {**SVHN_NIGHTLY, "variants": (), "K_small": 50},
+        ],
+    ),
     "test_minima_shrink_when_data_added": cases(
-        "F6", "minima-shrink", "Each minimum's volume decreases as its landscape grows",
-        smoke=[MNIST_SMOKE], nightly=[MNIST_NIGHTLY, CIFAR_NIGHTLY]),
+        "F6", "minima-shrink", smoke=[MNIST_SMOKE], nightly=[MNIST_NIGHTLY, CIFAR_NIGHTLY]
+    ),
     "test_class_imbalance_can_grow_volume": cases(
-        "F7", "imbalance-grows", "An imbalanced minimum grows as the landscape moves to its distribution",
+        "F7",
+        "imbalance-grows",
         smoke=[{**MNIST_SMOKE, "base_size": 120, "n_extra": 120, "target_class": 0, "ratio": 0.9}],
-        nightly=[{**MNIST_NIGHTLY, "base_size": 1500, "n_extra": 1500, "target_class": 0, "ratio": 0.9}]),
+        nightly=[{**MNIST_NIGHTLY, "base_size": 1500, "n_extra": 1500, "target_class": 0, "ratio": 0.9}],
+    ),
     "test_sam_finds_larger_minima": cases(
-        "F8", "sam-larger", "SAM minima are larger and generalise better than AdamW's at equal data",
+        "F8",
+        "sam-larger",
         smoke=[{**MNIST_SMOKE, "size": 240}, {**SWISS_SMOKE, "size": 80}],
-        nightly=[{**MNIST_NIGHTLY, "size": 6000}, {**SWISS_NIGHTLY, "size": 80}]),
+        nightly=[{**MNIST_NIGHTLY, "size": 6000}, {**SWISS_NIGHTLY, "size": 80}],
+    ),
     "test_small_batches_find_larger_minima": cases(
-        "F9", "batch-size", "Volume and test accuracy fall as the batch size grows",
-        # Training at batch 40 dominates the smoke tier's time (~130 s of 2-core time): four seeds, K = 40.
+        "F9",
+        "batch-size",
         smoke=[{**MNIST_SMOKE, "size": 480, "batches": (40, 160, 480), "seeds": (0, 1, 2, 3), "K": 40}],
-        nightly=[{**MNIST_NIGHTLY, "size": 6000, "batches": (100, 500, 1500, 6000)}]),
+        nightly=[{**MNIST_NIGHTLY, "size": 6000, "batches": (100, 500, 1500, 6000)}],
+    ),
     "test_grokking_volume_shrinks": cases(
-        "F10", "grokking", "Volume shrinks across grokking checkpoints while test accuracy jumps",
-        smoke=[MOD47_SMOKE], nightly=[{**MOD97_NIGHTLY, "size": 2822, "modulus": 97,
-                                       "checkpoints": (200, 500, 1000, 2000, 3000, 5000)}]),
+        "F10",
+        "grokking",
+        smoke=[MOD47_SMOKE],
+        nightly=[{**MOD97_NIGHTLY, "size": 2822, "modulus": 97, "checkpoints": (200, 500, 1000, 2000, 3000, 5000)}],
+    ),
     "test_trend_robust_to_variants": cases(
-        "F11", "robust", "The F2/F3 ordering holds under each variant (directions, threshold, optimiser, depth)",
-        smoke=[{**MNIST_SMOKE, "variants": ("no-filter-norm", "tau-0.05", "tau-0.01", "K-small"), "K_small": 10,
-                "not_run": ("sgd", "deep", "cnn")}],
-        nightly=[{**MNIST_NIGHTLY, "variants": ("no-filter-norm", "tau-0.01", "K-small", "sgd", "deep"),
-                  "K_small": 50, "not_run": ("cnn",)}]),
+        "F11",
+        "robust",
+        smoke=[
+            {
+                **MNIST_SMOKE,
+                "variants": ("no-filter-norm", "tau-0.05", "tau-0.01", "K-small"),
+                "K_small": 10,
+                "not_run": ("sgd", "deep", "cnn"),
+            }
+        ],
+        nightly=[
+            {
+                **MNIST_NIGHTLY,
+                "variants": ("no-filter-norm", "tau-0.01", "K-small", "sgd", "deep"),
+                "K_small": 50,
+                "not_run": ("cnn",),
+            }
+        ],
+    ),
     "test_ordering_stable_with_few_directions": cases(
-        "E2", "ordering-few-directions", "F2/F3 orderings with few directions equal those with many",
-        smoke=[{**MNIST_SMOKE, "K_small": 10}], nightly=[{**MNIST_NIGHTLY, "K_small": 50}]),
+        "E2",
+        "ordering-few-directions",
+        smoke=[{**MNIST_SMOKE, "K_small": 10}],
+        nightly=[{**MNIST_NIGHTLY, "K_small": 50}],
+    ),
     "test_log_volume_grows_with_directions": cases(
-        "E1", "grows-with-K", "The log-volume estimate grows with the number of directions",
+        "E1",
+        "grows-with-K",
         smoke=[{**MNIST_SMOKE, "Ks": (5, 10, 20, 64), "replicates": 8, "seeds": (0, 1)}],
-        nightly=[{**MNIST_NIGHTLY, "Ks": (10, 50, 100, 500), "replicates": 5, "seeds": (0, 1, 2)}]),
+        nightly=[{**MNIST_NIGHTLY, "Ks": (10, 50, 100, 500), "replicates": 5, "seeds": (0, 1, 2)}],
+    ),
 }
 
 # Paper statements of F11's variants (App. B-C).
@@ -177,9 +214,7 @@ def test_poisoned_minima_are_smaller(case, store, device, record_case, strict):
     smaller, in the clean base landscape, than the clean minimum; log V falls as poison grows."""
     lab = FanLab(case, store, device)
     base, seeds = case["base_size"], case["seeds"]
-    results = []
-    for est in ESTIMATORS:
-        clock = start()
+    def judge(est):
         clean, poisoned, rows, per_level = {}, {}, [], {p: [] for p in case["poison"]}
         for s in seeds:
             for p in case["poison"]:
@@ -193,13 +228,24 @@ def test_poisoned_minima_are_smaller(case, store, device, record_case, strict):
                                              n_directions=case["K"])
         xs = [float(p) for p in case["poison"] for _ in seeds]
         ys = [v for p in case["poison"] for v in per_level[p]]
-        results.append(finish(
-            record_case, case, est, statements=statements, started=clock, device=device, seeds=seeds_of(case),
+        return dict(
+            statements=statements,
+            seeds=seeds_of(case),
             numbers={"measurements": rows},
-            series=[{"kind": "xy", "x": xs, "y": ys, "label": est, "x_label": "poisoned extras",
-                     "y_label": "log V in the clean base landscape",
-                     "title": "F1: log V of clean and poisoned minima (the claim: it falls with poison)"}]))
-    assert verdicts_hold(results, strict)
+            series=[
+                {
+                    "kind": "xy",
+                    "x": xs,
+                    "y": ys,
+                    "label": est,
+                    "x_label": "poisoned extras",
+                    "y_label": "log V in the clean base landscape",
+                    "title": "F1: log V of clean and poisoned minima (the claim: it falls with poison)",
+                }
+            ],
+        )
+
+    assert judge_each(ESTIMATORS, case, judge, record_case=record_case, strict=strict, device=device)
 
 
 # ----------------------------------------------------------------------------- F2, F3, E2, F11
@@ -209,9 +255,7 @@ def test_small_landscape_prefers_own_minimum(case, store, device, record_case, s
     and the radius distributions (max, mean, min) of large-data minima lie below its own."""
     lab = FanLab(case, store, device)
     D = case["sizes"][0]
-    results = []
-    for est in ESTIMATORS:
-        clock = start()
+    def judge(est):
         measured, rows = lab.ordering(est, landscapes=[D])
         n_params = lab.minimum(D, case["seeds"][0]).params.numel()
         statements = rules.f2_own_largest_small(measured, sizes=case["sizes"], seeds=case["seeds"], n_params=n_params,
@@ -220,24 +264,22 @@ def test_small_landscape_prefers_own_minimum(case, store, device, record_case, s
         series = [{"kind": "radius_hist", "minimum": f"trained on {Dp} (seed {s0})",
                    "log_radii": [x / n_params for x in measured[(s0, D, Dp)].log_terms if math.isfinite(x)],
                    "landscape": f"D={D}"} for Dp in case["sizes"]]
-        results.append(finish(record_case, case, est, statements=statements, started=clock, device=device,
-                              seeds=seeds_of(case), numbers={"measurements": rows}, series=series))
-    assert verdicts_hold(results, strict)
+        return dict(statements=statements, seeds=seeds_of(case), numbers={"measurements": rows}, series=series)
+
+    assert judge_each(ESTIMATORS, case, judge, record_case=record_case, strict=strict, device=device)
 
 
 def test_found_minimum_largest_in_own_landscape(case, store, device, record_case, strict):
     """Fan Sec. 5.3, Fig. 10 left: for every landscape size D the minimum trained on D beats
     minima trained on D' > D."""
     lab = FanLab(case, store, device)
-    results = []
-    for est in ESTIMATORS:
-        clock = start()
+    def judge(est):
         measured, rows = lab.ordering(est, landscapes=case["sizes"][:-1])
         statements = rules.f3_own_largest_every_size(measured, sizes=case["sizes"], seeds=case["seeds"],
                                                      n_directions=case["K"])
-        results.append(finish(record_case, case, est, statements=statements, started=clock, device=device,
-                              seeds=seeds_of(case), numbers={"measurements": rows}))
-    assert verdicts_hold(results, strict)
+        return dict(statements=statements, seeds=seeds_of(case), numbers={"measurements": rows})
+
+    assert judge_each(ESTIMATORS, case, judge, record_case=record_case, strict=strict, device=device)
 
 
 def test_ordering_stable_with_few_directions(case, store, device, record_case, strict):
@@ -245,19 +287,21 @@ def test_ordering_stable_with_few_directions(case, store, device, record_case, s
     drawn independently (replicate 1 of the direction seeds, not a prefix of the K)."""
     lab = FanLab(case, store, device)
     lands = case["sizes"][:-1]
-    results = []
-    for est in ESTIMATORS:
-        clock = start()
+    def judge(est):
         big, _ = lab.ordering(est, landscapes=lands)
         small, _ = lab.ordering(est, landscapes=lands, K=case["K_small"], replicate=1)
         statements = erules.e2_ordering_stable(
             rules.ordering_aggregates(big, landscapes=lands, sizes=case["sizes"], seeds=case["seeds"]),
             rules.ordering_aggregates(small, landscapes=lands, sizes=case["sizes"], seeds=case["seeds"]),
             K_large=case["K"], K_small=case["K_small"])
-        results.append(finish(record_case, case, est, statements=statements, started=clock, device=device,
-                              seeds=seeds_of(case, f"model seed (K={case['K']}); model seed + {REPLICATE_STRIDE} "
-                                                   f"(K={case['K_small']}, independent)")))
-    assert verdicts_hold(results, strict)
+        return dict(
+            statements=statements,
+            seeds=seeds_of(
+                case, f"model seed (K={case['K']}); model seed + {REPLICATE_STRIDE} (K={case['K_small']}, independent)"
+            ),
+        )
+
+    assert judge_each(ESTIMATORS, case, judge, record_case=record_case, strict=strict, device=device)
 
 
 def test_trend_robust_to_variants(case, store, device, record_case, strict):
@@ -266,9 +310,7 @@ def test_trend_robust_to_variants(case, store, device, record_case, strict):
     SGD, deeper nets, CNNs. A variant the tier cannot afford is not judged, with its measured cost."""
     lab = FanLab(case, store, device)
     lands = case["sizes"][:-1]
-    results = []
-    for est in ESTIMATORS:
-        clock = start()
+    def judge(est):
         kw = {"no-filter-norm": dict(directions="plain"), "tau-0.05": dict(tau=0.05), "tau-0.01": dict(tau=0.01),
               "K-small": dict(K=case.get("K_small"), replicate=1), "sgd": dict(optimizer="sgd", lr=0.1),
               "deep": dict(model="mnist_mlp_deep")}
@@ -284,9 +326,9 @@ def test_trend_robust_to_variants(case, store, device, record_case, strict):
         not_run = {name: _not_run_reason(lab, name) for name in case.get("not_run", ())}
         statements = rules.f11_robust(variants, landscapes=lands, sizes=case["sizes"], seeds=case["seeds"],
                                       not_run=not_run, paper=F11_PAPER, n_directions=case["K"])
-        results.append(finish(record_case, case, est, statements=statements, started=clock, device=device,
-                              seeds=seeds_of(case)))
-    assert verdicts_hold(results, strict)
+        return dict(statements=statements, seeds=seeds_of(case))
+
+    assert judge_each(ESTIMATORS, case, judge, record_case=record_case, strict=strict, device=device)
 
 
 # ----------------------------------------------------------------------------- F4, F5, F6
@@ -297,16 +339,14 @@ def test_not_universal_swiss_and_mod97(case, store, device, record_case, strict)
     lab = FanLab(case, store, device)
     control_case = Case("F3", "control", case["control"]["name"], case.tier, case["control"])
     control_lab = FanLab(control_case, store, device)
-    results = []
-    for est in ESTIMATORS:
-        clock = start()
+    def judge(est):
         measured, rows = lab.ordering(est, landscapes=case["sizes"][:-1])
         control, _ = control_lab.ordering(est, landscapes=control_case["sizes"][:-1])
         statements = rules.f4_not_universal(measured, sizes=case["sizes"], seeds=case["seeds"], control=control,
                                             control_sizes=control_case["sizes"], control_seeds=control_case["seeds"])
-        results.append(finish(record_case, case, est, statements=statements, started=clock, device=device,
-                              seeds=seeds_of(case), numbers={"measurements": rows}))
-    assert verdicts_hold(results, strict)
+        return dict(statements=statements, seeds=seeds_of(case), numbers={"measurements": rows})
+
+    assert judge_each(ESTIMATORS, case, judge, record_case=record_case, strict=strict, device=device)
 
 
 def test_power_law(case, store, device, record_case, strict):
@@ -316,9 +356,7 @@ def test_power_law(case, store, device, record_case, strict):
     paper's; it is printed beside it."""
     lab = FanLab(case, store, device)
     seeds, sizes = case["seeds"], case["sizes"]
-    results = []
-    for est in ESTIMATORS:
-        clock = start()
+    def judge(est):
         own, rows, n_params = {}, [], None
         variants = {name: {} for name in case["variants"]}
         variant_n, accuracy = {}, {"base": {}, "cnn": {}}
@@ -355,8 +393,7 @@ def test_power_law(case, store, device, record_case, strict):
         fit = statements[0].numbers["alpha"]
         slope = fit["mean"] * n_params
         xbar, ybar = float(np.mean(np.log(sizes))), float(np.mean(curve))
-        results.append(finish(
-            record_case, case, est, statements=statements, started=clock, device=device, seeds=seeds_of(case),
+        return dict(statements=statements, seeds=seeds_of(case),
             paper_value=rules.PAPER_ALPHA.get(case.setting), numbers={"measurements": rows},
             series=[{"kind": "volume_vs_data", "x": list(map(float, sizes)), "y": curve,
                      "points_x": [float(D) for (s, D) in own], "points_y": [t.log_volume for t in own.values()],
@@ -367,8 +404,9 @@ def test_power_law(case, store, device, record_case, strict):
                              "r2": statements[0].numbers["r_squared"]
                              if math.isfinite(statements[0].numbers["r_squared"]) else 0.0},
                      **({"paper_alpha": rules.PAPER_ALPHA[case.setting]}
-                        if case.setting in rules.PAPER_ALPHA else {})}]))
-    assert verdicts_hold(results, strict)
+                        if case.setting in rules.PAPER_ALPHA else {})}])
+
+    assert judge_each(ESTIMATORS, case, judge, record_case=record_case, strict=strict, device=device)
 
 
 def test_minima_shrink_when_data_added(case, store, device, record_case, strict):
@@ -377,9 +415,7 @@ def test_minima_shrink_when_data_added(case, store, device, record_case, strict)
     basin (volume zero), which is reported and not counted. The ordering of minima is kept."""
     lab = FanLab(case, store, device)
     sizes, seeds = case["sizes"], case["seeds"]
-    results = []
-    for est in ESTIMATORS:
-        clock = start()
+    def judge(est):
         measured, rows, series = {}, [], []
         for s in seeds:
             for Dm in sizes:
@@ -393,9 +429,9 @@ def test_minima_shrink_when_data_added(case, store, device, record_case, strict)
                                    "x": list(map(float, sizes)), "y": [measured[(s, Dm, L)].log_volume for L in sizes],
                                    "own_x": float(Dm)})
         statements = rules.f6_minima_shrink(measured, sizes=sizes, seeds=seeds, n_directions=case["K"])
-        results.append(finish(record_case, case, est, statements=statements, started=clock, device=device,
-                              seeds=seeds_of(case), numbers={"measurements": rows}, series=series))
-    assert verdicts_hold(results, strict)
+        return dict(statements=statements, seeds=seeds_of(case), numbers={"measurements": rows}, series=series)
+
+    assert judge_each(ESTIMATORS, case, judge, record_case=record_case, strict=strict, device=device)
 
 
 # ----------------------------------------------------------------------------- F7, F8, F9, F10
@@ -406,9 +442,7 @@ def test_class_imbalance_can_grow_volume(case, store, device, record_case, stric
     lab = FanLab(case, store, device)
     base, n_extra = case["base_size"], case["n_extra"]
     steps = [0, n_extra // 3, 2 * n_extra // 3, n_extra]
-    results = []
-    for est in ESTIMATORS:
-        clock = start()
+    def judge(est):
         by_extras, rows, series = {}, [], []
         for s in case["seeds"]:
             m = lab.minimum(base, s, imbalance=(n_extra, case["target_class"], case["ratio"]))
@@ -420,9 +454,9 @@ def test_class_imbalance_can_grow_volume(case, store, device, record_case, stric
                            "x": [float(base + k) for k in steps], "y": [by_extras[(s, k)].log_volume for k in steps],
                            "own_x": float(base + n_extra)})
         statements = rules.f7_imbalance_grows(by_extras, steps=steps, seeds=case["seeds"], n_directions=case["K"])
-        results.append(finish(record_case, case, est, statements=statements, started=clock, device=device,
-                              seeds=seeds_of(case), numbers={"measurements": rows}, series=series))
-    assert verdicts_hold(results, strict)
+        return dict(statements=statements, seeds=seeds_of(case), numbers={"measurements": rows}, series=series)
+
+    assert judge_each(ESTIMATORS, case, judge, record_case=record_case, strict=strict, device=device)
 
 
 def _test_acc(m) -> float:
@@ -440,9 +474,7 @@ def test_sam_finds_larger_minima(case, store, device, record_case, strict):
     accuracy than AdamW at equal data (paired per seed)."""
     lab = FanLab(case, store, device)
     D = case["size"]
-    results = []
-    for est in ESTIMATORS:
-        clock = start()
+    def judge(est):
         sam, adamw, acc_s, acc_a, rows = {}, {}, {}, {}, []
         for s in case["seeds"]:
             ma = lab.minimum(D, s)
@@ -454,9 +486,9 @@ def test_sam_finds_larger_minima(case, store, device, record_case, strict):
                      {**measurement_row(vs), "optimizer": "sam", "test_accuracy": acc_s[s], "seed": s}]
         statements = rules.f8_sam_larger(sam, adamw, sam_accuracy=acc_s, adamw_accuracy=acc_a, seeds=case["seeds"],
                                          n_test=_n_test(case), n_directions=case["K"])
-        results.append(finish(record_case, case, est, statements=statements, started=clock, device=device,
-                              seeds=seeds_of(case), numbers={"measurements": rows}))
-    assert verdicts_hold(results, strict)
+        return dict(statements=statements, seeds=seeds_of(case), numbers={"measurements": rows})
+
+    assert judge_each(ESTIMATORS, case, judge, record_case=record_case, strict=strict, device=device)
 
 
 def test_small_batches_find_larger_minima(case, store, device, record_case, strict):
@@ -464,9 +496,7 @@ def test_small_batches_find_larger_minima(case, store, device, record_case, stri
     (AdamW minibatches at fixed epochs; the batch equal to the data is full batch)."""
     lab = FanLab(case, store, device)
     D = case["size"]
-    results = []
-    for est in ESTIMATORS:
-        clock = start()
+    def judge(est):
         vols, accs, rows = {}, {}, []
         for s in case["seeds"]:
             for b in case["batches"]:
@@ -476,13 +506,13 @@ def test_small_batches_find_larger_minima(case, store, device, record_case, stri
                 rows.append({**measurement_row(meas), "batch_size": b, "test_accuracy": accs[(s, b)], "seed": s})
         statements = rules.f9_batch_size(vols, accs, batches=case["batches"], seeds=case["seeds"],
                                          n_test=_n_test(case), n_directions=case["K"])
-        results.append(finish(
-            record_case, case, est, statements=statements, started=clock, device=device, seeds=seeds_of(case),
+        return dict(statements=statements, seeds=seeds_of(case),
             numbers={"measurements": rows},
             series=[{"kind": "xy", "x": [float(b) for (s, b) in vols], "y": [t.log_volume for t in vols.values()],
                      "x_label": "batch size", "y_label": "log V", "x_scale": "log", "label": est,
-                     "title": "F9: log V against batch size (the claim: it falls)"}]))
-    assert verdicts_hold(results, strict)
+                     "title": "F9: log V against batch size (the claim: it falls)"}])
+
+    assert judge_each(ESTIMATORS, case, judge, record_case=record_case, strict=strict, device=device)
 
 
 def test_grokking_volume_shrinks(case, store, device, record_case, strict):
@@ -490,9 +520,7 @@ def test_grokking_volume_shrinks(case, store, device, record_case, strict):
     checkpoints while the training loss is flat and held-out accuracy rises late."""
     lab = FanLab(case, store, device)
     D, ckpts = case["size"], tuple(case["checkpoints"])
-    results = []
-    for est in ESTIMATORS:
-        clock = start()
+    def judge(est):
         vols, loss, acc, train_acc, rows = {}, {}, {}, {}, []
         for s in case["seeds"]:
             m = lab.minimum(D, s, checkpoint_epochs=ckpts, history_every=100)
@@ -514,14 +542,14 @@ def test_grokking_volume_shrinks(case, store, device, record_case, strict):
                                         train_accuracy=train_acc, test_accuracy=acc, threshold=case["tau"],
                                         chance=1.0 / case["modulus"], n_test=_n_test(case), n_directions=case["K"])
         s0 = case["seeds"][0]
-        results.append(finish(
-            record_case, case, est, statements=statements, started=clock, device=device, seeds=seeds_of(case),
+        return dict(statements=statements, seeds=seeds_of(case),
             numbers={"measurements": rows},
             series=[{"kind": "volume_vs_checkpoint", "x": [float(e) for e in ckpts],
                      "y": [vols[(s0, e)].log_volume for e in ckpts], "test_accuracy": [acc[(s0, e)] for e in ckpts],
                      "train_loss": [loss[(s0, e)] for e in ckpts], "label": f"{est}, seed {s0}", "x_label": "epoch",
-                     "title": "F10: log V across checkpoints (the claim: it falls while test accuracy jumps late)"}]))
-    assert verdicts_hold(results, strict)
+                     "title": "F10: log V across checkpoints (the claim: it falls while test accuracy jumps late)"}])
+
+    assert judge_each(ESTIMATORS, case, judge, record_case=record_case, strict=strict, device=device)
 
 
 # ----------------------------------------------------------------------------- E1
@@ -533,9 +561,7 @@ def test_log_volume_grows_with_directions(case, store, device, record_case, stri
     an order statistic, true for any sample)."""
     lab = FanLab(case, store, device)
     D, Ks, R = case["sizes"][0], case["Ks"], case["replicates"]
-    results = []
-    for est in ESTIMATORS:
-        clock = start()
+    def judge(est):
         reps, brackets, series = {}, {}, []
         for s in case["seeds"]:
             m = lab.minimum(D, s)
@@ -548,9 +574,9 @@ def test_log_volume_grows_with_directions(case, store, device, record_case, stri
                            "y_low": [float(np.min(reps[(s, K)])) for K in Ks],
                            "y_high": [float(np.max(reps[(s, K)])) for K in Ks], "label": f"seed {s} (replicate range)"})
         statements = erules.e1_grows_with_k(reps, brackets, Ks=Ks, seeds=case["seeds"])
-        results.append(finish(record_case, case, est, statements=statements, started=clock, device=device,
-                              seeds=seeds_of(case, "independent per (K, replicate)"), series=series))
-    assert verdicts_hold(results, strict)
+        return dict(statements=statements, seeds=seeds_of(case, "independent per (K, replicate)"), series=series)
+
+    assert judge_each(ESTIMATORS, case, judge, record_case=record_case, strict=strict, device=device)
 
 
 # ----------------------------------------------------------------------------- F12, F13, E3
@@ -561,16 +587,22 @@ def test_log_volume_grows_with_directions(case, store, device, record_case, stri
 CONTROL_MIN_LOG_RADIUS_CHANGE = 100 * 2 * math.log1p(PRINCIPLED_RTOL)
 
 CASES["test_toy_scale_invariance"] = cases(
-    "F12", "toy-closed-form", "The 2-D hyperbolic band's star-domain area is the paper's closed form for every b",
+    "F12",
+    "toy-closed-form",
     smoke=[{"name": "toy-2d", "s_values": (0.1, 0.2, 0.5), "b_values": (0.3, 1.0, 3.0), "K": 8000}],
-    nightly=[{"name": "toy-2d", "s_values": (0.05, 0.1, 0.2, 0.5, 0.8), "b_values": (0.1, 0.3, 1.0, 3.0, 10.0),
-              "K": 40000}])
+    nightly=[
+        {"name": "toy-2d", "s_values": (0.05, 0.1, 0.2, 0.5, 0.8), "b_values": (0.1, 0.3, 1.0, 3.0, 10.0), "K": 40000}
+    ],
+)
 CASES["test_filter_normalisation_invariance"] = cases(
-    "F13", "filter-invariance", "Filter-normalised radii are invariant to layer rescaling; isotropic are not",
-    smoke=[{**MNIST_SMOKE, "alpha": 4.0, "K_inv": 16}], nightly=[{**MNIST_NIGHTLY, "alpha": 4.0, "K_inv": 100}])
+    "F13",
+    "filter-invariance",
+    smoke=[{**MNIST_SMOKE, "alpha": 4.0, "K_inv": 16}],
+    nightly=[{**MNIST_NIGHTLY, "alpha": 4.0, "K_inv": 100}],
+)
 CASES["test_batched_chunked_devices_agree"] = cases(
-    "E3", "same-radii", "Batched, chunked, CPU and GPU evaluation give the same radii",
-    smoke=[{**MNIST_SMOKE, "K_e3": 12}], nightly=[{**MNIST_NIGHTLY, "K_e3": 100}])
+    "E3", "same-radii", smoke=[{**MNIST_SMOKE, "K_e3": 12}], nightly=[{**MNIST_NIGHTLY, "K_e3": 100}]
+)
 
 
 def test_toy_scale_invariance(case, device, record_case, strict):
@@ -590,9 +622,7 @@ def test_toy_scale_invariance(case, device, record_case, strict):
     ang = (torch.arange(K, dtype=torch.float64) + 0.5) / K * 2 * math.pi
     unit = torch.stack([torch.cos(ang), torch.sin(ang)], 1)
     coef = paper_coefficients()
-    results = []
-    for est in ESTIMATORS:
-        clock = start()
+    def judge(est):
         rows = []
         for s in case["s_values"]:
             band = HyperbolicBand(s)
@@ -619,9 +649,10 @@ def test_toy_scale_invariance(case, device, record_case, strict):
                                  "area_first_outside": math.pi * float((r_hi**2).mean()), "closed_form": exact,
                                  "n_dropped": e.n_dropped})
         statements = rules.f12_toy_closed_form(rows)
-        results.append(finish(record_case, case, est, statements=statements, started=clock, device="cpu",
-                              seeds={"directions": "even angular grid"}))
-    assert verdicts_hold(results, strict)
+        return dict(statements=statements, device="cpu",
+                              seeds={"directions": "even angular grid"})
+
+    assert judge_each(ESTIMATORS, case, judge, record_case=record_case, strict=strict, device=device)
 
 
 def test_filter_normalisation_invariance(case, store, device, record_case, strict):
@@ -655,9 +686,7 @@ def test_filter_normalisation_invariance(case, store, device, record_case, stric
     info = costs[0].layers
     log_det = (sum(p.numel for p in info[:2]) - info[2].numel) * math.log(a)
     K, tau = case["K_inv"], case["tau"]
-    results = []
-    for est in ESTIMATORS:
-        clock = start()
+    def judge(est):
         if est == "principled":
             filt = [estimate_log_volume(c, c.anchor, threshold=tau, n_directions=K, directions="filter",
                                         rtol=PRINCIPLED_RTOL, seed=seed) for c in costs]
@@ -698,10 +727,10 @@ def test_filter_normalisation_invariance(case, store, device, record_case, stric
         # Each estimator judges the directions it runs with: (a) principled, (b) reference, (c) both.
         keep = {"principled": ("a", "c"), "reference": ("b", "c")}[est]
         statements = [st for st in statements if st.id in keep]
-        results.append(finish(record_case, case, est, statements=statements, started=clock, device=device,
-                              seeds={"model": seed, "data": seed + 10, "directions": seed},
-                              numbers={**numbers, "alpha": a}))
-    assert verdicts_hold(results, strict)
+        return dict(statements=statements, seeds={"model": seed, "data": seed + 10, "directions": seed},
+                              numbers={**numbers, "alpha": a})
+
+    assert judge_each(ESTIMATORS, case, judge, record_case=record_case, strict=strict, device=device)
 
 
 def _scalar_bracket(cost, anchor, v, tau, r_max, *, scan=64, rtol=1e-6):
@@ -787,9 +816,7 @@ def test_batched_chunked_devices_agree(case, store, device, record_case, strict)
     settings = [("batch-all", K, None), ("batch-5", 5, None), ("data-chunk-7", K, 7)]
     gpu = torch.cuda.is_available()
     coef = paper_coefficients()
-    results = []
-    for est in ESTIMATORS:
-        clock = start()
+    def judge(est):
         agreement = {"settings": {}, "oracle": {}, "gpu": {}}
         spread = {"settings": {}, "oracle": {}, "gpu": {}}
         rows = {}
@@ -852,7 +879,10 @@ def test_batched_chunked_devices_agree(case, store, device, record_case, strict)
             reference_vs_loop=agreement["oracle"] if est == "reference" else None,
             principled_vs_oracle=agreement["oracle"] if est == "principled" else None,
             oracle_spread=spread["oracle"])
-        results.append(finish(record_case, case, est, statements=statements, started=clock, device=device,
-                              seeds={"model": seed, "data": seed + 10, "directions": f"torch.Generator({seed})"},
-                              numbers={"first_log_radii": rows, "settings": [s[0] for s in settings]}))
-    assert verdicts_hold(results, strict)
+        return dict(
+            statements=statements,
+            seeds={"model": seed, "data": seed + 10, "directions": f"torch.Generator({seed})"},
+            numbers={"first_log_radii": rows, "settings": [s[0] for s in settings]},
+        )
+
+    assert judge_each(ESTIMATORS, case, judge, record_case=record_case, strict=strict, device=device)

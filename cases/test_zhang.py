@@ -52,7 +52,7 @@ import math
 
 import numpy as np
 import torch
-from _support import finish, smoke_and_nightly, start, verdicts_hold
+from _support import cases, judge_each
 
 from volbench.claims import zhang as rules
 from volbench.curvature import FlatLoss, hessian_spectral_norm
@@ -88,7 +88,6 @@ _T = {
 }
 
 
-cases = functools.partial(smoke_and_nightly, _T)
 
 
 # Sharpness settings: smoke L-BFGS-B (see the module docstring), nightly the paper's Table 1 row.
@@ -106,29 +105,49 @@ SEEDS_SMOKE = (0, 1, 2)  # an interval over seeds needs >= 3 (t with 2 degrees o
 
 CASES = {
     "test_volume_correlates_with_error": cases(
-        "Z1", "volume-error", "binary-mnist-fcn",
-        dict(MNIST_SMOKE, attack=ATTACK_SMOKE, seeds=SEEDS_SMOKE),
-        dict(MNIST_NIGHTLY, attack=ATTACK_NIGHTLY, seeds=tuple(range(5)))),
+        "Z1",
+        "volume-error",
+        setting="binary-mnist-fcn",
+        smoke=dict(MNIST_SMOKE, attack=ATTACK_SMOKE, seeds=SEEDS_SMOKE),
+        nightly=dict(MNIST_NIGHTLY, attack=ATTACK_NIGHTLY, seeds=tuple(range(5))),
+    ),
     "test_adam_breaks_sharpness_correlation": cases(
-        "Z2", "adam-vs-sgd", "binary-mnist-fcn",
-        dict(MNIST_SMOKE, attack=ATTACK_SMOKE, seeds=SEEDS_SMOKE),
-        dict(MNIST_NIGHTLY, attack=ATTACK_NIGHTLY, seeds=tuple(range(5)))),
+        "Z2",
+        "adam-vs-sgd",
+        setting="binary-mnist-fcn",
+        smoke=dict(MNIST_SMOKE, attack=ATTACK_SMOKE, seeds=SEEDS_SMOKE),
+        nightly=dict(MNIST_NIGHTLY, attack=ATTACK_NIGHTLY, seeds=tuple(range(5))),
+    ),
     "test_alpha_scaling": cases(
-        "Z3", "alpha-scaling", "binary-mnist-fcn",
-        dict(MNIST_SMOKE, seed=0, alpha=PAPER_ALPHA, layers=(0, 1), restarts=3),
-        dict(MNIST_NIGHTLY, seed=0, alpha=PAPER_ALPHA, layers=(0, 1), restarts=5)),
+        "Z3",
+        "alpha-scaling",
+        setting="binary-mnist-fcn",
+        smoke=dict(MNIST_SMOKE, seed=0, alpha=PAPER_ALPHA, layers=(0, 1), restarts=3),
+        nightly=dict(MNIST_NIGHTLY, seed=0, alpha=PAPER_ALPHA, layers=(0, 1), restarts=5),
+    ),
     "test_boolean_sharpness_tracks_volume": cases(
-        "Z4", "boolean-sharpness-volume", "boolean-n7-fcn",
-        dict(n_samples=100_000, sample_seed=0, min_count=10, n_functions=12, lr=0.1, sharp=SHARP_BOOLEAN),
-        dict(n_samples=100_000_000, sample_seed=0, min_count=100, n_functions=100, lr=0.1, sharp=SHARP_BOOLEAN)),
+        "Z4",
+        "boolean-sharpness-volume",
+        setting="boolean-n7-fcn",
+        smoke=dict(n_samples=100_000, sample_seed=0, min_count=10, n_functions=12, lr=0.1, sharp=SHARP_BOOLEAN),
+        nightly=dict(n_samples=100_000_000, sample_seed=0, min_count=100, n_functions=100, lr=0.1, sharp=SHARP_BOOLEAN),
+    ),
     "test_sharpness_vs_spectral_norm": cases(
-        "Z5", "sharpness-spectral-norm", "binary-mnist-fcn",
-        dict(MNIST_SMOKE, seeds=(0,), attack=(0, 250), eps=(1e-3, 1e-4, 1e-5, 1e-6)),
-        dict(MNIST_NIGHTLY, seeds=(0, 1, 2), attack=(0, 250, 500), eps=(1e-2, 1e-3, 1e-4, 1e-5, 1e-6, 1e-7))),
+        "Z5",
+        "sharpness-spectral-norm",
+        setting="binary-mnist-fcn",
+        smoke=dict(MNIST_SMOKE, seeds=(0,), attack=(0, 250), eps=(1e-3, 1e-4, 1e-5, 1e-6)),
+        nightly=dict(MNIST_NIGHTLY, seeds=(0, 1, 2), attack=(0, 250, 500), eps=(1e-2, 1e-3, 1e-4, 1e-5, 1e-6, 1e-7)),
+    ),
     "test_overtraining_volume_stays_sharpness_falls": cases(
-        "Z6", "overtraining", "binary-mnist-fcn",
-        dict(MNIST_SMOKE, seeds=(0,), checkpoints=(0, 50, 100, 200, 400)),
-        dict(MNIST_NIGHTLY, seeds=(0, 1, 2), checkpoints=(0, 50, 100, 200, 300, 400, 500, 600, 700, 800, 900, 1000))),
+        "Z6",
+        "overtraining",
+        setting="binary-mnist-fcn",
+        smoke=dict(MNIST_SMOKE, seeds=(0,), checkpoints=(0, 50, 100, 200, 400)),
+        nightly=dict(
+            MNIST_NIGHTLY, seeds=(0, 1, 2), checkpoints=(0, 50, 100, 200, 300, 400, 500, 600, 700, 800, 900, 1000)
+        ),
+    ),
 }
 
 
@@ -316,19 +335,31 @@ def test_volume_correlates_with_error(case, store, device, record_case, strict):
     correlates tightly and negatively with the test error on E; Mingard et al. and the paper's
     Sec. 3 expect a log-linear relation, so the rule is on Pearson's r of (log V, error), per seed
     and then over seeds (``volbench.claims.zhang``)."""
-    clock = start()
-    rows = attack_rows(case, store, device, "sgd", with_sharpness=False)
-    per_seed = {s: (d["log_volume"], d["test_error"]) for s, d in by_seed(rows, "log_volume", "test_error").items()}
-    used = zero_error(rows)
-    lv, err = [r["log_volume"] for r in used], [r["test_error"] for r in used]
-    pooled = float(np.corrcoef(lv, err)[0, 1]) if len(used) > 2 else math.nan
-    statements = rules.z1_volume_error(per_seed, extra={"pooled_pearson_all_nets": pooled, "n_nets": len(used)})
-    assert verdicts_hold([finish(
-        record_case, case, EP_EST, statements=statements, started=clock, device=device,
-        seeds=mnist_seeds(case, sharpness_seeds=False),
-        numbers={"nets": rows, "n_used": len(used), "setting": paper_setting(case)},
-        series=[{"kind": "xy", "x": sorted_xy(lv, err)[0], "y": sorted_xy(lv, err)[1], "label": "SGD",
-                 "x_label": "log V(f) (nats)", "y_label": "test error on E", "title": case.id}])], strict)
+    def judge(est):
+        rows = attack_rows(case, store, device, "sgd", with_sharpness=False)
+        per_seed = {s: (d["log_volume"], d["test_error"]) for s, d in by_seed(rows, "log_volume", "test_error").items()}
+        used = zero_error(rows)
+        lv, err = [r["log_volume"] for r in used], [r["test_error"] for r in used]
+        pooled = float(np.corrcoef(lv, err)[0, 1]) if len(used) > 2 else math.nan
+        statements = rules.z1_volume_error(per_seed, extra={"pooled_pearson_all_nets": pooled, "n_nets": len(used)})
+        return dict(
+            statements=statements,
+            seeds=mnist_seeds(case, sharpness_seeds=False),
+            numbers={"nets": rows, "n_used": len(used), "setting": paper_setting(case)},
+            series=[
+                {
+                    "kind": "xy",
+                    "x": sorted_xy(lv, err)[0],
+                    "y": sorted_xy(lv, err)[1],
+                    "label": "SGD",
+                    "x_label": "log V(f) (nats)",
+                    "y_label": "test error on E",
+                    "title": case.id,
+                }
+            ],
+        )
+
+    assert judge_each((EP_EST,), case, judge, record_case=record_case, strict=strict, device=device)
 
 
 # ----------------------------------------------------------------------------- Z2
@@ -337,27 +368,32 @@ def test_adam_breaks_sharpness_correlation(case, store, device, record_case, str
     """Paper Sec. 5.3, Fig. 4(b, e) vs Fig. 3(a, d): with Adam the sharpness-error correlation is
     much weaker than with vanilla SGD, while the volume-error correlation is 'virtually identical'.
     The two optimizers share each seed's S, attack sets and initialisation (paired by seed)."""
-    clock = start()
-    rows = {opt: attack_rows(case, store, device, opt, with_sharpness=True) for opt in ("sgd", "adam")}
-    groups = {}
-    for opt, r in rows.items():
-        g = by_seed(r, "sharpness", "log_volume", "test_error", "spectral_norm")
-        for d in g.values():
-            d["log_sharpness"] = [log_sharpness(v) for v in d["sharpness"]]
-        groups[opt] = g
-    sn = {opt: {str(s): float(np.corrcoef([log_sharpness(v) for v in d["spectral_norm"]], d["test_error"])[0, 1])
-                for s, d in g.items() if len(d["test_error"]) > 2} for opt, g in groups.items()}
-    statements = rules.z2_adam_breaks_sharpness(groups["sgd"], groups["adam"],
-                                                extra={"spectral_norm_pearson_per_seed": sn})
-    series = []  # one xy figure per case: sharpness only (the volume-error points are Z1's plot)
-    for opt, r in rows.items():
-        used = zero_error(r)
-        x, y = sorted_xy([math.log10(max(u["sharpness"], 1e-12)) for u in used], [u["test_error"] for u in used])
-        series.append({"kind": "xy", "x": x, "y": y, "label": opt, "x_label": "log10 sharpness",
-                       "y_label": "test error on E", "title": case.id})
-    assert verdicts_hold([finish(
-        record_case, case, EP_EST, statements=statements, started=clock, device=device, seeds=mnist_seeds(case),
-        numbers={"nets": rows["sgd"] + rows["adam"], "setting": paper_setting(case)}, series=series)], strict)
+    def judge(est):
+        rows = {opt: attack_rows(case, store, device, opt, with_sharpness=True) for opt in ("sgd", "adam")}
+        groups = {}
+        for opt, r in rows.items():
+            g = by_seed(r, "sharpness", "log_volume", "test_error", "spectral_norm")
+            for d in g.values():
+                d["log_sharpness"] = [log_sharpness(v) for v in d["sharpness"]]
+            groups[opt] = g
+        sn = {opt: {str(s): float(np.corrcoef([log_sharpness(v) for v in d["spectral_norm"]], d["test_error"])[0, 1])
+                    for s, d in g.items() if len(d["test_error"]) > 2} for opt, g in groups.items()}
+        statements = rules.z2_adam_breaks_sharpness(groups["sgd"], groups["adam"],
+                                                    extra={"spectral_norm_pearson_per_seed": sn})
+        series = []  # one xy figure per case: sharpness only (the volume-error points are Z1's plot)
+        for opt, r in rows.items():
+            used = zero_error(r)
+            x, y = sorted_xy([math.log10(max(u["sharpness"], 1e-12)) for u in used], [u["test_error"] for u in used])
+            series.append({"kind": "xy", "x": x, "y": y, "label": opt, "x_label": "log10 sharpness",
+                           "y_label": "test error on E", "title": case.id})
+        return dict(
+            statements=statements,
+            seeds=mnist_seeds(case),
+            numbers={"nets": rows["sgd"] + rows["adam"], "setting": paper_setting(case)},
+            series=series,
+        )
+
+    assert judge_each((EP_EST,), case, judge, record_case=record_case, strict=strict, device=device)
 
 
 # ----------------------------------------------------------------------------- Z3
@@ -373,42 +409,50 @@ def test_alpha_scaling(case, store, device, record_case, strict):
     layer i is scaled in turn. log V(f) of the rescaled net is computed afresh by EP (no cache).
     Sharpness is maximised from ``restarts`` seeded start points. Also recorded: the Hessian
     spectral norm ratio and the sharpness ratio for alpha = 1 / 5.9."""
-    clock = start()
-    net = mnist_net(case, store, device, optimizer="sgd", seed=case["seed"], n_attack=0)
-    X = inputs_SE(case).to(device)
-    ep0 = log_volume(case, net.labels, device, cache=False)
-    base = _sharpness_restarts(net.loss(), case, case["restarts"])
-    f0 = net.loss()
-    norm0 = hessian_spectral_norm(f0, f0.anchor, max_iter=100, tol=1e-5).value
-    rows, extra = [], []
-    for layer in case["layers"]:
-        scaled = alpha_scale(net.model, layer, case["alpha"])
-        with torch.no_grad():
-            out = scaled(X)[:, 0]
-        labels = torch.where(out > 0, 1.0, -1.0).to(torch.float64)
-        tol = 1e-5 * max(1.0, float(net.outputs.abs().max()))  # float32 round-off of two extra products
-        flipped = labels != net.labels
-        ep = log_volume(case, labels, device, cache=False)  # afresh: the equality is what Z3 judges
-        f = FlatLoss(scaled, net.batch.inputs.to(device), net.batch.targets.to(device), "bce")
-        after = _sharpness_restarts(f, case, case["restarts"])
-        norm = hessian_spectral_norm(f, f.anchor, max_iter=100, tol=1e-5).value
-        inv = alpha_scale(net.model, layer, 1.0 / case["alpha"])
-        fi = FlatLoss(inv, net.batch.inputs.to(device), net.batch.targets.to(device), "bce")
-        inv_sharp = sharpness(fi, fi.anchor, sharp_config(case, seed=0)).sharpness
-        rows.append({"layer": layer, "max_output_diff": float((out - net.outputs).abs().max()), "tolerance": tol,
-                     "label_flips": int(flipped.sum()),
-                     "flips_near_zero": int((flipped & (net.outputs.abs() <= tol)).sum()),
-                     "log_volume": ep.log_marginal, "log_volume_unscaled": ep0.log_marginal,
-                     "ep_converged": bool(ep.converged and ep0.converged), "sharpness_before": base,
-                     "sharpness_after": after})
-        extra.append({"layer": layer, "spectral_norm_ratio": norm / norm0,
-                      "inverse_alpha_sharpness_ratio": inv_sharp / base[0]})
-    statements = rules.z3_alpha_scaling(rows, alpha=case["alpha"], material=MATERIAL, ep_tolerance=0.0)
-    assert verdicts_hold([finish(
-        record_case, case, EP_EST, statements=statements, started=clock, device=device,
-        seeds={"model": case["seed"], "data": case["data_seed"], "sharpness": list(range(case["restarts"]))},
-        numbers={"layers": rows, "diagnostics": extra, "spectral_norm_unscaled": norm0, "setting": paper_setting(case),
-                 "train_loss": net.result.train_loss})], strict)
+    def judge(est):
+        net = mnist_net(case, store, device, optimizer="sgd", seed=case["seed"], n_attack=0)
+        X = inputs_SE(case).to(device)
+        ep0 = log_volume(case, net.labels, device, cache=False)
+        base = _sharpness_restarts(net.loss(), case, case["restarts"])
+        f0 = net.loss()
+        norm0 = hessian_spectral_norm(f0, f0.anchor, max_iter=100, tol=1e-5).value
+        rows, extra = [], []
+        for layer in case["layers"]:
+            scaled = alpha_scale(net.model, layer, case["alpha"])
+            with torch.no_grad():
+                out = scaled(X)[:, 0]
+            labels = torch.where(out > 0, 1.0, -1.0).to(torch.float64)
+            tol = 1e-5 * max(1.0, float(net.outputs.abs().max()))  # float32 round-off of two extra products
+            flipped = labels != net.labels
+            ep = log_volume(case, labels, device, cache=False)  # afresh: the equality is what Z3 judges
+            f = FlatLoss(scaled, net.batch.inputs.to(device), net.batch.targets.to(device), "bce")
+            after = _sharpness_restarts(f, case, case["restarts"])
+            norm = hessian_spectral_norm(f, f.anchor, max_iter=100, tol=1e-5).value
+            inv = alpha_scale(net.model, layer, 1.0 / case["alpha"])
+            fi = FlatLoss(inv, net.batch.inputs.to(device), net.batch.targets.to(device), "bce")
+            inv_sharp = sharpness(fi, fi.anchor, sharp_config(case, seed=0)).sharpness
+            rows.append({"layer": layer, "max_output_diff": float((out - net.outputs).abs().max()), "tolerance": tol,
+                         "label_flips": int(flipped.sum()),
+                         "flips_near_zero": int((flipped & (net.outputs.abs() <= tol)).sum()),
+                         "log_volume": ep.log_marginal, "log_volume_unscaled": ep0.log_marginal,
+                         "ep_converged": bool(ep.converged and ep0.converged), "sharpness_before": base,
+                         "sharpness_after": after})
+            extra.append({"layer": layer, "spectral_norm_ratio": norm / norm0,
+                          "inverse_alpha_sharpness_ratio": inv_sharp / base[0]})
+        statements = rules.z3_alpha_scaling(rows, alpha=case["alpha"], material=MATERIAL, ep_tolerance=0.0)
+        return dict(
+            statements=statements,
+            seeds={"model": case["seed"], "data": case["data_seed"], "sharpness": list(range(case["restarts"]))},
+            numbers={
+                "layers": rows,
+                "diagnostics": extra,
+                "spectral_norm_unscaled": norm0,
+                "setting": paper_setting(case),
+                "train_loss": net.result.train_loss,
+            },
+        )
+
+    assert judge_each((EP_EST,), case, judge, record_case=record_case, strict=strict, device=device)
 
 
 # ----------------------------------------------------------------------------- Z4
@@ -436,49 +480,77 @@ def test_boolean_sharpness_tracks_volume(case, device, record_case, strict):
     log count; each is trained until zero training error on all 128 inputs and its sharpness taken
     there (Table 1 row "Boolean"). SGD lr 0.1 (batch 32): at the Keras default 0.01, single-outlier
     functions did not reach zero training error within 2,000 epochs (measured: 127/128)."""
-    clock = start()
-    fc = sample_function_counts(case["n_samples"], seed=case["sample_seed"], device=device)
-    chosen = pick_functions(fc, case["min_count"], case["n_functions"])
-    X = boolean_inputs(7, device=device)
-    rows = []
-    for k, (f, count) in enumerate(chosen):
-        iv = log_volume_of_function(f, fc)
-        y = function_to_bits(f).to(device=device, dtype=torch.float32)
-        model = build("boolean_fcn", seed=k, init="nngp", device=device)
-        res = train(model, X, y, paper_recipe("boolean_fcn", lr=case["lr"], seed=k, history_every=10**6))
-        loss = FlatLoss(model, X, y, "bce")
-        s = sharpness(loss, loss.anchor, SharpnessConfig(**case["sharp"], seed=k))
-        norm = hessian_spectral_norm(loss, loss.anchor, max_iter=100, tol=1e-4, seed=k).value
-        rows.append({"function": hex(f), "count": count, "ones": int(y.sum()), "log_volume": iv.log_volume,
-                     "log_volume_low": iv.log_lower, "log_volume_high": iv.log_upper,
-                     "zero_error": res.train_accuracy >= 1.0,
-                     "epochs": res.epochs_run, "train_loss": res.train_loss, "sharpness": s.sharpness,
-                     "spectral_norm": norm, "model_seed": k})
-    used = [r for r in rows if r["zero_error"]]
-    lv, sh = [r["log_volume"] for r in used], [r["sharpness"] for r in used]
-    # Reported beside the rule, not in it: the constant functions reach zero error after one epoch at
-    # a high loss, where the first-order term makes them sharp; the paper found them the flattest.
-    trivial = {hex(f) for f in constant_functions(7)}
-    rest = [r for r in used if r["function"] not in trivial]
-    rho_rest = rules.spearman_interval([r["log_volume"] for r in rest], [r["sharpness"] for r in rest])
-    const = [r for r in used if r["function"] in trivial]
-    extra = {"functions": rows, "n_used": len(used), "n_samples": fc.n_samples, "n_distinct": len(fc.counts),
-             "sampling_seconds": fc.seconds, "networks_per_second": fc.networks_per_second,
-             "sigma_w": fc.sigma_w, "sigma_b": fc.sigma_b,
-             "constant_functions": [{"function": r["function"], "log_volume": r["log_volume"],
-                                     "sharpness": r["sharpness"], "epochs": r["epochs"], "train_loss": r["train_loss"]}
-                                    for r in const],
-             "spearman_without_constant_functions": list(rho_rest),
-             "paper_caption": "Fig. 2: the largest volume / lowest sharpness function is the trivial one"}
-    statements = rules.z4_boolean_sharpness_volume(lv, sh, [r["spectral_norm"] for r in used], extra=extra)
-    assert verdicts_hold([finish(
-        record_case, case, SAMPLING_EST, statements=statements, started=clock, device=device,
-        seeds={"sampling": case["sample_seed"], "model": [r["model_seed"] for r in rows],
-               "sharpness": [r["model_seed"] for r in rows]},
-        numbers={"n_used": len(used)},
-        series=[{"kind": "xy", "x": sorted_xy(lv, sh)[0],
-                 "y": [math.log10(max(v, 1e-12)) for v in sorted_xy(lv, sh)[1]], "label": SAMPLING_EST,
-                 "x_label": "sampled log V(f) (nats)", "y_label": "log10 sharpness", "title": case.id}])], strict)
+    def judge(est):
+        fc = sample_function_counts(case["n_samples"], seed=case["sample_seed"], device=device)
+        chosen = pick_functions(fc, case["min_count"], case["n_functions"])
+        X = boolean_inputs(7, device=device)
+        rows = []
+        for k, (f, count) in enumerate(chosen):
+            iv = log_volume_of_function(f, fc)
+            y = function_to_bits(f).to(device=device, dtype=torch.float32)
+            model = build("boolean_fcn", seed=k, init="nngp", device=device)
+            res = train(model, X, y, paper_recipe("boolean_fcn", lr=case["lr"], seed=k, history_every=10**6))
+            loss = FlatLoss(model, X, y, "bce")
+            s = sharpness(loss, loss.anchor, SharpnessConfig(**case["sharp"], seed=k))
+            norm = hessian_spectral_norm(loss, loss.anchor, max_iter=100, tol=1e-4, seed=k).value
+            rows.append({"function": hex(f), "count": count, "ones": int(y.sum()), "log_volume": iv.log_volume,
+                         "log_volume_low": iv.log_lower, "log_volume_high": iv.log_upper,
+                         "zero_error": res.train_accuracy >= 1.0,
+                         "epochs": res.epochs_run, "train_loss": res.train_loss, "sharpness": s.sharpness,
+                         "spectral_norm": norm, "model_seed": k})
+        used = [r for r in rows if r["zero_error"]]
+        lv, sh = [r["log_volume"] for r in used], [r["sharpness"] for r in used]
+        # Reported beside the rule, not in it: the constant functions reach zero error after one epoch at
+        # a high loss, where the first-order term makes them sharp; the paper found them the flattest.
+        trivial = {hex(f) for f in constant_functions(7)}
+        rest = [r for r in used if r["function"] not in trivial]
+        rho_rest = rules.spearman_interval([r["log_volume"] for r in rest], [r["sharpness"] for r in rest])
+        const = [r for r in used if r["function"] in trivial]
+        extra = {
+            "functions": rows,
+            "n_used": len(used),
+            "n_samples": fc.n_samples,
+            "n_distinct": len(fc.counts),
+            "sampling_seconds": fc.seconds,
+            "networks_per_second": fc.networks_per_second,
+            "sigma_w": fc.sigma_w,
+            "sigma_b": fc.sigma_b,
+            "constant_functions": [
+                {
+                    "function": r["function"],
+                    "log_volume": r["log_volume"],
+                    "sharpness": r["sharpness"],
+                    "epochs": r["epochs"],
+                    "train_loss": r["train_loss"],
+                }
+                for r in const
+            ],
+            "spearman_without_constant_functions": list(rho_rest),
+            "paper_caption": "Fig. 2: the largest volume / lowest sharpness function is the trivial one",
+        }
+        statements = rules.z4_boolean_sharpness_volume(lv, sh, [r["spectral_norm"] for r in used], extra=extra)
+        return dict(
+            statements=statements,
+            seeds={
+                "sampling": case["sample_seed"],
+                "model": [r["model_seed"] for r in rows],
+                "sharpness": [r["model_seed"] for r in rows],
+            },
+            numbers={"n_used": len(used)},
+            series=[
+                {
+                    "kind": "xy",
+                    "x": sorted_xy(lv, sh)[0],
+                    "y": [math.log10(max(v, 1e-12)) for v in sorted_xy(lv, sh)[1]],
+                    "label": SAMPLING_EST,
+                    "x_label": "sampled log V(f) (nats)",
+                    "y_label": "log10 sharpness",
+                    "title": case.id,
+                }
+            ],
+        )
+
+    assert judge_each((SAMPLING_EST,), case, judge, record_case=record_case, strict=strict, device=device)
 
 
 # ----------------------------------------------------------------------------- Z5
@@ -489,43 +561,65 @@ def test_sharpness_vs_spectral_norm(case, store, device, record_case, strict):
     against ``sharpness_from_spectral_norm`` with the power-iteration ||H||_2. Also recorded: the
     exact box maximum of the first-order term, 100 eps sum_i |g_i| (|w_i| + 1) / (1 + L), which the
     quadratic formula leaves out (it is exact only at a critical point, g = 0)."""
-    clock = start()
-    rows = []
-    for seed in case["seeds"]:
-        for a in case["attack"]:
-            net = mnist_net(case, store, device, optimizer="sgd", seed=seed, n_attack=a)
-            f = net.loss()
-            theta = f.anchor
-            norm = hessian_spectral_norm(f, theta, max_iter=200, tol=1e-6, seed=seed)
-            t = theta.clone().requires_grad_(True)
-            with torch.enable_grad():
-                (g,) = torch.autograd.grad(f(t), t)
-            L = float(f(theta).detach())
-            first_order = float((g.abs() * (theta.abs() + 1)).sum())
-            measured, predicted, linear = [], [], []
-            for eps in case["eps"]:
-                s = sharpness(f, theta, sharp_config(case, eps=eps, seed=seed)).sharpness
-                measured.append(s)
-                predicted.append(sharpness_from_spectral_norm(norm.value, L, eps=eps))
-                linear.append(100 * eps * first_order / (1 + L))
-            pos = [(math.log(e), math.log(m)) for e, m in zip(case["eps"], measured) if m > 0]
-            slope = float(np.polyfit(*zip(*pos), 1)[0]) if len(pos) >= 2 else math.nan
-            rows.append({"seed": seed, "n_attack": a, "spectral_norm": norm.value, "power_iterations": norm.iterations,
-                         "power_converged": norm.converged, "loss": L, "gradient_norm": float(g.norm()),
-                         "eps": list(case["eps"]), "sharpness": measured, "predicted_from_spectral_norm": predicted,
-                         "ratio": [m / p for m, p in zip(measured, predicted)], "first_order_box_max": linear,
-                         "measured_over_first_order": [m / x for m, x in zip(measured, linear)],
-                         "loglog_slope_sharpness_vs_eps": slope})
-    statements = rules.z5_spectral_norm(rows)
-    assert verdicts_hold([finish(
-        record_case, case, "", statements=statements, started=clock, device=device, paper_value=1.0,
-        seeds={"model": list(case["seeds"]), "data": case["data_seed"], "sharpness": list(case["seeds"]),
-               "power_iteration": list(case["seeds"])},
-        numbers={"setting": paper_setting(case),
-                 "reading": "d log sharpness / d log eps near 1 and measured / first-order ~ 1 mean the box maximum "
-                            "is first order in eps at zero training error (the BCE gradient is not zero there)"},
-        series=[z5_series(r, "measured", r["sharpness"], case) for r in rows]
-        + [z5_series(r, "formula", r["predicted_from_spectral_norm"], case) for r in rows])], strict)
+    def judge(est):
+        rows = []
+        for seed in case["seeds"]:
+            for a in case["attack"]:
+                net = mnist_net(case, store, device, optimizer="sgd", seed=seed, n_attack=a)
+                f = net.loss()
+                theta = f.anchor
+                norm = hessian_spectral_norm(f, theta, max_iter=200, tol=1e-6, seed=seed)
+                t = theta.clone().requires_grad_(True)
+                with torch.enable_grad():
+                    (g,) = torch.autograd.grad(f(t), t)
+                L = float(f(theta).detach())
+                first_order = float((g.abs() * (theta.abs() + 1)).sum())
+                measured, predicted, linear = [], [], []
+                for eps in case["eps"]:
+                    s = sharpness(f, theta, sharp_config(case, eps=eps, seed=seed)).sharpness
+                    measured.append(s)
+                    predicted.append(sharpness_from_spectral_norm(norm.value, L, eps=eps))
+                    linear.append(100 * eps * first_order / (1 + L))
+                pos = [(math.log(e), math.log(m)) for e, m in zip(case["eps"], measured) if m > 0]
+                slope = float(np.polyfit(*zip(*pos), 1)[0]) if len(pos) >= 2 else math.nan
+                rows.append(
+                    {
+                        "seed": seed,
+                        "n_attack": a,
+                        "spectral_norm": norm.value,
+                        "power_iterations": norm.iterations,
+                        "power_converged": norm.converged,
+                        "loss": L,
+                        "gradient_norm": float(g.norm()),
+                        "eps": list(case["eps"]),
+                        "sharpness": measured,
+                        "predicted_from_spectral_norm": predicted,
+                        "ratio": [m / p for m, p in zip(measured, predicted)],
+                        "first_order_box_max": linear,
+                        "measured_over_first_order": [m / x for m, x in zip(measured, linear)],
+                        "loglog_slope_sharpness_vs_eps": slope,
+                    }
+                )
+        statements = rules.z5_spectral_norm(rows)
+        return dict(
+            statements=statements,
+            paper_value=1.0,
+            seeds={
+                "model": list(case["seeds"]),
+                "data": case["data_seed"],
+                "sharpness": list(case["seeds"]),
+                "power_iteration": list(case["seeds"]),
+            },
+            numbers={
+                "setting": paper_setting(case),
+                "reading": "d log sharpness / d log eps near 1 and measured / first-order ~ 1 mean the box maximum "
+                "is first order in eps at zero training error (the BCE gradient is not zero there)",
+            },
+            series=[z5_series(r, "measured", r["sharpness"], case) for r in rows]
+            + [z5_series(r, "formula", r["predicted_from_spectral_norm"], case) for r in rows],
+        )
+
+    assert judge_each(("",), case, judge, record_case=record_case, strict=strict, device=device)
 
 
 def z5_series(row, what, values, case):
@@ -540,55 +634,81 @@ def test_overtraining_volume_stays_sharpness_falls(case, store, device, record_c
     """Paper Sec. 5.4, Fig. 5: from initialisation, volume falls until zero training error; after it
     (over-training, no attack set) the function, hence log V(f), stays while the loss and the
     sharpness keep falling. 'Stays' is measured against the fall before zero error."""
-    clock = start()
-    per_seed, all_rows, series = {}, {}, []
-    ds, S, E = mnist_split(case["n_train"], case["n_test"], case["data_seed"])
-    X = inputs_SE(case).to(device)
-    cks = tuple(case["checkpoints"])
-    for seed in case["seeds"]:
-        net = mnist_net(case, store, device, optimizer="sgd", seed=seed, n_attack=0)
-        init = build("binary_fcn", seed=seed, device=device)
-        with torch.no_grad():
-            init_labels = torch.where(init(X)[:, 0] > 0, 1.0, -1.0).to(torch.float64)
-        lv_init = log_volume(case, init_labels, device).log_marginal
-        cfg = recipe("sgd", seed, stop_at_train_accuracy=None, epochs=max(cks), checkpoint_epochs=cks)
-        config = {"what": "zhang-binary-mnist-fcn-overtrain", "start": fingerprint(net.result.params),
-                  "S": fingerprint(S), "model": "binary_fcn", "model_seed": seed, "train": cfg.as_dict()}
-
-        def fit(net=net, cfg=cfg):
-            model = copy.deepcopy(net.model)
-            res = train(model, net.batch.inputs, net.batch.targets, cfg, device=device)
-            return res.tensors(), res.metadata()
-
-        hit = store.get_or_train(config, fit)
-        over = TrainResult.from_stored(hit.tensors, hit.metadata)
-        rows = []
-        for e in cks:
-            model = _model_from(over.checkpoints[e], seed, device)
+    def judge(est):
+        per_seed, all_rows, series = {}, {}, []
+        ds, S, E = mnist_split(case["n_train"], case["n_test"], case["data_seed"])
+        X = inputs_SE(case).to(device)
+        cks = tuple(case["checkpoints"])
+        for seed in case["seeds"]:
+            net = mnist_net(case, store, device, optimizer="sgd", seed=seed, n_attack=0)
+            init = build("binary_fcn", seed=seed, device=device)
             with torch.no_grad():
-                labels = torch.where(model(X)[:, 0] > 0, 1.0, -1.0).to(torch.float64)
-            ep = log_volume(case, labels, device)
-            f = FlatLoss(model, net.batch.inputs.to(device), net.batch.targets.to(device), "bce")
-            s = sharpness(f, f.anchor, sharp_config(case, seed=seed))
-            rows.append({"epochs_after_zero_error": e, "epoch": net.result.epochs_run + e,
-                         "log_volume": ep.log_marginal,
-                         "label_changes_vs_zero_error": int((labels != net.labels).sum()),
-                         "train_errors_S": int((labels[:case["n_train"]] != net.labels[:case["n_train"]]).sum()),
-                         "train_loss": s.base_loss, "sharpness": s.sharpness})
-        per_seed[seed] = {"epochs": [float(r["epochs_after_zero_error"]) for r in rows],
-                          "log_volume": [r["log_volume"] for r in rows], "sharpness": [r["sharpness"] for r in rows],
-                          "log_volume_init": lv_init}
-        all_rows[str(seed)] = {"checkpoints": rows, "log_volume_init": lv_init,
-                               "epochs_to_zero_error": net.result.epochs_run}
-        series += [{"kind": "volume_vs_checkpoint", "x": [float(r["epoch"]) for r in rows],
-                    "y": [r["log_volume"] for r in rows], "train_loss": [r["train_loss"] for r in rows],
-                    "label": f"{EP_EST} s{seed}", "x_label": "epoch", "y_label": "log V(f) (nats)", "title": case.id},
-                   {"kind": "xy", "x": [float(r["epoch"]) for r in rows],
-                    "y": [math.log10(max(r["sharpness"], 1e-12)) for r in rows], "label": f"sharpness s{seed}",
-                    "x_label": "epoch", "y_label": "log10 sharpness", "title": case.id}]
-    statements = rules.z6_overtraining(per_seed)
-    assert verdicts_hold([finish(
-        record_case, case, EP_EST, statements=statements, started=clock, device=device,
-        seeds={"model": list(case["seeds"]), "data": case["data_seed"], "sharpness": list(case["seeds"]),
-               "minibatch_order": list(case["seeds"])},
-        numbers={"per_seed": all_rows, "setting": paper_setting(case)}, series=series)], strict)
+                init_labels = torch.where(init(X)[:, 0] > 0, 1.0, -1.0).to(torch.float64)
+            lv_init = log_volume(case, init_labels, device).log_marginal
+            cfg = recipe("sgd", seed, stop_at_train_accuracy=None, epochs=max(cks), checkpoint_epochs=cks)
+            config = {"what": "zhang-binary-mnist-fcn-overtrain", "start": fingerprint(net.result.params),
+                      "S": fingerprint(S), "model": "binary_fcn", "model_seed": seed, "train": cfg.as_dict()}
+
+            def fit(net=net, cfg=cfg):
+                model = copy.deepcopy(net.model)
+                res = train(model, net.batch.inputs, net.batch.targets, cfg, device=device)
+                return res.tensors(), res.metadata()
+
+            hit = store.get_or_train(config, fit)
+            over = TrainResult.from_stored(hit.tensors, hit.metadata)
+            rows = []
+            for e in cks:
+                model = _model_from(over.checkpoints[e], seed, device)
+                with torch.no_grad():
+                    labels = torch.where(model(X)[:, 0] > 0, 1.0, -1.0).to(torch.float64)
+                ep = log_volume(case, labels, device)
+                f = FlatLoss(model, net.batch.inputs.to(device), net.batch.targets.to(device), "bce")
+                s = sharpness(f, f.anchor, sharp_config(case, seed=seed))
+                rows.append({"epochs_after_zero_error": e, "epoch": net.result.epochs_run + e,
+                             "log_volume": ep.log_marginal,
+                             "label_changes_vs_zero_error": int((labels != net.labels).sum()),
+                             "train_errors_S": int((labels[:case["n_train"]] != net.labels[:case["n_train"]]).sum()),
+                             "train_loss": s.base_loss, "sharpness": s.sharpness})
+            per_seed[seed] = {
+                "epochs": [float(r["epochs_after_zero_error"]) for r in rows],
+                "log_volume": [r["log_volume"] for r in rows],
+                "sharpness": [r["sharpness"] for r in rows],
+                "log_volume_init": lv_init,
+            }
+            all_rows[str(seed)] = {"checkpoints": rows, "log_volume_init": lv_init,
+                                   "epochs_to_zero_error": net.result.epochs_run}
+            series += [
+                {
+                    "kind": "volume_vs_checkpoint",
+                    "x": [float(r["epoch"]) for r in rows],
+                    "y": [r["log_volume"] for r in rows],
+                    "train_loss": [r["train_loss"] for r in rows],
+                    "label": f"{EP_EST} s{seed}",
+                    "x_label": "epoch",
+                    "y_label": "log V(f) (nats)",
+                    "title": case.id,
+                },
+                {
+                    "kind": "xy",
+                    "x": [float(r["epoch"]) for r in rows],
+                    "y": [math.log10(max(r["sharpness"], 1e-12)) for r in rows],
+                    "label": f"sharpness s{seed}",
+                    "x_label": "epoch",
+                    "y_label": "log10 sharpness",
+                    "title": case.id,
+                },
+            ]
+        statements = rules.z6_overtraining(per_seed)
+        return dict(
+            statements=statements,
+            seeds={
+                "model": list(case["seeds"]),
+                "data": case["data_seed"],
+                "sharpness": list(case["seeds"]),
+                "minibatch_order": list(case["seeds"]),
+            },
+            numbers={"per_seed": all_rows, "setting": paper_setting(case)},
+            series=series,
+        )
+
+    assert judge_each((EP_EST,), case, judge, record_case=record_case, strict=strict, device=device)
