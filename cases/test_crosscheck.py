@@ -26,7 +26,7 @@ threshold ladder (``volbench.crosscheck.llc.FIT_RULE``), under a Gaussian centre
 (``volbench.crosscheck.llc.dln_lambda``), devinterp's SGLD estimate reported beside; (c) the digits MLP and the
 MNIST MLP against devinterp's SGLD estimate on the same minimum and data, plus (reported) our slope
 over the decade of loss excess devinterp's chains explore. devinterp runs at the step size its
-documented calibration heuristics choose (``volbench.crosscheck.llc.calibrate_devinterp``) and is an optional
+documented calibration heuristics choose (``volbench.crosscheck.devinterp.calibrate_devinterp``) and is an optional
 extra (``.[crosscheck]``): without it its statements are "not judged" with the reason.
 """
 from __future__ import annotations
@@ -52,32 +52,27 @@ from volbench.claims.crosscheck import (
     e5_against_truth,
     e5_not_judged,
 )
-from volbench.crosscheck.llc import (
+from volbench.crosscheck.calibration import SCALE_RULE, THRESHOLD_RULE, calibrate_local_scales, calibrate_thresholds
+from volbench.crosscheck.devinterp import (
     DEVINTERP_HEALTH_RULE,
     DEVINTERP_LOCALIZATIONS,
     DEVINTERP_LRS,
-    FIT_RULE,
-    DeepLinearCost,
     DevinterpSettings,
-    VolumeScalingError,
     calibrate_devinterp,
     devinterp_available,
     devinterp_llc,
+)
+from volbench.crosscheck.llc import (
+    FIT_RULE,
+    DeepLinearCost,
+    VolumeScalingError,
     dln_lambda,
     epsilon_ladder,
     fit_volume_scaling,
 )
 from volbench.crosscheck.nets import boolean_net, separable_net, trained_registry_net
 from volbench.crosscheck.oracles import QuadraticCost
-from volbench.crosscheck.sampling import (
-    SCALE_RULE,
-    THRESHOLD_RULE,
-    InsufficientSamplesError,
-    calibrate_local_scales,
-    calibrate_thresholds,
-    sample_local_scales,
-    sample_star_domain_measure,
-)
+from volbench.crosscheck.sampling import InsufficientSamplesError, sample_local_scales, sample_star_domain_measure
 from volbench.estimator.prior_rays import CALIBRATION_STREAM
 
 _T = {

@@ -7,11 +7,11 @@ import pytest
 import torch
 
 from volbench import estimate_log_volume
+from volbench.crosscheck.calibration import SCALE_RULE, THRESHOLD_RULE, calibrate_local_scales, calibrate_thresholds
+from volbench.crosscheck.devinterp import devinterp_available, devinterp_health
 from volbench.crosscheck.llc import (
     DeepLinearCost,
     VolumeScalingError,
-    devinterp_available,
-    devinterp_health,
     dln_lambda,
     epsilon_ladder,
     fit_volume_scaling,
@@ -19,11 +19,7 @@ from volbench.crosscheck.llc import (
 )
 from volbench.crosscheck.oracles import QuadraticCost, gaussian_log_mass_of_ball
 from volbench.crosscheck.sampling import (
-    SCALE_RULE,
-    THRESHOLD_RULE,
     InsufficientSamplesError,
-    calibrate_local_scales,
-    calibrate_thresholds,
     clopper_pearson,
     sample_local_scales,
     sample_star_domain_measure,
@@ -229,7 +225,7 @@ def test_deep_linear_cost_matches_its_module():
 
 @pytest.mark.skipif(not devinterp_available()[0], reason=devinterp_available()[1])
 def test_devinterp_runs_and_records_its_settings():
-    from volbench.crosscheck.llc import DevinterpSettings, devinterp_llc
+    from volbench.crosscheck.devinterp import DevinterpSettings, devinterp_llc
 
     g = torch.Generator().manual_seed(0)
     X = torch.randn(200, 2, generator=g)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from volbench.crosscheck.sampling import calibrate_local_scales, calibrate_thresholds
+from volbench.crosscheck.calibration import calibrate_local_scales, calibrate_thresholds
 
 F64 = torch.float64
 BASELINE = Path(__file__).resolve().parents[1] / "cases" / "baseline" / "smoke.json"
