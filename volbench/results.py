@@ -27,6 +27,9 @@ Example:
     True
     >>> r.to_dict()["numbers"]["log_volume"]
     [-100000.0, '-Infinity']
+
+Size: one concept, the result schema (statistics, statements, case results, run reports, their JSON
+form and its validation), kept in one module so results.json has one definition.
 """
 from __future__ import annotations
 

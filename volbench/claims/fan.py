@@ -16,6 +16,9 @@ Example (F3 on three seeds whose own minimum wins by 4, 5 and 6 nats in every di
     >>> st = f3_own_largest_every_size(m, sizes=(60, 240), seeds=(0, 1, 2))[0]
     >>> st.verdict, round(st.statistic.value, 3), round(st.statistic.low, 3)
     ('pass', 5.0, 2.516)
+
+Size: one module per paper, as a table of its claims: the rules of F1-F14, each a short pure
+function found by its claim id and tested on constructed inputs (tests/test_claims_fan.py).
 """
 from __future__ import annotations
 

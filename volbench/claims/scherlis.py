@@ -18,6 +18,9 @@ Example (S3 with 200 repeats that never overestimate by log 2):
     >>> over = np.full(200, -1.0)
     >>> s3_markov(over, over, ks=(2, 10))[0].verdict
     'pass'
+
+Size: one module per paper, as a table of its claims: the rules of S1-S10, each a short pure
+function found by its claim id and tested on constructed inputs (tests/test_claims_scherlis.py).
 """
 from __future__ import annotations
 

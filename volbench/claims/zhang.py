@@ -19,6 +19,9 @@ Example (Z1 on three seeds whose volumes fall linearly with the error):
     >>> per_seed = {s: ([-100.0, -120.0, -140.0, -160.0], [0.1 + 0.01 * s, 0.2, 0.3, 0.41]) for s in range(3)}
     >>> z1_volume_error(per_seed)[0].verdict
     'pass'
+
+Size: one module per paper, as a table of its claims: the rules of Z1-Z6
+(tests/test_claims_zhang.py).
 """
 from __future__ import annotations
 

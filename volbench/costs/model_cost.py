@@ -2,6 +2,9 @@
 
 The forward engines live in ``engines``, the ray interface in ``rays``, per-example losses in
 ``losses``; see the package docstring (``volbench.costs``) for the cost protocol and the losses.
+
+Size: one class, the batched cost (validation, memory planning, the evaluation loop with early
+exit); its engines, ray interface, losses, rounding bound and chunking are modules of their own.
 """
 from __future__ import annotations
 

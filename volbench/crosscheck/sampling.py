@@ -52,6 +52,9 @@ Example (a ball of radius 2 around an anchor at distance 1 from the origin, n = 
     >>> low, high = est.log_interval()
     >>> bool(low < gaussian_log_mass_of_ball(2.0, c, 1.0) < high)
     True
+
+Size: direct sampling of the star domain's Gaussian measure (fixed measure and local scales) with
+its interval and its first-exit check.
 """
 from __future__ import annotations
 

@@ -21,6 +21,9 @@ Example (uses this repository's shipped 10k split):
     >>> ds = load("mnist", root="/work/shared/data")         # doctest: +SKIP
     >>> ds.variant, ds.n_train, ds.n_test, tuple(ds.train_inputs.shape[1:])   # doctest: +SKIP
     ('mnist-10k', 8000, 2000, (1, 28, 28))
+
+Size: the image data sets' loaders (MNIST, Fashion-MNIST, CIFAR-10, SVHN, UCI digits, binarised
+MNIST), one short loader each over the shared IDX and checksum code.
 """
 from __future__ import annotations
 

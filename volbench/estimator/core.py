@@ -17,6 +17,9 @@ Example (a ball of radius 2 in 50 dimensions; every ray has radius 2):
     ...                           dtype=torch.float64)
     >>> abs(est.log_volume - (log_unit_ball_volume(50) + 50 * math.log(2.0))) < 50 * 1e-6
     True
+
+Size: the estimator's public entry points and its four steps (_setup, the questions, _walk,
+_assemble), with the checks of the cost protocol they rely on.
 """
 from __future__ import annotations
 

@@ -27,6 +27,9 @@ Two walks:
 
 Costs are read from a ray evaluator: ``ModelCost.open_rays`` (``volbench.costs.RayBatch``) or
 :class:`FlatRays` around any cost callable.
+
+Size: the two walks along rays (the value-guided search and the paper's grid) share the history of
+evaluated points and its brackets; each walk's phases are functions of their own.
 """
 from __future__ import annotations
 

@@ -30,6 +30,9 @@ Example (a tiny system: n = 2 inputs, so 2^4 = 16 possible functions):
     >>> iv = log_volume_of_function(0, res)           # the all-zero function
     >>> iv.log_lower <= iv.log_volume <= iv.log_upper < 0
     True
+
+Size: direct sampling of Boolean functions (inputs, networks drawn in blocks, counts, the volume of
+one function with its interval).
 """
 from __future__ import annotations
 

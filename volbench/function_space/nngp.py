@@ -39,6 +39,9 @@ EP is an approximation and is off by 0.037 nats here, at kernel correlation rho 
     >>> exact = math.log(0.25 + math.asin(rho) / (2 * math.pi))
     >>> res.converged, round(exact, 3), round(res.log_marginal - exact, 3)
     (True, -0.828, -0.037)
+
+Size: one algorithm, the NNGP kernel and expectation propagation with its marginal likelihood (the
+site updates, the orthant probabilities and their checks belong together).
 """
 from __future__ import annotations
 

@@ -34,6 +34,9 @@ Example:
     (50, torch.Size([65]), torch.Size([65]))
     >>> res.train_loss < res.history[0].train_loss
     True
+
+Size: one concept, training: the recipe (TrainConfig), the loop (AdamW, SGD, SAM, minibatches, early
+stop, checkpoints) and its record (TrainResult).
 """
 from __future__ import annotations
 

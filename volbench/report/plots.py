@@ -25,6 +25,8 @@ Example:
     ...                series=[{"kind": "volume_vs_directions", "x": [50, 500], "y": [-10., -8.]}])
     >>> [p.png[:4] for p in case_plots(r)]
     [b'\\x89PNG']
+
+Size: one figure per series kind, with the shared style; a kind is found by its name.
 """
 from __future__ import annotations
 

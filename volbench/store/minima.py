@@ -42,6 +42,9 @@ Example:
     (True, [0.0, 1.0, 2.0], 0.01)
     >>> store.get_or_train(config, lambda: 1 / 0).trained   # a hit: train_fn is not called
     False
+
+Size: one class, the minima store: keys, atomic entries, per-key locks and verified reads belong
+together.
 """
 from __future__ import annotations
 
