@@ -14,7 +14,7 @@ import torch
 from volbench.costs.rounding import gamma, output_rounding_bound, unit_roundoff
 
 __all__ = ["CUDA", "requires_cuda", "devices", "gamma", "unit_roundoff", "output_rounding_bound",
-           "assert_within_rounding", "assert_agree_up_to_rounding"]
+           "assert_within_rounding", "assert_agree_up_to_rounding", "loop_records"]
 
 CUDA = torch.cuda.is_available()
 requires_cuda = pytest.mark.skipif(not CUDA, reason="needs a CUDA device; none is visible to torch")
@@ -45,3 +45,18 @@ def assert_agree_up_to_rounding(records, what: str) -> None:
     both ends of each gap lies within the derived rounding bound of tau under every kernel."""
     bad = [r for r in records if not r["ratio"] <= 1]
     assert not bad, f"{what}: brackets disagree beyond rounding: {bad[:2]}"
+
+
+def loop_records(est, loop, cost, tau: float, *, directions=None, origin=None) -> list[dict]:
+    """Gap-end records of a reference estimate against the paper's sequential loop
+    (``paper_loop_radii``: radii ``coef[j] ||g_k||``, NaN never crossed) along the same rays: empty
+    when every crossing is the same grid point (``volbench.estimator.agreement``)."""
+    from volbench.estimator.agreement import grid_brackets, loop_crossings, same_exits
+    from volbench.estimator.directions import raw_gaussian, row_norms
+    from volbench.reference import paper_coefficients
+
+    coef = paper_coefficients()
+    raw = directions if directions is not None else raw_gaussian(torch.arange(est.n_directions), est.n_params,
+                                                                 est.config["seed"])
+    j = loop_crossings(loop, row_norms(raw.to(torch.float32)), coef)
+    return same_exits(est, grid_brackets(j, coef), [cost], tau, origin=origin, directions=directions)

@@ -209,10 +209,13 @@ def same_exits(est_a, est_b, costs: Sequence, tau: float, *, origin: Tensor | No
         b_in, b_out = (x.to(torch.float64).cpu() for x in est_b)
     else:
         b_in, b_out, _ = rays_of(est_b, base, origin, directions=directions)
+    gaps = bracket_gaps(a_in, a_out, b_in, b_out)
+    if not gaps:  # every pair of brackets overlaps: nothing to evaluate
+        return []
     kernels = {}
     for i, c in enumerate(costs):
         kernels[f"cost{i} plain"] = plain_kernel(c, origin.to(c.device, c.dtype), d.to(c.device, c.dtype))
         kernels[f"cost{i} rays"] = ray_kernel(c, origin.to(c.device, c.dtype), d.to(c.device, c.dtype))
-    return gap_end_costs(bracket_gaps(a_in, a_out, b_in, b_out), kernels, origin=origin, directions=d, tau=tau,
+    return gap_end_costs(gaps, kernels, origin=origin, directions=d, tau=tau,
                          bound=lambda pts, o: base.rounding_bound(pts.to(base.device), origin=o.to(base.device),
                                                                   roundoff=roundoff))
