@@ -108,6 +108,9 @@ class Repeats:
         object.__setattr__(self, "seeds", tuple(int(s) for s in self.seeds))
         if not (self.gap.shape == self.low.shape == self.high.shape == (len(self.seeds),)) or len(self.seeds) < 2:
             raise ValueError("Repeats needs gap, low, high and seeds of one length >= 2")
+        # A guard against swapped bounds, never a verdict: S1 passes low = gap exactly and high from the
+        # same monotone log-mean-exp of upper terms, which exceed the lower ones by the search's
+        # resolution (>= n rtol, ~1e-6 nats), far beyond float64 rounding (~1e-13 nats).
         if np.any(self.low > self.gap + 1e-12) or np.any(self.high < self.gap - 1e-12):
             raise ValueError("Repeats: resolution bounds must satisfy low <= gap <= high")
 
