@@ -365,7 +365,7 @@ def build_landscape(spec: LandscapeSpec, settings: BenchSettings) -> Landscape:
     the training code's provenance like every other minimum, and return it with its data."""
     from volbench import lab
     from volbench.data import DatasetNotFoundError
-    from volbench.store import MinimaStore
+    from volbench.store.minima import MinimaStore
 
     mspec = _minimum_spec(spec, settings)
     try:

@@ -649,8 +649,7 @@ def test_toy_scale_invariance(case, device, record_case, strict):
                                  "area_first_outside": math.pi * float((r_hi**2).mean()), "closed_form": exact,
                                  "n_dropped": e.n_dropped})
         statements = rules.f12_toy_closed_form(rows)
-        return dict(statements=statements, device="cpu",
-                              seeds={"directions": "even angular grid"})
+        return dict(statements=statements, device="cpu", seeds={"directions": "even angular grid"})
 
     assert judge_each(ESTIMATORS, case, judge, record_case=record_case, strict=strict, device=device)
 

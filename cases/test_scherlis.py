@@ -45,6 +45,7 @@ from volbench import estimate_log_volume
 from volbench.claims import scherlis as rules
 from volbench.claims.contrast import terms_from_estimate
 from volbench.costs import ModelCost
+from volbench.costs.rounding import gamma, unit_roundoff
 from volbench.crosscheck.oracles import QuadraticCost, random_rotation
 from volbench.curvature import FlatLoss, adam_first_moment, adam_second_moment, hesscale_diagonal
 from volbench.data import load
@@ -347,6 +348,20 @@ def log_spectrum(n, spread):
     return torch.exp(torch.linspace(-spread, spread, n, dtype=torch.float64))
 
 
+def quad_term_rounding(n: int, cond: float = 1.0, matrix: bool = False) -> float:
+    """Derived float64 bound on how far rounding moves one log-term's bracket off its exact value
+    for a quadratic cost's radius search (``quad_estimate``). The point t v is formed with one
+    rounding and v = g / ||g|| (or P u / ||P u||) carries its norm's gamma_n and the division's; the
+    diagonal cost 0.5 sum a_i p_i^2 adds two products per term and n - 1 sums: within gamma_{n+6}
+    relative of its exact value, so a radius is judged inside or outside within that relative error
+    (cost ~ t^2 halves it; rounded up), and n log r within n gamma_{n+6}. A rotated A (``matrix``)
+    is evaluated as 0.5 (p A) . p: gamma_{2n+8} of |p|^T |A| |p| <= sqrt(n) cond(A) p^T A p, and
+    P = A^(-1/2) from eigh is within gamma_n sqrt(cond(A)) relative, n times that in the term."""
+    if not matrix:
+        return n * gamma(n + 6)
+    return n * (gamma(2 * n + 8) * math.sqrt(n) * cond / 2 + gamma(n) * math.sqrt(cond))
+
+
 def quad_estimate(q, *, K, seed, threshold=1.0, preconditioner=None):
     return estimate_log_volume(q, torch.zeros(q.n_params, dtype=torch.float64), threshold=threshold, n_directions=K,
                                seed=seed, preconditioner=preconditioner, rtol=QUAD_RTOL, dtype=torch.float64,
@@ -450,10 +465,14 @@ def test_perfect_preconditioner(case, device, record_case, strict):
         q = QuadraticCost(A)
         exact = q.exact_log_volume(1.0)
         P = make_preconditioner(A, eps=0.0, exponent=0.5, kind="matrix")
-        pre = terms_from_estimate(quad_estimate(q, K=K, seed=0, preconditioner=P), pairing=("principled", "u", 0, K))
+        pre_est = quad_estimate(q, K=K, seed=0, preconditioner=P)
+        pre = terms_from_estimate(pre_est, pairing=("principled", "u", 0, K))
         plain = terms_from_estimate(quad_estimate(q, K=K, seed=0), pairing=("principled", "u", 0, K))
-        # float64 rounding of a log-term: ~n ulps of its size (the sums over n coordinates).
-        slack = 1e-12 * n * max(1.0, abs(exact))
+        # Derived float64 rounding: the radius search's (quad_term_rounding, rotated A: cond e^4), and
+        # the log-term's assembly, log V_n + n log r + log-weights, a few roundings of those magnitudes.
+        lam = log_spectrum(n, 2.0)
+        size = abs(exact) + n * float(pre_est.log_radii_upper.abs().max()) + float(np.max(np.abs(pre.high))) + 1.0
+        slack = quad_term_rounding(n, cond=float(lam.max() / lam.min()), matrix=True) + gamma(8) * size
         statements = rules.s4_perfect_preconditioner(pre, plain, exact=exact, float_slack=slack)
         return dict(statements=statements, seeds={"directions": 0, "rotation": 7},
                     numbers={"n": n, "K": K, "exact": exact, "rtol": QUAD_RTOL,
@@ -586,7 +605,7 @@ def test_cutoff_scaling(case, device, record_case, strict):
                     for c in cutoffs] for s in seeds}
         n_net = kl_cost(seeds[0], device).n_params
         statements = rules.s8_cutoff_scaling(quad, quadratic_n=n, network=net, network_n=n_net, preconditioned=adam,
-                                             cutoffs=cutoffs, seeds=seeds)
+                                             cutoffs=cutoffs, seeds=seeds, term_rounding=quad_term_rounding(n))
         logc = [math.log10(c) for c in cutoffs]
         mean = lambda d: [float(np.mean([d[s][i].log_volume for s in seeds])) for i in range(len(cutoffs))]  # noqa: E731
         return dict(
@@ -655,14 +674,17 @@ def test_ellipsoid_variance_law(case, device, record_case, strict):
 
 # ----------------------------------------------------------------------------- S10
 
-def full_line_log_mass(anchor: torch.Tensor, index: int, sigma: float) -> tuple[float, float]:
+def full_line_log_mass(anchor: torch.Tensor, index: int, sigma: float, *, pieces: bool = False):
     """log of |S^(n-1)| int_0^inf rho(theta0 + t e_j) t^(n-1) dt for the prior N(0, sigma^2 I), by
     adaptive quadrature (scipy.integrate.quad), independent of the estimator's Gauss-Legendre
     ``log_J``; returns (value, the quadrature's own error estimate in nats).
 
     With y = t / sigma and beta = theta0_j / sigma the integral is
     sigma^n int_0^inf y^(n-1) exp(-(y + beta)^2 / 2) dy times the density of the other coordinates
-    at the anchor, (2 pi sigma^2)^(-n/2) exp(-sum_{i != j} theta0_i^2 / (2 sigma^2))."""
+    at the anchor, (2 pi sigma^2)^(-n/2) exp(-sum_{i != j} theta0_i^2 / (2 sigma^2)).
+
+    With ``pieces``: also the sum of the magnitudes the two log-masses (this one and the
+    estimator's, ``volbench.estimator.measures``) are assembled from, for their rounding bound."""
     from scipy import integrate
 
     th = anchor.detach().double().cpu()
@@ -678,7 +700,11 @@ def full_line_log_mass(anchor: torch.Tensor, index: int, sigma: float) -> tuple[
                               limit=200)
     log_int = f0 + math.log(val)
     out = log_unit_sphere_area(n) - 0.5 * n * math.log(2 * math.pi) - rest + log_int
-    return out, err / val
+    if not pieces:
+        return out, err / val
+    size = (abs(log_unit_sphere_area(n)) + 0.5 * n * math.log(2 * math.pi) + n * abs(math.log(sigma)) + 2 * rest
+            + abs(f0) + abs(log_int) + abs(out) + 1.0)
+    return out, err / val, size
 
 
 def test_zero_pixel_gaussian_finite(case, device, record_case, strict):
@@ -700,7 +726,8 @@ def test_zero_pixel_gaussian_finite(case, device, record_case, strict):
         numbers = {"dead_pixels": zero.tolist(), "n": n}
         if len(zero) == 0:
             statements = rules.s10_zero_pixel(n_dead_pixels=0, censored=False, lebesgue_growth=math.nan,
-                                              expected_growth=n * math.log(100.0), gaussian_log_mass=[math.nan],
+                                              expected_growth=n * math.log(100.0), growth_tolerance=0.0,
+                                              gaussian_log_mass=[math.nan],
                                               quadrature_log_mass=math.nan, quadrature_error=math.inf, tolerance=0.0)
         else:
             idx = int(zero[0])  # unit 0's weight on the first always-zero pixel
@@ -713,10 +740,12 @@ def test_zero_pixel_gaussian_finite(case, device, record_case, strict):
                                                device=device))
                 gau.append(estimate_log_volume(cost, cost.anchor, threshold=CUTOFF, directions=e, max_radius=R,
                                                device=device, measure="gaussian", prior_std=prior_std()))
-            exact, q_err = full_line_log_mass(cost.anchor, idx, prior_std())
-            # float64: the quadrature and the estimator's sums each round at ~1e-16 relative per term, over
-            # ~n terms; 1e-9 relative leaves a margin of ~1,000 over that.
-            tol = 1e-9 * abs(exact)
+            exact, q_err, pieces = full_line_log_mass(cost.anchor, idx, prior_std(), pieces=True)
+            # Derived float64 rounding of the two log-masses (each a sum of these pieces: sums over n
+            # coordinates, gamma_n, and the estimator's 8 x 32-node log-sum-exp): gamma_{n+300} of their
+            # magnitudes, for each side. Gauss-Legendre's truncation (e^-60) and method error (32 nodes
+            # a panel on an entire integrand) are below it; the quadrature's own error is its estimate.
+            tol = 2 * gamma(n + 300) * pieces
             # Reported only: the whole-net estimate with the dead weights' prior std 10x larger. The true
             # measure is unchanged (their marginal integrates to 1), the log-estimate is not: rays that
             # would compensate are never drawn (S1's Jensen gap, measured from below).
@@ -745,9 +774,14 @@ def test_zero_pixel_gaussian_finite(case, device, record_case, strict):
                     "lower bound on its Jensen gap (S1), reported, not judged",
                 },
             )
+            # Censored at each max_radius rounded to the cost's dtype (the point the search evaluates):
+            # n log R is off by n u each; the two log-volumes' assembly rounds a few ulp of their size.
+            growth_tol = (2 * n * unit_roundoff(cost.dtype)
+                          + gamma(8) * (abs(leb[0].log_volume) + abs(leb[1].log_volume)))
             statements = rules.s10_zero_pixel(
                 n_dead_pixels=len(zero), censored=bool(leb[0].censored.all() and leb[1].censored.all()),
                 lebesgue_growth=leb[1].log_volume - leb[0].log_volume, expected_growth=n * math.log(100.0),
+                growth_tolerance=growth_tol,
                 gaussian_log_mass=[g.log_volume for g in gau], quadrature_log_mass=exact, quadrature_error=q_err,
                 tolerance=tol, numbers=numbers)
         return dict(

@@ -274,6 +274,20 @@ def test_s8_true_false_ambiguous():
     assert verdicts(s.s8_cutoff_scaling(**amb)) == {"a": "inconclusive", "b": "inconclusive", "c": "inconclusive"}
 
 
+def test_s8_quadratic_bracket_is_widened_by_the_derived_term_rounding_only():
+    """(a): a bracket of slope / (n/2) that misses 1 by less than the rounding the caller derives
+    for one log-term (``term_rounding``) is rounding, not a failure; by more, it fails."""
+    kw = s8_inputs(1.0, -900.0, rtol_nats=1e-9)
+    w = slope_weights(np.log(np.asarray(CUTOFFS)))
+    shift = 1e-6  # every cutoff's terms moved in proportion to log c: the slope moves by shift / (n/2) sum w x
+    kw["quadratic"] = [u_terms(t.log_terms + shift * math.log(c), resolution=1e-9)
+                       for t, c in zip(kw["quadratic"], CUTOFFS)]
+    miss = shift / (kw["quadratic_n"] / 2)  # the slope's offset from 1 (sum w_i log c_i = 1)
+    per_term = miss / float(np.sum(np.abs(w) / (kw["quadratic_n"] / 2)))  # the term_rounding that covers it
+    assert verdicts(s.s8_cutoff_scaling(**kw, term_rounding=2 * per_term))["a"] == "pass"
+    assert verdicts(s.s8_cutoff_scaling(**kw, term_rounding=0.1 * per_term))["a"] == "fail"
+
+
 def test_s8_high_cutoff_statement_needs_the_papers_cutoffs():
     kw = s8_inputs(1.0, -900.0)
     kw["cutoffs"] = (1e-4, 1e-3, 1e-2, 1e-1)
@@ -295,7 +309,8 @@ def test_s9_true_false_ambiguous():
 
 def s10_kw(**over):
     kw = dict(n_dead_pixels=8, censored=True, lebesgue_growth=4810 * math.log(100.0),
-              expected_growth=4810 * math.log(100.0), gaussian_log_mass=[-5000.0, -5000.0],
+              expected_growth=4810 * math.log(100.0), growth_tolerance=2 * 4810 * 2.0 ** -24,  # 2 n u32
+              gaussian_log_mass=[-5000.0, -5000.0],
               quadrature_log_mass=-5000.0 + 1e-6, quadrature_error=1e-9, tolerance=1e-3)
     kw.update(over)
     return kw
@@ -307,6 +322,15 @@ def test_s10_true_false_ambiguous():
     assert verdicts(s.s10_zero_pixel(**false)) == {"a": "fail", "b": "fail", "c": "fail"}
     amb = s10_kw(n_dead_pixels=1, quadrature_error=0.1)
     assert verdicts(s.s10_zero_pixel(**amb)) == {"a": "inconclusive", "b": "not-judged", "c": "inconclusive"}
+
+
+def test_s10_growth_is_judged_within_its_derived_tolerance():
+    """(b) needs growth = n log 100 to within the caller's derived rounding (2 n u32 here): a growth
+    off by a fifth of it is the censored ray (not judged), one off by ten times it is a bug."""
+    tol = 2 * 4810 * 2.0 ** -24
+    exact = 4810 * math.log(100.0)
+    assert verdicts(s.s10_zero_pixel(**s10_kw(lebesgue_growth=exact + 0.2 * tol)))["b"] == "not-judged"
+    assert verdicts(s.s10_zero_pixel(**s10_kw(lebesgue_growth=exact + 10 * tol)))["b"] == "fail"
 
 
 def test_s10_lebesgue_part_never_counts_as_support():

@@ -2,14 +2,19 @@
 
 The oracle loads each parameter vector into a deep copy of the model with
 ``torch.nn.utils.vector_to_parameters`` and evaluates the loss with ``torch.nn.functional``, in
-float64. Unless a test says otherwise the cost also runs in float64, so paths, chunkings and the
-oracle agree to rounding: rtol 1e-10, atol 1e-12 (sums of at most a few hundred terms of size ~1).
+float64. Paths, chunkings, devices and the oracle evaluate the same cost in different arithmetic
+orders, so their values agree within the cost's derived rounding bound (``ModelCost.rounding_bound``,
+``volbench.costs.rounding``: a probabilistic forward-error bound of the forward pass and the loss;
+in float64 ~1e-14 relative here), never a fixed epsilon (issue R1). A wrong loss, layout, chunk
+or path moves a cost by many orders of magnitude more.
 """
 
 from __future__ import annotations
 
 import copy
 import math
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -21,8 +26,10 @@ from torch.nn.utils import parameters_to_vector, vector_to_parameters
 
 from volbench.costs import ChunkingDefaults, CostOutOfMemoryError, ModelCost
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # tests/ for helpers
+from helpers import assert_within_rounding, gamma, output_rounding_bound, unit_roundoff  # noqa: E402
+
 F64 = torch.float64
-RTOL, ATOL = 1e-10, 1e-12  # float64 agreement between paths, chunkings and the oracle
 N_CLASSES = 3
 # (loss, number of model outputs): every loss, zero_one both as argmax and as sign of one logit.
 LOSS_CASES = [("ce", 3), ("bce", 1), ("mse", 3), ("kl", 3), ("zero_one", 3), ("zero_one", 1)]
@@ -123,11 +130,33 @@ def oracle(model, x, y, loss, params, anchor=None) -> torch.Tensor:
     return torch.stack(values)
 
 
-def assert_close(actual, expected, what, rtol=RTOL, atol=ATOL):
-    assert torch.allclose(actual, expected, rtol=rtol, atol=atol, equal_nan=True), (
-        f"{what}: max |diff| {(actual - expected).abs().max().item():.3g} exceeds rtol {rtol}, "
-        f"atol {atol}\nactual   {actual.tolist()}\nexpected {expected.tolist()}"
-    )
+def assert_costs(actual, expected, cost, params, what, *, origin=None):
+    """Two evaluations of ``cost`` at ``params`` agree within its derived rounding bound."""
+    assert_within_rounding(actual, expected, cost, params, what, origin=origin)
+
+
+def zero_one_undecided(model, x, params, dtype=F64) -> list[int]:
+    """Per vector, the examples whose zero-one loss rounding may flip: the float64 logits' top-two
+    gap (one logit: |z|) is within twice the sum of their worst-case rounding bounds
+    (``output_rounding_bound``: each evaluation is within e of the exact logits, and the gap seen
+    here is itself one evaluation)."""
+    out = []
+    for flat in params:
+        m = copy.deepcopy(model).to(F64).eval()
+        vector_to_parameters(flat.to(F64), m.parameters())
+        with torch.no_grad():
+            z = m(x.to(F64))
+        e = output_rounding_bound(m, x.to(F64), dtype=dtype)
+        if z.shape[1] == 1:
+            out.append(int((z[:, 0].abs() <= 2 * e[:, 0]).sum()))
+            continue
+        top = z.argmax(dim=1, keepdim=True)
+        gap = z.gather(1, top) - z  # >= 0; 0 at the top class itself
+        need = 2 * (e.gather(1, top) + e)
+        close = (gap <= need)
+        close.scatter_(1, top, False)
+        out.append(int(close.any(dim=1).sum()))
+    return out
 
 
 # ---------------------------------------------------------------------------- oracle agreement
@@ -143,10 +172,15 @@ def test_every_loss_and_path_matches_loop_oracle(loss, n_out, model_kind, path):
     got = cost(params)
     want = oracle(model, x, y, loss, params)
     if loss == "zero_one":
-        # Error rates are multiples of 1/N; the paths differ by ~1e-16, far from any logit tie.
-        assert torch.equal(got, want), f"zero_one must match exactly: {got.tolist()} vs {want.tolist()}"
+        # Error rates are multiples of 1/N. A logit tie within rounding may flip one example's error;
+        # every other example is decided identically by every kernel, so the counts may differ by at
+        # most the number of such examples (derived: output_rounding_bound; 0 here, so a wrong
+        # argmax, sign rule or label fails).
+        undecided = torch.tensor(zero_one_undecided(model, x, params), dtype=F64)
+        assert bool(((got - want).abs() * x.shape[0] <= undecided).all()), \
+            f"zero_one counts differ beyond rounding ties ({undecided.tolist()}): {got.tolist()} vs {want.tolist()}"
     else:
-        assert_close(got, want, f"{loss} on {model_kind} via {path}")
+        assert_costs(got, want, cost, params, f"{loss} on {model_kind} via {path}")
     assert got.dtype == F64 and got.shape == (6,)
 
 
@@ -156,17 +190,27 @@ def test_kl_is_zero_at_the_anchor_and_bernoulli_for_one_logit():
     for path in ("matmul", "vmap"):
         cost = ModelCost(model, x, None, loss="kl", path=path)
         at_anchor = cost(cost.anchor.unsqueeze(0))
-        assert at_anchor.abs().max() <= 1e-12, f"KL at the anchor must be 0 (atol 1e-12), got {at_anchor}"
+        bound = cost.rounding_bound(cost.anchor.unsqueeze(0))  # KL's exact value there is 0
+        assert bool((at_anchor.abs() <= bound).all()), f"KL at the anchor must be 0 (bound {bound}), got {at_anchor}"
         # One logit z means Bernoulli(sigmoid(z)): KL = p log(p/q) + (1-p) log((1-p)/(1-q)).
         params = perturbed(cost.anchor, 4, seed=6, scale=1.0)
         p = torch.sigmoid(model(x)[:, 0]).detach()
-        want = []
+        u = unit_roundoff(F64)
+        want, formula_err = [], []
         for flat in params:
             m = copy.deepcopy(model)
             vector_to_parameters(flat, m.parameters())
             q = torch.sigmoid(m(x)[:, 0]).detach()
-            want.append((p * (p / q).log() + (1 - p) * ((1 - p) / (1 - q)).log()).mean())
-        assert_close(cost(params), torch.stack(want), f"one-logit KL via {path}", rtol=1e-9)
+            l1, l2 = (p / q).log(), ((1 - p) / (1 - q)).log()
+            want.append((p * l1 + (1 - p) * l2).mean())
+            # This formula's own rounding beyond the forward pass (which the cost's bound covers):
+            # sigmoid, quotient and log within 2u each, 1 - p within u of 1 (so u / (1 - p) relative),
+            # the products, the sum and the mean: <= 8 u per term's magnitude.
+            formula_err.append(float((8 * u * (p * (1 + l1.abs()) + (1 - p) * (1 + l2.abs()) + 1
+                                               + p / q + (1 - p) / (1 - q))).mean()))
+        got = cost(params)
+        tol = cost.rounding_bound(params) + torch.tensor(formula_err, dtype=F64)
+        assert bool(((got - torch.stack(want)).abs() <= tol).all()), f"one-logit KL via {path}: {got} vs {want}"
 
 
 def test_given_anchor_is_used_for_kl_and_reported():
@@ -177,7 +221,8 @@ def test_given_anchor_is_used_for_kl_and_reported():
     cost = ModelCost(model, x, None, loss="kl", anchor=other)
     assert torch.equal(cost.anchor, other), "anchor must be the one given"
     params = torch.stack([other, own])
-    assert_close(cost(params), oracle(model, x, None, "kl", params, anchor=other), "KL from a given anchor")
+    want = oracle(model, x, None, "kl", params, anchor=other)
+    assert_costs(cost(params), want, cost, params, "KL from a given anchor")
     assert cost(params)[1] > 1e-6, "KL(anchor || own weights) must be positive for different weights"
     assert torch.equal(parameters_to_vector(model.parameters()), own), "the caller's model must not change"
 
@@ -189,11 +234,16 @@ def test_float32_cost_agrees_with_float64_oracle_and_dtype_passthrough():
     params = perturbed(cost32.anchor.to(F64), 5, seed=12)
     got = cost32(params.float())
     assert got.dtype == torch.float32
-    assert_close(got.to(F64), oracle(model, x, y, "ce", params), "float32 cost", rtol=1e-5, atol=1e-6)
+    # float32 cost (inputs and points rounded to float32) against the float64 oracle at the float32
+    # points: the float32 bound covers both evaluations (the float64 one's error is 2^-29 of it).
+    want = oracle(model, x, y, "ce", params.float())
+    assert_costs(got, want, cost32, params.float(), "float32 cost")
     cost64 = ModelCost(model, x, y)
     got = cost64(params.float())  # float32 vectors are computed in the cost's float64, returned float32
     assert got.dtype == torch.float32
-    assert_close(got.to(F64), oracle(model, x, y, "ce", params.float()), "float32 in", rtol=1e-6, atol=1e-7)
+    # ... plus the one rounding of the float64 result to float32 (u32 |cost|)
+    tol = cost64.rounding_bound(params.float().double()) + unit_roundoff(torch.float32) * want.abs()
+    assert bool(((got.double() - want).abs() <= tol).all()), f"float32 in: {got.tolist()} vs {want.tolist()}"
 
 
 # ---------------------------------------------------------------------------- path choice
@@ -224,8 +274,8 @@ def test_bias_free_linears_and_all_supported_activations_on_matmul_path():
     matmul, vmap = ModelCost(model, x, y, path="matmul"), ModelCost(model, x, y, path="vmap")
     params = perturbed(matmul.anchor, 4, seed=15)
     want = oracle(model, x, y, "ce", params)
-    assert_close(matmul(params), want, "matmul path, mixed activations")
-    assert_close(vmap(params), want, "vmap path, mixed activations")
+    assert_costs(matmul(params), want, matmul, params, "matmul path, mixed activations")
+    assert_costs(vmap(params), want, matmul, params, "vmap path, mixed activations")
 
 
 # ---------------------------------------------------------------------------- chunking
@@ -241,7 +291,7 @@ def test_chunk_sizes_do_not_change_the_costs(model_kind, path):
         (d, b) for d in (1, 5, 19, 100) for b in (1, 3, 7, 64)]
     for data_chunk, max_batch in combos:
         cost = ModelCost(model, x, y, path=path, data_chunk=data_chunk, max_batch=max_batch)
-        assert_close(cost(params), want, f"data_chunk={data_chunk}, max_batch={max_batch}")
+        assert_costs(cost(params), want, reference, params, f"data_chunk={data_chunk}, max_batch={max_batch}")
         assert cost.n_examples_evaluated == 7 * 19, "without stop_above every pair is evaluated once"
 
 
@@ -262,7 +312,7 @@ def test_hypothesis_batches_and_chunks_match_oracle(n_vectors, n_examples, data_
     got = cost(params)
     assert got.shape == (n_vectors,)
     if n_vectors:
-        assert_close(got, oracle(model, x, y, "ce", params), f"B={n_vectors} N={n_examples}")
+        assert_costs(got, oracle(model, x, y, "ce", params), cost, params, f"B={n_vectors} N={n_examples}")
 
 
 def test_automatic_chunks_fit_the_budget():
@@ -271,7 +321,7 @@ def test_automatic_chunks_fit_the_budget():
     budget = ModelCost(model, x, y).estimate_bytes(5, 100)
     cost = ModelCost(model, x, y, memory_budget_bytes=budget)
     params = perturbed(cost.anchor, 12, seed=21)
-    assert_close(cost(params), oracle(model, x, y, "ce", params), "budget-chunked costs")
+    assert_costs(cost(params), oracle(model, x, y, "ce", params), cost, params, "budget-chunked costs")
     # The budget is enforced (simulated OOM above it), so no retry proves every chunk fitted.
     assert cost.n_oom_retries == 0, "automatic chunks must fit the budget without retries"
     assert 1 <= cost.max_batch < 12, f"a 5x100-pair budget must force small vector chunks, got {cost.max_batch}"
@@ -297,13 +347,21 @@ def test_early_exit_is_exact_below_and_a_bound_above(loss, n_out):
     got = cost(params, stop_above=tau)
     below = exact < tau
     assert below.any() and (~below).any(), "the test needs vectors on both sides of tau"
-    assert_close(got[below], exact[below], "values below stop_above must be the exact means")
+    # zero_one has no cost rounding bound (a step function): its means are multiples of 1/N that
+    # differ at most by the examples whose logits tie within rounding (zero_one_undecided).
+    if loss == "zero_one":
+        tol = torch.tensor(zero_one_undecided(model, x, params), dtype=F64) / x.shape[0]
+    else:
+        tol = cost.rounding_bound(params)
+    diff = (got - exact).abs()
+    assert bool((diff[below] <= tol[below]).all()), "values below stop_above must be the exact means"
     assert (got[~below] >= tau).all(), f"values above must be >= tau={tau}: {got[~below].tolist()}"
-    assert (got[~below] <= exact[~below] + ATOL).all(), "an early-exit value must not exceed the true mean"
+    # A partial mean of non-negative losses is at most the full one, up to the rounding of both.
+    assert bool((got[~below] <= exact[~below] + tol[~below]).all()), "an early-exit value must not exceed the true mean"
     assert cost.n_examples_evaluated < 16 * 60, "early exit must skip some (vector, example) pairs"
     # Switching early exit off ignores stop_above.
     off = ModelCost(model, x, y, loss=loss, data_chunk=10, early_exit=False)
-    assert_close(off(params, stop_above=tau), exact, "early_exit=False must return exact means")
+    assert bool(((off(params, stop_above=tau) - exact).abs() <= tol).all()), "early_exit=False must return exact means"
     assert off.n_examples_evaluated == 16 * 60
 
 
@@ -316,8 +374,9 @@ def test_stop_above_zero_stops_after_one_chunk_and_inf_is_exact():
     cost.reset_counters()
     first = cost(params, stop_above=0.0)
     assert cost.n_examples_evaluated == 5 * 10, "every partial mean is >= 0, so one chunk suffices"
-    assert (first >= 0).all() and (first <= exact + ATOL).all(), "a partial mean is a lower bound"
-    assert_close(cost(params, stop_above=math.inf), exact, "stop_above=inf never stops early")
+    bound = cost.rounding_bound(params)
+    assert (first >= 0).all() and (first <= exact + bound).all(), "a partial mean is a lower bound"
+    assert_costs(cost(params, stop_above=math.inf), exact, cost, params, "stop_above=inf never stops early")
 
 
 def test_automatic_data_chunks_split_large_sets_under_early_exit():
@@ -347,7 +406,7 @@ def test_simulated_oom_halves_the_vector_chunk_and_keeps_results():
     budget = ModelCost(model, x, y).estimate_bytes(3, 10)
     cost = ModelCost(model, x, y, data_chunk=10, max_batch=16, memory_budget_bytes=budget)
     params = perturbed(cost.anchor, 16, seed=33)
-    assert_close(cost(params), oracle(model, x, y, "ce", params), "costs after OOM halving")
+    assert_costs(cost(params), oracle(model, x, y, "ce", params), cost, params, "costs after OOM halving")
     assert cost.n_oom_retries == 3, f"16 -> 8 -> 4 -> 2 vectors needs 3 retries, got {cost.n_oom_retries}"
     assert cost.max_batch == 2, "the halved chunk size is kept for later calls"
     assert cost.n_examples_evaluated == 16 * 30, "no (vector, example) pair may be evaluated twice"
@@ -369,7 +428,7 @@ def test_real_oom_error_message_triggers_halving_and_other_errors_propagate(monk
         return forward(p, xs)
 
     monkeypatch.setattr(cost, "_forward", flaky)
-    assert_close(cost(params), oracle(model, x, y, "ce", params), "costs after injected OOM")
+    assert_costs(cost(params), oracle(model, x, y, "ce", params), cost, params, "costs after injected OOM")
     assert cost.n_oom_retries == 2 and cost.max_batch == 2
 
     def broken(p, xs):
@@ -391,19 +450,24 @@ def test_filter_scale_matches_row_and_filter_norms(model_kind):
     x, y = make_data(model_kind, "ce", 3, n=4, seed=38)
     cost = ModelCost(model, x, y)
     unscaled, row = cost.filter_scale(), cost.filter_scale(bias="row")
-    want_unscaled, want_row = [], []
+    want_unscaled, want_row, widest = [], [], 1
     for module in model:
         if not isinstance(module, (nn.Linear, nn.Conv2d)):
             continue
         w = module.weight.detach()
         per_row = w[0].numel()  # Linear: one row; Conv2d: the whole [in, kh, kw] output filter
+        widest = max(widest, per_row)
         for j in range(w.shape[0]):
             want_unscaled += [_row_norm_loop(w, j)] * per_row
             want_row += [_row_norm_loop(w, j)] * per_row
         want_unscaled += [1.0] * w.shape[0]
         want_row += [_row_norm_loop(w, j) for j in range(w.shape[0])]
-    assert_close(unscaled, torch.tensor(want_unscaled, dtype=F64), "filter_scale(bias='unscaled')")
-    assert_close(row, torch.tensor(want_row, dtype=F64), "filter_scale(bias='row')")
+    # A norm of K entries: K squares and K - 1 sums (gamma_K relative on the sum of squares, half of
+    # it through the square root) and the root's own rounding, in each of the two computations.
+    rtol = 2 * gamma(widest + 1)
+    for got, want, what in ((unscaled, want_unscaled, "unscaled"), (row, want_row, "row")):
+        want = torch.tensor(want, dtype=F64)
+        assert bool(((got - want).abs() <= rtol * want).all()), f"filter_scale(bias={what!r}): {got} vs {want}"
     with pytest.raises(ValueError, match="unscaled"):
         cost.filter_scale(bias="filter")
 
@@ -411,14 +475,16 @@ def test_filter_scale_matches_row_and_filter_norms(model_kind):
 def test_row_filter_scale_is_covariant_under_layer_rescaling():
     model = make_mlp(seed=39)  # Linear-ReLU-Linear-Tanh-Linear: ReLU is positively homogeneous
     x, y = make_data("mlp", "ce", 3, n=12, seed=40)
-    a = 3.7
+    # A power of two: scaling by it is exact in binary floating point, so the rescaled network's
+    # costs and norms are the original's times a^k bit for bit (any other a would round).
+    a = 4.0
     rescaled = copy.deepcopy(model)
     with torch.no_grad():
         rescaled[0].weight.mul_(a)
         rescaled[0].bias.mul_(a)
         rescaled[2].weight.div_(a)
     before, after = ModelCost(model, x, y), ModelCost(rescaled, x, y)
-    assert_close(after(after.anchor[None]), before(before.anchor[None]), "rescaling keeps the function")
+    assert torch.equal(after(after.anchor[None]), before(before.anchor[None])), "rescaling keeps the function"
     s0, s1 = before.filter_scale(bias="row"), after.filter_scale(bias="row")
     expected = s0.clone()
     for info in before.layers:
@@ -426,7 +492,7 @@ def test_row_filter_scale_is_covariant_under_layer_rescaling():
             expected[info.slice] *= a
         elif info.module == "2":
             expected[info.slice] /= a
-    assert_close(s1, expected, f"row scales: layer 0 x {a}, layer 2 (weight and bias) / {a}")
+    assert torch.equal(s1, expected), f"row scales: layer 0 x {a}, layer 2 (weight and bias) / {a}"
     # The main paper's unscaled biases are not covariant: layer 2's bias scale stays 1.
     bias2 = next(i for i in after.layers if i.name == "2.bias")
     assert torch.equal(after.filter_scale()[bias2.slice], torch.ones(bias2.numel, dtype=F64))
@@ -539,7 +605,7 @@ def test_cuda_matches_cpu(model_kind):
     params = perturbed(cpu.anchor, 10, seed=53)
     got = gpu(params.cuda(), stop_above=10.0)
     assert got.device.type == "cuda"
-    assert_close(got.cpu(), cpu(params), "CUDA vs CPU in float64", rtol=1e-9, atol=1e-11)
+    assert_costs(got, cpu(params), cpu, params, "CUDA vs CPU in float64")
 
 
 # ---------------------------------------------------------------------------- early-exit tie (Q3)
@@ -578,20 +644,24 @@ def _rays_setup(model_kind, dtype, n=37, seed=60, **kw):
 @pytest.mark.parametrize("model_kind", ["mlp", "image_mlp", "cnn"])
 def test_ray_costs_equal_the_plain_path_to_rounding(model_kind, dtype):
     """cost along origin + t d through the ray interface (first layer as A + t B on the matmul
-    path, each point formed on the vmap path) equals cost(t d + origin) to float rounding, and
-    within the margin that the paper mode relies on."""
+    path, each point formed on the vmap path) equals cost(t d + origin) within the cost's derived
+    rounding bound. On the first-layer path the margin the paper mode relies on
+    (``RayBatch.rounding_margin``, a measured ``LINEAR_MARGIN``) must cover that bound, so decisions
+    outside it are the plain path's on every machine; the plain-path margin (64 ulp) is a heuristic
+    and not asserted (below the bound for the CNN here; see docs/NUMERICS_AUDIT.md)."""
     cost, d = _rays_setup(model_kind, dtype, data_chunk=None)
     rays = cost.open_rays(cost.anchor, d)
     assert rays.linear == (model_kind != "cnn")
-    eps = torch.finfo(dtype).eps
     for scale in (0.0, 0.05, 0.3, 1.0):
         rows = torch.tensor([0, 1, 2, 3, 4, 2])
         t = torch.full((6,), scale, dtype=dtype) * torch.linspace(0.5, 1.5, 6, dtype=dtype)
         got = rays(rows, t).double()
-        plain = cost(torch.mul(t[:, None], d[rows]).add_(cost.anchor)).double()
-        # Rounding: both sum O(100) products of O(1) terms; 1e3 ulp of the cost's scale.
-        assert torch.allclose(got, plain, rtol=1e3 * eps, atol=1e3 * eps), (scale, got, plain)
-        assert bool(((got - plain).abs() <= rays.rounding_margin(got)).all())
+        points = torch.mul(t[:, None], d[rows]).add_(cost.anchor)
+        plain = cost(points).double()
+        assert_costs(got, plain, cost, points, f"rays vs plain at scale {scale}", origin=cost.anchor)
+        if rays.linear:
+            bound = cost.rounding_bound(points, origin=cost.anchor)
+            assert bool((bound <= rays.rounding_margin(got)).all()), "LINEAR_MARGIN below the derived bound"
 
 
 def test_ray_prefix_costs_are_the_nested_landscapes_costs():
@@ -605,7 +675,8 @@ def test_ray_prefix_costs_are_the_nested_landscapes_costs():
     assert bool(exact.all()) and done.tolist() == [50] * 5
     for i, s in enumerate(sizes):
         sub = ModelCost(MODELS["mlp"](seed=60), cost._inputs[:s], cost._targets[:s], anchor=cost.anchor)
-        assert_close(values[:, i], sub(torch.mul(t[:, None], d).add_(cost.anchor)), f"prefix {s}")
+        points = torch.mul(t[:, None], d).add_(cost.anchor)
+        assert_costs(values[:, i], sub(points), sub, points, f"prefix {s}", origin=cost.anchor)
     # Only the first size asked: the points stop at 7 examples, the larger sizes unknown.
     stop = torch.full((5, 3), -math.inf, dtype=F64)
     stop[:, 0] = math.inf
@@ -624,14 +695,21 @@ def test_ray_early_exit_bounds_and_exact_values():
     got = rays(rows, t, stop_above=tau)
     above = exact > tau
     assert above.any() and (~above).any()
-    assert torch.equal(got[~above], exact[~above]), "values <= tau must be the exact means"
-    assert bool((got[above] > tau).all()) and bool((got[above] <= exact[above] + 1e-12).all())
+    # Early exit drops settled points from later blocks' batched products (another batch shape):
+    # values agree within the derived rounding bound, a partial mean is at most the full one.
+    points = torch.mul(t[:, None], d[rows]).add_(cost.anchor)
+    tol = cost.rounding_bound(points, origin=cost.anchor)
+    assert bool(((got - exact).abs()[~above] <= tol[~above]).all()), "values <= tau must be the exact means"
+    assert bool((got[above] > tau).all()) and bool((got[above] <= exact[above] + tol[above]).all())
     assert cost.n_examples_evaluated < 3 * 20 * 600
 
 
 def test_ray_costs_do_not_depend_on_batch_or_cache_size():
-    """Fixed blocks: a point's cost is bit-identical whether evaluated alone or with others, and
-    whether its first-layer block was cached or computed on the fly (tiny budget)."""
+    """Fixed blocks: a point's cost is the same whether evaluated alone or with others, whether its
+    first-layer block was cached or computed on the fly (tiny budget), and on the plain path.
+    Each evaluates the same arithmetic except for the batch shape of the products (which a BLAS may
+    block and thread differently: another order), so they agree within the derived rounding bound;
+    a block cut or cached wrongly moves a cost by orders of magnitude more."""
     cost, d = _rays_setup("mlp", torch.float32, n=1100, seed=62,
                           chunking=ChunkingDefaults(ray_block=128))
     full = cost.open_rays(cost.anchor, d)
@@ -639,16 +717,17 @@ def test_ray_costs_do_not_depend_on_batch_or_cache_size():
     rows, t = torch.tensor([3, 0, 4, 1, 2]), torch.linspace(0.1, 1.0, 5)
     together = full(rows, t)
     alone = torch.cat([full(rows[i:i + 1], t[i:i + 1]) for i in range(5)])
-    assert torch.equal(together, alone)
+    points = torch.mul(t[:, None], d[rows]).add_(cost.anchor)
+    assert_costs(alone, together, cost, points, "alone vs together", origin=cost.anchor)
     small = ModelCost(MODELS["mlp"](seed=62).float(), cost._inputs, cost._targets, dtype=torch.float32,
                       memory_budget_bytes=cost._first_layer_bytes() * 3, chunking=ChunkingDefaults(ray_block=128))
     partial = small.open_rays(small.anchor, d)
     assert 0 < partial.n_cached < 1100, partial.n_cached  # blocks past it are computed on the fly
-    assert torch.equal(partial(rows, t), together), "a partial cache must not change a bit"
+    assert_costs(partial(rows, t), together, cost, points, "partial cache vs full", origin=cost.anchor)
     plain_rays = ModelCost(MODELS["mlp"](seed=62).float(), cost._inputs, cost._targets, dtype=torch.float32,
                            first_layer_cache=False).open_rays(cost.anchor, d)
     assert not plain_rays.linear
-    assert torch.allclose(plain_rays(rows, t), together, rtol=1e-4, atol=1e-5)
+    assert_costs(plain_rays(rows, t), together, cost, points, "plain path vs first-layer cache", origin=cost.anchor)
 
 
 def test_ray_interface_rejects_bad_input():

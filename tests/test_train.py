@@ -7,7 +7,7 @@ import math
 
 import pytest
 import torch
-from helpers import devices
+from helpers import devices, gamma
 from hypothesis import given
 from hypothesis import strategies as st
 from torch import nn
@@ -69,14 +69,19 @@ def test_adam_moments_and_first_step_match_hand_computation():
     cfg = TrainConfig(loss="bce", lr=1e-2, weight_decay=0.1, epochs=1)
     res = train(net, x, y, cfg)
     b1, b2 = cfg.betas
-    torch.testing.assert_close(res.exp_avg, (1 - b1) * g, rtol=1e-12, atol=1e-15,
-                               msg="exp_avg after one step = (1-beta1) g, aligned with the flat order (1e-12)")
-    torch.testing.assert_close(res.exp_avg_sq, (1 - b2) * g * g, rtol=1e-12, atol=1e-18,
-                               msg="exp_avg_sq after one step = (1-beta2) g^2 (1e-12)")
+    # The trainer's gradient is this computation (same model, data, loss, full batch); what differs is
+    # the optimizer's arithmetic: a few roundings per entry (1 - beta, the product, the moment's
+    # update; gamma_4 of each entry), and for the step the decay, the bias corrections, sqrt, the
+    # quotient and the two updates (gamma_10 of the terms' magnitudes). float64 throughout.
+    torch.testing.assert_close(res.exp_avg, (1 - b1) * g, rtol=gamma(4), atol=0,
+                               msg="exp_avg after one step = (1-beta1) g, aligned with the flat order")
+    torch.testing.assert_close(res.exp_avg_sq, (1 - b2) * g * g, rtol=gamma(4), atol=0,
+                               msg="exp_avg_sq after one step = (1-beta2) g^2")
     # AdamW step 1: bias-corrected m = g, v = g^2; decoupled decay first.
-    expected = w0 * (1 - cfg.lr * cfg.weight_decay) - cfg.lr * g / (g.abs() + cfg.eps)
-    torch.testing.assert_close(res.params, expected, rtol=1e-12, atol=1e-12,
-                               msg="first AdamW step equals the closed form (1e-12)")
+    step = cfg.lr * g / (g.abs() + cfg.eps)
+    expected = w0 * (1 - cfg.lr * cfg.weight_decay) - step
+    bound = gamma(10) * (w0.abs() + step.abs())
+    assert bool(((res.params - expected).abs() <= bound).all()), "first AdamW step equals the closed form"
     assert res.optimizer_steps == 1 and res.exp_avg.shape == (res.n_params,), "one step, [n] moments"
 
 
@@ -203,7 +208,9 @@ def test_accuracy_conventions_exact():
     assert math.isnan(loss_and_accuracy(ident, logits, torch.zeros(4, 1), "mse")[1]), \
         "one-output MSE has no accuracy (NaN)"
     loss = loss_and_accuracy(ident, multi, onehot, "mse")[0]
-    assert loss == pytest.approx(((multi - onehot) ** 2).mean().item(), rel=1e-6), "MSE mean over all elements"
+    # float32, two evaluations of a mean of 9 non-negative squares: gamma_{9+2} relative each
+    assert loss == pytest.approx(((multi - onehot) ** 2).mean().item(), rel=2 * gamma(11, torch.float32)), \
+        "MSE mean over all elements"
 
 
 def test_bad_inputs_are_refused():

@@ -110,6 +110,10 @@ class Terms:
                 raise ValueError(f"{self.label or 'terms'}: log_terms, low and high must be 1-D arrays of one length, "
                                  f"got {self.log_terms.shape}, {self.low.shape}, {self.high.shape}")
             ok = ~np.isnan(self.log_terms)
+            # A guard against swapped or mismatched bounds, never a verdict: the estimators compute
+            # low, log_terms and high by one monotone float64 formula from radii r_in <= r_out, so
+            # rounding can disorder them only by that formula's error (Gaussian measure: gamma of a
+            # few hundred operations of |term|, ~1e-13 relative); 1e-9 relative is above it.
             if np.any(self.low[ok] > self.log_terms[ok] + 1e-9 * np.abs(self.log_terms[ok])) or np.any(
                     self.high[ok] < self.log_terms[ok] - 1e-9 * np.abs(self.log_terms[ok])):
                 raise ValueError(f"{self.label or 'terms'}: resolution bounds must satisfy low <= log_terms <= high")

@@ -56,7 +56,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-__all__ = ["CONFIDENCE_LAMBDA", "unit_roundoff", "cost_rounding_bound", "example_loss_terms"]
+__all__ = ["CONFIDENCE_LAMBDA", "unit_roundoff", "gamma", "cost_rounding_bound", "example_loss_terms",
+           "output_rounding_bound"]
 
 #: Hoeffding's lambda: a bound exceeded with probability <= 2 exp(-lam^2 / 2) = 2.5e-14 per point.
 CONFIDENCE_LAMBDA = 8.0
@@ -80,6 +81,21 @@ def unit_roundoff(dtype: torch.dtype, *, tf32: bool = False) -> float:
     if tf32 and dtype == torch.float32:
         return 2.0 ** -11
     return torch.finfo(dtype).eps / 2
+
+
+def gamma(n: int | float, dtype: torch.dtype = torch.float64, *, u: float | None = None) -> float:
+    """Higham's gamma_n = n u / (1 - n u): the worst-case relative error of a product of n factors
+    (1 + d_i), |d_i| <= u; e.g. a sum of n + 1 terms, or an inner product of n terms plus one
+    rounding (Higham, "Accuracy and Stability of Numerical Algorithms", 2nd ed., Lemma 3.1).
+    ``u`` overrides ``unit_roundoff(dtype)``; ValueError when n u >= 1 (no bound).
+
+    >>> round(gamma(10) / unit_roundoff(torch.float64), 9), gamma(0)
+    (10.0, 0.0)
+    """
+    u = unit_roundoff(dtype) if u is None else float(u)
+    if n < 0 or n * u >= 1:
+        raise ValueError(f"gamma_n needs 0 <= n u < 1, got n = {n}, u = {u:.3g}")
+    return n * u / (1 - n * u)
 
 
 def example_loss_terms(loss: str, out: Tensor, targets: Tensor | None, anchor_logp: Tensor | None = None) -> Tensor:
@@ -223,3 +239,87 @@ def _point_bound(net: nn.Module, params: list, leaves: list, sizes: list, row: T
     variance = sum(float((g.detach() ** 2 * w).sum()) for g, (_, w) in zip(grads, recorded) if g is not None)
     variance += float((example_loss_terms(loss, out.detach(), targets, anchor_logp) ** 2).sum()) / M_norm ** 2
     return 2 * lam * u * math.sqrt(variance) + 2 * u * abs(float(cost.detach()))
+
+
+#: Lipschitz constants (sup |f'|) of the smooth elementwise activations, rounded up: what an error
+#: in an activation's input can become in its output.
+_LIPSCHITZ = {nn.Tanh: 1.0, nn.Sigmoid: 0.25, nn.GELU: 1.13, nn.SiLU: 1.1, nn.Softplus: 1.0, nn.Mish: 1.2,
+              nn.Hardtanh: 1.0}
+
+
+def _lipschitz(module: nn.Module) -> float:
+    if isinstance(module, nn.ELU):
+        return max(1.0, float(module.alpha))
+    if isinstance(module, nn.LeakyReLU):
+        return max(1.0, abs(float(module.negative_slope)))
+    if isinstance(module, nn.Softplus):
+        return 1.0  # sup of sigmoid(beta x) for every beta
+    return next(v for k, v in _LIPSCHITZ.items() if isinstance(module, k))
+
+
+def output_rounding_bound(model: nn.Module, inputs: Tensor, *, dtype: torch.dtype, roundoff: float | None = None,
+                          parameter_roundings: int = 0) -> Tensor:
+    """Worst-case bound on ``|f_computed(x) - f(x)|`` per output element of a sequential network
+    ``model`` evaluated in ``dtype`` on ``inputs`` (float64, the shape of ``model(inputs)``), for
+    any order of the arithmetic: a deterministic forward-error bound (Higham, Sec. 3.5), so
+    ``2 x`` it bounds two evaluations in different orders (another kernel, batch shape, thread
+    count, device). Where a cost's value is compared, :func:`cost_rounding_bound` is the tighter
+    (probabilistic) tool; this one is for the outputs themselves (argmax and sign decisions, a
+    function's invariance under a reparameterisation).
+
+    Propagated layer by layer with the computed value ``h`` (in float64) and the error bound ``e``:
+
+    * ``Linear`` / ``Conv`` (``K`` inputs per output): ``e' = (1 + g) |W| e + g (|W| |h| + |b|)``
+      with ``g = gamma_{K + 1 + p}``: ``K`` products and sums plus the bias, and ``p =
+      parameter_roundings`` roundings carried by each parameter (1 for parameters that were
+      computed, e.g. rescaled by a non-power of two);
+    * ReLU, ReLU6, max pooling, Flatten, Identity, Dropout (eval): exact and 1-Lipschitz in each
+      output: ``e' = e`` (pooled: the window's largest ``e``);
+    * smooth activations: ``e' = L (1 + 8 u) e + 8 u |y|`` with ``L = sup |f'|`` (``SMOOTH_ACTIVATION_ROUNDINGS``
+      ulps for the transcendental function, as in :func:`cost_rounding_bound`).
+
+    Inputs in another dtype than ``dtype`` carry one rounding (``u |x|``). Raises TypeError for a
+    module it does not cover (it must be an ``nn.Sequential``, possibly nested, of these).
+
+    Example (an MLP whose top-2 logit gap exceeds twice the bound decides its argmax identically
+    under every kernel):
+        >>> g = torch.Generator().manual_seed(0)
+        >>> net = nn.Sequential(nn.Linear(20, 16), nn.ReLU(), nn.Linear(16, 3))
+        >>> x = torch.randn(8, 20, generator=g)
+        >>> e = output_rounding_bound(net, x, dtype=torch.float32)
+        >>> e.shape, bool((e < 1e-4).all()), bool((e > 0).all())
+        (torch.Size([8, 3]), True, True)
+    """
+    u = unit_roundoff(dtype) if roundoff is None else float(roundoff)
+    if not isinstance(model, nn.Sequential):
+        raise TypeError(f"output_rounding_bound needs an nn.Sequential, got {type(model).__name__}")
+    leaves = [m for m in model.modules() if not list(m.children())]
+    net = copy.deepcopy(model).to(dtype=torch.float64).eval()
+    leaves64 = [m for m in net.modules() if not list(m.children())]
+    h = inputs.detach().to(torch.float64)
+    e = torch.zeros_like(h) if inputs.dtype == dtype else u * h.abs()
+    with torch.no_grad():
+        for orig, m in zip(leaves, leaves64):
+            if isinstance(m, _AFFINE):
+                w = m.weight.abs()
+                b = None if m.bias is None else m.bias.abs()
+                M, K = _affine_magnitude(m, h, w, b)
+                g = gamma(K + 1 + parameter_roundings, u=u)
+                prop, _ = _affine_magnitude(m, e, w, None)
+                e = (1 + g) * prop + g * M
+                h = m(h)
+            elif isinstance(m, (nn.MaxPool1d, nn.MaxPool2d)):
+                e = m(e)  # e >= 0: the window's largest error
+                h = m(h)
+            elif isinstance(m, (nn.ReLU, nn.ReLU6, nn.Identity, nn.Dropout)):
+                h = m(h)
+            elif isinstance(m, (nn.Flatten, nn.Unflatten)):
+                h, e = m(h), m(e)
+            elif isinstance(m, _SMOOTH):
+                h = m(h)
+                lip = _lipschitz(m) * (1 + SMOOTH_ACTIVATION_ROUNDINGS * u)
+                e = lip * e + SMOOTH_ACTIVATION_ROUNDINGS * u * h.abs()
+            else:
+                raise TypeError(f"output_rounding_bound: module {type(orig).__name__} has no derived rounding bound "
+                                "here (Linear / Conv, elementwise activations, max pooling, Flatten)")
+    return e

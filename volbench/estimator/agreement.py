@@ -32,7 +32,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-__all__ = ["Gap", "bracket_gaps", "plain_kernel", "ray_kernel", "gap_end_costs", "rays_of", "same_exits"]
+__all__ = ["Gap", "bracket_gaps", "grid_brackets", "loop_crossings", "plain_kernel", "ray_kernel", "gap_end_costs",
+           "rays_of", "same_exits"]
 
 Kernel = Callable[[Tensor, Tensor], Tensor]  # (ray indices [m], t [m]) -> costs [m]
 
@@ -64,6 +65,36 @@ def bracket_gaps(a_in: Tensor, a_out: Tensor, b_in: Tensor, b_out: Tensor) -> li
         elif bo <= ai:
             gaps.append(Gap(k, bo, ai))
     return gaps
+
+
+def grid_brackets(crossing: Tensor, coef: Tensor) -> tuple[Tensor, Tensor]:
+    """The paper's bracket per ray in grid coefficients from its crossing indices: (the point
+    before the first crossing, evaluated inside; the crossing, evaluated outside). A ray that never
+    crossed (index -1) was evaluated inside at the grid's end and never outside (``inf``).
+
+    >>> t_in, t_out = grid_brackets(torch.tensor([2, -1]), torch.tensor([0.0, 0.25, 0.5, 1.0], dtype=torch.float64))
+    >>> t_in.tolist(), t_out.tolist()
+    ([0.25, 1.0], [0.5, inf])
+    """
+    crossed = crossing >= 0
+    t_in = torch.where(crossed, coef[(crossing - 1).clamp(min=0)], coef[-1])
+    t_out = torch.where(crossed, coef[crossing.clamp(min=0)], torch.full_like(coef[:1], math.inf).expand_as(t_in))
+    return t_in, t_out
+
+
+def loop_crossings(radii: Tensor, raw_norms: Tensor, coef: Tensor) -> Tensor:
+    """Crossing indices of radii given as ``coef[j] * ||g_k||`` (``volbench.estimator.reference.paper_loop_radii``;
+    NaN: never crossed, index -1): the grid point nearest to ``radius / ||g_k||``. The grid's
+    neighbours differ by at least ``2 / 99`` relative (``paper_coefficients``), far beyond the
+    rounding of that quotient, so the nearest point is the one the loop crossed at.
+
+    >>> coef = torch.tensor([0.0, 0.25, 0.5, 1.0], dtype=torch.float64)
+    >>> loop_crossings(torch.tensor([1.0, math.nan], dtype=torch.float64), torch.tensor([2.0, 3.0]), coef).tolist()
+    [2, -1]
+    """
+    ratio = torch.nan_to_num(radii.double()) / raw_norms.double()
+    nearest = (ratio.unsqueeze(1) - coef.double()).abs().argmin(dim=1)
+    return torch.where(torch.isnan(radii), torch.full_like(nearest, -1), nearest)
 
 
 def plain_kernel(cost, origin: Tensor, directions: Tensor) -> Kernel:
@@ -145,11 +176,7 @@ def rays_of(estimate, cost, origin: Tensor, *, directions: Tensor | None = None)
         g = directions.to(torch.float32) if directions is not None else raw_gaussian(idx, n, cfg["seed"])
         scale = reference_scale(cost, n, origin) if cfg["scale"] == "cost.filter_scale" else torch.ones(n)
         d = g.to(dtype).cpu() * scale.to(dtype)
-        coef = paper_coefficients()
-        j = estimate.crossing_index
-        crossed = j >= 0
-        t_in = torch.where(crossed, coef[(j - 1).clamp(min=0)], coef[-1])
-        t_out = torch.where(crossed, coef[j.clamp(min=0)], torch.full((K,), math.inf, dtype=torch.float64))
+        t_in, t_out = grid_brackets(estimate.crossing_index, paper_coefficients())
         return t_in, t_out, d
     label = cfg["directions"]
     if label == "filter":
@@ -167,18 +194,28 @@ def rays_of(estimate, cost, origin: Tensor, *, directions: Tensor | None = None)
 
 
 def same_exits(est_a, est_b, costs: Sequence, tau: float, *, origin: Tensor | None = None,
-               directions: Tensor | None = None) -> list[dict]:
+               directions: Tensor | None = None, roundoff: float | None = None) -> list[dict]:
     """The gap-end records (:func:`gap_end_costs`) of two estimates of the same rays: empty when
     every pair of brackets overlaps. Kernels: the plain and ray paths of every cost in ``costs``;
-    bound: the first cost's :meth:`~volbench.costs.ModelCost.rounding_bound`. A test asserts
-    ``all(r["ratio"] <= 1 for r in records)``: the two agree up to rounding."""
+    bound: the first cost's :meth:`~volbench.costs.ModelCost.rounding_bound` (with ``roundoff``,
+    e.g. TF32's 2^-11, where a kernel rounds coarser than the cost's dtype). ``est_b`` may also be
+    a pair ``(t_in, t_out)`` of brackets along ``est_a``'s rays (an oracle's: the sequential loop's
+    ``grid_brackets(loop_crossings(...))``). A test asserts ``all(r["ratio"] <= 1 for r in
+    records)``: the two agree up to rounding."""
     base = costs[0]
     origin = base.anchor if origin is None else origin
     a_in, a_out, d = rays_of(est_a, base, origin, directions=directions)
-    b_in, b_out, _ = rays_of(est_b, base, origin, directions=directions)
+    if isinstance(est_b, tuple):
+        b_in, b_out = (x.to(torch.float64).cpu() for x in est_b)
+    else:
+        b_in, b_out, _ = rays_of(est_b, base, origin, directions=directions)
+    gaps = bracket_gaps(a_in, a_out, b_in, b_out)
+    if not gaps:  # every pair of brackets overlaps: nothing to evaluate
+        return []
     kernels = {}
     for i, c in enumerate(costs):
         kernels[f"cost{i} plain"] = plain_kernel(c, origin.to(c.device, c.dtype), d.to(c.device, c.dtype))
         kernels[f"cost{i} rays"] = ray_kernel(c, origin.to(c.device, c.dtype), d.to(c.device, c.dtype))
-    return gap_end_costs(bracket_gaps(a_in, a_out, b_in, b_out), kernels, origin=origin, directions=d, tau=tau,
-                         bound=lambda pts, o: base.rounding_bound(pts.to(base.device), origin=o.to(base.device)))
+    return gap_end_costs(gaps, kernels, origin=origin, directions=d, tau=tau,
+                         bound=lambda pts, o: base.rounding_bound(pts.to(base.device), origin=o.to(base.device),
+                                                                  roundoff=roundoff))

@@ -145,6 +145,8 @@ def reference_log_volume(
                               batch_size=batch_size, lookahead=lookahead)
         return next(iter(out.values()))
     start = time.perf_counter()
+    # What the scale was before _prepare fills it in (the record must say "given" only when it was).
+    scale_label = "given" if scale is not None else "cost.filter_scale" if hasattr(cost, "filter_scale") else "ones"
     device, anchor, anchor_cost, n, K, scale, coef, raw = _prepare(
         cost, anchor, threshold, n_directions, directions, scale, coefficients, seed, device, dtype)
     if isinstance(lookahead, bool) or not isinstance(lookahead, int) or lookahead < 1:
@@ -212,7 +214,7 @@ def reference_log_volume(
         "anchor_cost": anchor_cost,
         "n_directions": K,
         "directions": "explicit" if directions is not None else "gaussian",
-        "scale": "given" if scale is not None else "cost.filter_scale" if hasattr(cost, "filter_scale") else "ones",
+        "scale": scale_label,
         "grid_points": n_points,
         "seed": seed,
         "device": str(device),

@@ -22,8 +22,10 @@ Two walks:
 * :func:`grid_walk` (the main paper's procedure): every ray walks the grid c_j in order until
   each question has seen its first ``cost > tau`` (or the grid ends). When the costs come from
   an approximate path (the first-layer cache; :meth:`RayBatch.rounding_margin`), a decision
-  within the margin of tau is re-made on the plain path's value, so the crossings equal the
-  sequential loop's (``volbench.estimator.reference.paper_loop_radii``).
+  within the margin of tau is re-made on the plain path's value, so the crossings are the
+  sequential loop's (``volbench.estimator.reference.paper_loop_radii``) wherever the margin covers the
+  rounding and the plain path rounds a point as the loop does; elsewhere they can differ only at
+  a point whose cost lies within rounding of tau (``volbench.estimator.agreement`` decides that).
 
 Costs are read from a ray evaluator: ``ModelCost.open_rays`` (``volbench.costs.RayBatch``) or
 :class:`FlatRays` around any cost callable.
