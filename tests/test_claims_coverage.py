@@ -179,3 +179,13 @@ def test_zero_margin_keeps_an_infinite_bound_finite_only_at_the_term():
     assert np.array_equal(low, t.log_terms) and np.array_equal(high, t.log_terms)
     t = Terms(t.log_terms, t.low, t.high, margin_fraction=0.5)
     assert np.array_equal(t.margin_bounds[0], [-np.inf, 1.5])
+
+
+def test_docs_state_the_margin_fraction_the_code_uses():
+    """docs/STATISTICS.md gives the simulation's table and the f it chose; the constant must be
+    that f (a changed constant without a new table, or the reverse, fails here)."""
+    from pathlib import Path
+
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "STATISTICS.md").read_text()
+    section = doc[doc.index("### Coverage where the verdicts live"):]
+    assert f"**f = {REFERENCE_MARGIN_FRACTION:g}**" in section

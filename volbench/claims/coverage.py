@@ -16,6 +16,12 @@ the fraction of replications whose interval holds ``effect`` is its coverage. A 
 the same for trends: log lambda shifted by beta * x at x = 0, 1, 2 gives a known slope of
 log V on x of -(n/2) beta.
 
+At the scale of the verdicts (n = 235,146, the MNIST MLP) :func:`simulate_scale` does the same
+with radii in closed form (diagonal quadratics with log-normal spectra calibrated to the MNIST
+MLP's spread of n log r, a fresh spectrum per seed), for both estimators, an effect and a null
+design, and every margin fraction of the paper's grid; :func:`choose_margin` is the rule that set
+``stats.REFERENCE_MARGIN_FRACTION`` (docs/STATISTICS.md, "Coverage where the verdicts live").
+
 Example (few replications: the doctest only shows the call):
     >>> res = simulate_coverage(CoverageDesign(replications=4, n_seeds=3))
     >>> 0.0 <= res.coverage <= 1.0 and res.replications == 4
@@ -30,7 +36,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .stats import Terms, aggregate, paired_difference, seed_slope
+from .stats import Terms, aggregate, margin_fraction_for, paired_difference, seed_slope
 
 __all__ = ["CoverageDesign", "CoverageResult", "simulate_coverage", "coverage_table", "MNIST_MLP_PARAMS", "MNIST_SIGMA",
            "ScaleDesign", "simulate_scale", "choose_margin", "quadratic_forms", "exit_log_radii", "grid_crossing",
@@ -109,7 +115,9 @@ def _measure(curvature: torch.Tensor, design: CoverageDesign, direction_seed: in
     est = reference_log_volume(cost, anchor, threshold=design.threshold, n_directions=design.n_directions,
                                seed=direction_seed, dtype=torch.float64)
     terms = (design.n * est.log_radii).numpy()
-    return Terms(terms, (design.n * est.log_radii_lower).numpy(), terms, pairing=pairing)
+    # The margin the cases' reference intervals use (Terms.from_measurement).
+    return Terms(terms, (design.n * est.log_radii_lower).numpy(), terms, pairing=pairing,
+                 margin_fraction=margin_fraction_for("reference"))
 
 
 def _curvature(rng: np.random.Generator, mu: float, seed_effect: float, design: CoverageDesign) -> torch.Tensor:
@@ -563,7 +571,7 @@ def format_scale_table(result: dict[str, Any]) -> str:
                      f"{r['null_false_decisions']:.3f} | "
                      f"{r['mean_width']:,.0f} |")
     lines.append("")
-    lines.append(f"n = {d['n']:,}, sigma = {d['sigma']}, {d['sharp_fraction']:.0%} of eigen-directions x"
+    lines.append(f"n = {d['n']:,}, sigma = {d['sigma']}, {d['sharp_fraction']:.1%} of eigen-directions x"
                  f"{d['sharp_factor']:g}; mu = {result['mu']:.3f} (median crossing index "
                  f"{result['median_crossing_index']:.0f}); exact difference "
                  f"{0.5 * round(d['sharp_fraction'] * d['n']) * math.log(d['sharp_factor']):,.0f} nats")
@@ -590,6 +598,8 @@ def _main(argv=None) -> None:
     ap.add_argument("--margins", default="0,0.1,0.25,0.5,0.75,1", help="the reference's margin fractions f")
     ap.add_argument("--expectation-seeds", type=int, default=4000)
     ap.add_argument("--sigma", type=float, default=MNIST_SIGMA)
+    ap.add_argument("--sharp-fraction", type=float, default=0.02, help="fraction of B's eigen-directions sharpened")
+    ap.add_argument("--sharp-factor", type=float, default=4.0, help="how much sharper")
     ap.add_argument("--crossing-index", type=float, default=18.0)
     ap.add_argument("--exact-top", type=int, default=2048, help="0: draw every coordinate")
     ap.add_argument("--seed", type=int, default=0)
@@ -623,6 +633,7 @@ def _main(argv=None) -> None:
                          margins=tuple(float(x) for x in args.margins.split(",")),
                          replications=args.replications or 300, expectation_seeds=args.expectation_seeds,
                          sigma=args.sigma, crossing_index=args.crossing_index,
+                         sharp_fraction=args.sharp_fraction, sharp_factor=args.sharp_factor,
                          exact_top=args.exact_top or None, seed=args.seed)
     t0 = time.perf_counter()
     result = simulate_scale(design, progress=lambda msg: print(msg, flush=True))
