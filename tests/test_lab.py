@@ -125,3 +125,45 @@ def test_measure_many_with_landscape_extras_walks_each_size(tmp_path):
     for (size, tau), r in got.items():
         alone = measure(m, size, estimator="reference", threshold=tau, n_directions=4, landscape_extras=6)
         assert_same_measurement(r, alone, m, size, tau, f"extras {(size, tau)}", landscape_extras=6)
+
+
+def test_reference_bracket_on_the_lab_ray_path_is_previous_grid_point_and_crossing(tmp_path):
+    """The lab measures the paper's procedure through the ray interface (``measure`` ->
+    ``reference_log_volume_many`` -> ``grid_walk``). For every direction its resolution bracket
+    must be [the grid point before the first crossing, the crossing]: ``log_terms_high`` at the
+    first grid point whose plain cost exceeds tau, ``log_terms_low`` at the one before it (inside).
+    A low end at the crossing itself (a zero-width bracket) would put no grid step in the margin
+    and pass every other test. The crossings are found here independently: the cost evaluated
+    at all 100 grid points of every direction, as the paper's loop does."""
+    from volbench.estimator.reference import reference_scale
+
+    spec = MinimumSpec("swiss_roll", "swiss_mlp", train_size=40, seed=0, base=20,
+                       train=TrainConfig(epochs=300, loss="bce", history_every=100))
+    m = train_minimum(spec, MinimaStore(tmp_path))
+    K, tau, dseed, size = 8, 0.1, 5, 40
+    got = measure(m, size, estimator="reference", n_directions=K, threshold=tau, store=None, direction_seed=dseed)
+    assert not got.outside and got.config["engine"].startswith("rays"), got.config.get("engine")
+    batch = landscape_batch(spec.dataset, size, seed=spec.seed, base=spec.base)
+    cost = ModelCost(m.build_model(), batch.inputs, batch.targets, loss=spec.train.loss)
+    anchor, n = cost.anchor, cost.anchor.numel()
+    g = raw_gaussian(torch.arange(K), n, dseed)
+    delta = g * reference_scale(cost, n, anchor)
+    coef = paper_coefficients()
+    log_norm = row_norms(g).double().log()
+    for k in range(K):
+        params = torch.mul(coef.to(torch.float32).unsqueeze(1), delta[k].unsqueeze(0)).add_(anchor)
+        losses = cost(params).double()
+        above = (losses > tau).nonzero().flatten()
+        if len(above) == 0:
+            assert math.isnan(got.log_terms[k]), f"direction {k} never crosses and must be dropped"
+            continue
+        j = int(above[0])
+        assert j >= 2, f"direction {k} crosses at grid point {j}: pick a setting with an interior crossing"
+        assert float(losses[j - 1]) <= tau  # the point before is inside (first crossing)
+        high = n * (math.log(float(coef[j])) + float(log_norm[k]))
+        low = n * (math.log(float(coef[j - 1])) + float(log_norm[k]))
+        assert got.log_terms_high[k] == pytest.approx(high, rel=1e-12), f"direction {k}: high end is the crossing"
+        assert got.log_terms_low[k] == pytest.approx(low, rel=1e-12), (
+            f"direction {k}: low end must be grid point {j - 1} (before the crossing), got "
+            f"{got.log_terms_low[k]:.6g} vs {low:.6g} (crossing at {high:.6g})")
+        assert got.log_terms[k] == got.log_terms_high[k]

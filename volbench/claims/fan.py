@@ -132,8 +132,9 @@ def radius_difference(a: Terms, b: Terms, n_params: int, stat: str, seed: int) -
         return SeedEstimate(math.nan, math.nan, math.nan, informative=False, note="a minimum left the basin")
     n = float(n_params)
     point = float(fn(a.log_terms) - fn(b.log_terms)) / n
-    low = float(fn(a.low) - fn(b.high)) / n
-    high = float(fn(a.high) - fn(b.low)) / n
+    (a_low, a_high), (b_low, b_high) = a.margin_bounds, b.margin_bounds  # the resolution margin, as paired_difference
+    low = float(fn(a_low) - fn(b_high)) / n
+    high = float(fn(a_high) - fn(b_low)) / n
     rng = np.random.default_rng(seed)
     idx = rng.integers(0, len(a.log_terms), size=(400, len(a.log_terms)))
     with np.errstate(all="ignore"):

@@ -17,6 +17,9 @@ replication is the seed:
    paper's grid the last point inside and the first outside. :class:`Terms` keeps both bounds per
    direction, so d_s lies in [d_s^low, d_s^high] = [LME(a_low) - LME(b_high), LME(a_high) -
    LME(b_low)] (LME = log-mean-exp), which at n = 235,146 and one grid step is ~2 x 25,000 nats.
+   The intervals put a fraction ``Terms.margin_fraction`` of each term's bracket in the margin:
+   all of the search's (rtol wide), :data:`REFERENCE_MARGIN_FRACTION` of the grid's, set by the
+   closed-form simulation where the verdicts live (``volbench.claims.coverage.simulate_scale``).
 3. **Across seeds.** The claim is about E_seed[d] (the mean over the minima training finds). We use
    the random-effects t-interval on the per-seed estimates (each already carrying its direction
    noise), widened by the resolution bracket:
@@ -62,9 +65,32 @@ import numpy as np
 from volbench.estimator.measures import logmeanexp
 
 __all__ = ["PairingError", "Terms", "SeedEstimate", "Aggregate", "paired_difference", "seed_slope",
-           "seed_value", "aggregate", "all_above", "what_would_decide", "lme_rows", "slope_weights", "DEFAULT_LEVEL"]
+           "seed_value", "aggregate", "all_above", "what_would_decide", "lme_rows", "slope_weights", "DEFAULT_LEVEL",
+           "REFERENCE_MARGIN_FRACTION", "margin_fraction_for"]
 
 DEFAULT_LEVEL = 0.95
+#: The fraction of the paper's grid bracket (per term: [previous grid point, crossing point]) that
+#: the reference's intervals put in their margin (``Terms.margin_fraction``). Set by the closed-form
+#: simulation where the verdicts live (``volbench.claims.coverage.simulate_scale``; n = 235,146,
+#: S = 5 and 10, K = 64 and 128; docs/STATISTICS.md, "Coverage where the verdicts live"): the
+#: smallest f on the grid 0, 0.1, 0.25, 0.5, 0.75, 1 whose coverage of the reference's own
+#: expectation (and of 0 under the null) is not significantly below 95% in every design simulated
+#: (effects of 0.1 to 1.8 grid steps, median crossing index 18 and 25). Why not 0: when the
+#: effect is a fraction p of a grid step, every seed often lands on the same whole step (all 0 or
+#: all 1 step: probability (1 - p)^S), the spread over seeds is ~0 and only the margin can hold
+#: the expectation, which needs f >= p for the p where that happens more than 5% of the time
+#: (p < 0.45 at S = 5); f = 0.25 left 0.87-0.88 coverage at p = 0.28-0.36. Why not 1: 0.5
+#: already covers (at least 0.973 everywhere), and a whole step per side decides an effect of 1.75
+#: steps in 0.70-0.77 of replications at S = 5, against 0.97-0.98 at 0.5. The principled search's
+#: bracket (rtol wide) is kept whole.
+REFERENCE_MARGIN_FRACTION = 0.5
+
+
+def margin_fraction_for(estimator: str) -> float:
+    """The margin fraction of a measurement by ``estimator``: :data:`REFERENCE_MARGIN_FRACTION`
+    for the paper's grid ("reference"), the whole bracket (1) for the principled search, whose
+    bracket is rtol wide (23.5 nats at rtol 1e-4, n = 235,146) and is kept in full."""
+    return REFERENCE_MARGIN_FRACTION if estimator == "reference" else 1.0
 N_BOOT = 400  # direction resamples per seed: enough for a standard error to ~4% (it feeds only the power estimate)
 
 
@@ -93,6 +119,11 @@ class Terms:
         pairing: what must match for two measurements to be paired: (estimator, direction kind,
             direction seed, K). Empty = unknown (never paired with a non-empty one).
         label: for messages.
+        margin_fraction: the fraction f of each term's resolution bracket that the intervals put
+            in their margin (:attr:`margin_bounds`): 1 = the whole bracket, 0 = none. The paper's
+            grid gets :data:`REFERENCE_MARGIN_FRACTION` (``from_measurement``), set by simulation
+            where the verdicts live (``volbench.claims.coverage``); the principled search keeps 1.
+            ``low``/``high`` and :attr:`bracket` always hold the whole resolution bracket.
     """
 
     log_terms: np.ndarray
@@ -101,6 +132,7 @@ class Terms:
     outside: bool = False
     pairing: tuple = ()
     label: str = ""
+    margin_fraction: float = 1.0
 
     def __post_init__(self) -> None:
         for name in ("log_terms", "low", "high"):
@@ -117,16 +149,21 @@ class Terms:
             if np.any(self.low[ok] > self.log_terms[ok] + 1e-9 * np.abs(self.log_terms[ok])) or np.any(
                     self.high[ok] < self.log_terms[ok] - 1e-9 * np.abs(self.log_terms[ok])):
                 raise ValueError(f"{self.label or 'terms'}: resolution bounds must satisfy low <= log_terms <= high")
+        f = self.margin_fraction
+        if isinstance(f, bool) or not isinstance(f, (int, float)) or not 0.0 <= f <= 1.0:
+            raise ValueError(f"{self.label or 'terms'}: margin_fraction must be a number in [0, 1], got {f!r}")
 
     @classmethod
     def from_measurement(cls, m: Any) -> Terms:
-        """From a ``volbench.lab.Measurement`` (its bounds, its direction seed and kind)."""
+        """From a ``volbench.lab.Measurement`` (its bounds, its direction seed and kind; the
+        paper's grid with margin fraction :data:`REFERENCE_MARGIN_FRACTION`)."""
         low = m.log_terms_low if len(m.log_terms_low) == len(m.log_terms) else m.log_terms
         high = m.log_terms_high if len(m.log_terms_high) == len(m.log_terms) else m.log_terms
         return cls(np.asarray(m.log_terms, dtype=np.float64), np.asarray(low, dtype=np.float64),
                    np.asarray(high, dtype=np.float64), outside=bool(m.outside),
                    pairing=(m.estimator, m.directions, m.direction_seed, m.n_directions),
-                   label=f"{m.minimum} in D={m.landscape_size}")
+                   label=f"{m.minimum} in D={m.landscape_size}",
+                   margin_fraction=margin_fraction_for(m.estimator))
 
     @property
     def log_volume(self) -> float:
@@ -134,10 +171,31 @@ class Terms:
 
     @property
     def bracket(self) -> tuple[float, float]:
-        """(log V from the low bounds, log V from the high bounds)."""
+        """(log V from the low bounds, log V from the high bounds): the whole resolution bracket."""
         if self.outside:
             return -math.inf, -math.inf
         return _lme(self.low), _lme(self.high)
+
+    @property
+    def margin_bounds(self) -> tuple[np.ndarray, np.ndarray]:
+        """Per-term (low, high) as the intervals use them: each term's resolution bracket scaled
+        about the term by ``margin_fraction`` (the whole bracket at 1, the term itself at 0)."""
+        f = float(self.margin_fraction)
+        if f == 1.0:
+            return self.low, self.high
+        t = self.log_terms
+        with np.errstate(invalid="ignore"):  # an infinite bound (grid point 0: radius 0) stays infinite
+            low = np.where(np.isfinite(self.low), t - f * (t - self.low), self.low if f > 0 else t)
+            high = np.where(np.isfinite(self.high), t + f * (self.high - t), self.high if f > 0 else t)
+        return low, high
+
+    @property
+    def margin_bracket(self) -> tuple[float, float]:
+        """(log V from the margin's low bounds, from its high bounds); :attr:`bracket` at f = 1."""
+        if self.outside:
+            return -math.inf, -math.inf
+        low, high = self.margin_bounds
+        return _lme(low), _lme(high)
 
 
 @dataclass(frozen=True)
@@ -182,8 +240,8 @@ def lme_rows(x: np.ndarray, idx: np.ndarray) -> np.ndarray:
 
 def paired_difference(a: Terms, b: Terms, *, n_boot: int = N_BOOT, seed: int = 0) -> SeedEstimate:
     """log V_a - log V_b of one seed, paired over shared directions, with its resolution bounds
-    and its direction-bootstrap standard deviation. Raises :class:`PairingError` if the two
-    measurements do not share directions."""
+    (each measurement's :attr:`Terms.margin_bounds`) and its direction-bootstrap standard
+    deviation. Raises :class:`PairingError` if the two measurements do not share directions."""
     if a.outside or b.outside:
         who = " and ".join(t.label or "a minimum" for t in (a, b) if t.outside)
         point = math.nan if (a.outside and b.outside) else (-math.inf if a.outside else math.inf)
@@ -191,8 +249,9 @@ def paired_difference(a: Terms, b: Terms, *, n_boot: int = N_BOOT, seed: int = 0
                             note=f"{who} left the basin (volume zero): reported, not evidence")
     _check_pair(a, b)
     point = _lme(a.log_terms) - _lme(b.log_terms)
-    low = _lme(a.low) - _lme(b.high)
-    high = _lme(a.high) - _lme(b.low)
+    (a_low, a_high), (b_low, b_high) = a.margin_bounds, b.margin_bounds
+    low = _lme(a_low) - _lme(b_high)
+    high = _lme(a_high) - _lme(b_low)
     idx = _boot_indices(len(a.log_terms), n_boot, seed)
     boots = lme_rows(a.log_terms, idx) - lme_rows(b.log_terms, idx)
     boots = boots[np.isfinite(boots)]
@@ -228,8 +287,8 @@ def seed_slope(x: Sequence[float], terms: Sequence[Terms], *, n_boot: int = N_BO
         _check_pair(ts[0], t)
     w = slope_weights(xs)
     y = np.array([t.log_volume for t in ts])
-    lows = np.array([t.bracket[0] for t in ts])
-    highs = np.array([t.bracket[1] for t in ts])
+    lows = np.array([t.margin_bracket[0] for t in ts])
+    highs = np.array([t.margin_bracket[1] for t in ts])
     point = float(w @ y)
     low = float(np.sum(np.where(w > 0, w * lows, w * highs)))
     high = float(np.sum(np.where(w > 0, w * highs, w * lows)))
