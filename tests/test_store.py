@@ -14,8 +14,8 @@ from filelock import Timeout
 from hypothesis import given
 from hypothesis import strategies as st
 
-from volbench.store.minima import CorruptEntryWarning, MinimaStore, config_key, fingerprint
 from volbench.store import minima as store_mod
+from volbench.store.minima import CorruptEntryWarning, MinimaStore, config_key, fingerprint
 
 CONFIG = {
     "data": {"name": "mnist", "variant": "mnist-10k", "subset": {"base": 60, "extra": 0}, "seed": 10},
