@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from distributed_job import BATCH, COST_KEY, K, build_cost
+from distributed_job import BATCH, COEFFICIENTS, COST_KEY, MAX_RADIUS, K, build_cost
 
 from volbench import estimate_log_volume, reference_log_volume
 from volbench.costs import ModelCost
@@ -92,9 +92,16 @@ def _single_process():
     """The single-process estimates, every direction in one batch (the ranks walk batches of 4)."""
     cost, anchor, tau = build_cost()
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        principled = estimate_log_volume(cost, anchor, threshold=tau, n_directions=K, batch_size=K)
-    reference = reference_log_volume(cost, anchor, threshold=tau, n_directions=K, batch_size=K)
+        warnings.simplefilter("ignore")  # the censored rays
+        principled = estimate_log_volume(cost, anchor, threshold=tau, n_directions=K, batch_size=K,
+                                         max_radius=MAX_RADIUS)
+    reference = reference_log_volume(cost, anchor, threshold=tau, n_directions=K, batch_size=K,
+                                     coefficients=COEFFICIENTS)
+    # Both ranks' blocks hold censored (principled) and dropped (paper) directions, so keeping them
+    # is part of what the comparisons check.
+    half = K // 2
+    assert principled.censored[:half].any() and principled.censored[half:].any() and not principled.censored.all()
+    assert reference.dropped[:half].any() and reference.dropped[half:].any() and not reference.dropped.all()
     return principled, reference
 
 
@@ -173,12 +180,13 @@ def test_distributed_killed_rank_is_named_and_its_pieces_are_reused(tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         resumed = estimate_log_volume_distributed(cost, anchor, threshold=tau, n_directions=K, batch_size=BATCH,
-                                                  shard_store=store, cost_key=COST_KEY)
+                                                  max_radius=MAX_RADIUS, shard_store=store, cost_key=COST_KEY)
     principled, _ = _single_process()
     # Rank 0 stored [0, 4) and [4, 8) before its exchange, rank 1 stored [8, 12) before it died.
     assert resumed.config["distributed"]["ranks"][0]["cached"] == 3 and opened == [4]
     assert torch.equal(resumed.log_radii, principled.log_radii)
     assert torch.equal(resumed.evals_per_ray, principled.evals_per_ray)
+    assert torch.equal(resumed.censored, principled.censored)
     assert resumed.log_volume == principled.log_volume and resumed.n_cost_evals == principled.n_cost_evals
 
 
