@@ -46,6 +46,10 @@ The exchange uses a gloo process group made for it (point-to-point, CPU objects)
 under any default backend (NCCL on GPUs: :func:`init_distributed` picks the backend from the
 device) and its timeout is this module's, not the default group's.
 
+Size: one concept, a measurement shared out over processes, in its parts: the split, the pieces of
+the two estimators, pieces as JSON (for the store and the exchange), the exchange and its failures,
+and the two public entry points with their long argument lists.
+
 Example (no process group: the single-process fallback, equal to ``estimate_log_volume``):
     >>> import torch
     >>> from volbench import estimate_log_volume

@@ -20,6 +20,9 @@ the radii are identical because each direction's decision depends only on its ow
 both round every parameter vector like the paper's ``anchor + c_j * delta_k`` (a product, then a
 sum; a fused multiply-add such as ``torch.addcmul`` rounds once and differs in the last bit).
 
+Size: one procedure, the paper's grid, in its steps (setup, a piece of directions, assembly) for its
+two paths (the flat batched loop and the ray walk), plus the sequential loop it is checked against.
+
 Example:
     >>> import torch
     >>> from volbench import reference_log_volume
