@@ -423,21 +423,25 @@ class _Walked:
     n_questions: int = 0
 
 
-def _walk(cost, run: _Run, asked: list, thresholds, settings: SearchSettings) -> _Walked:
-    """Search every batch of rays for every question's first exit."""
+def _walk(cost, run: _Run, asked: list, thresholds, settings: SearchSettings, start: int = 0,
+          stop: int | None = None) -> _Walked:
+    """Search every batch of rays for every question's first exit: directions ``start`` to
+    ``stop`` (default all K), by global index, in batches of ``run.batch_size`` from ``start``
+    (``volbench.estimator.distributed`` walks one rank's share this way)."""
+    stop = run.K if stop is None else stop
     out = _Walked(n_questions=len(asked))
     dtype, device, n = settings.dtype, run.device, run.n
     std_d = None if run.std is None else run.std.to(device)
     # Only the offset from the prior's centre enters each ray's Gaussian integral: once, in float64.
     offset = None if run.std is None else (
         run.anchor if run.mean is None else run.anchor.double() - run.mean.to(run.anchor.device))
-    batches = range(0, run.K, run.batch_size)
+    batches = range(start, stop, run.batch_size)
     if settings.progress:
         from tqdm.auto import tqdm
 
-        batches = tqdm(batches, desc=f"volume ({run.K} rays)", unit="batch")
+        batches = tqdm(batches, desc=f"volume ({stop - start} rays)", unit="batch")
     for start_k in batches:
-        idx = torch.arange(start_k, min(run.K, start_k + run.batch_size))
+        idx = torch.arange(start_k, min(stop, start_k + run.batch_size))
         v, log_norm_w = run.sampler.batch(idx, device=device, dtype=dtype)
         if settings.search == "bisect":
             lo, hi, ev = _bisect_batch(cost, run.anchor, v, thresholds[0], run.cfg, device, dtype)

@@ -20,6 +20,9 @@ the radii are identical because each direction's decision depends only on its ow
 both round every parameter vector like the paper's ``anchor + c_j * delta_k`` (a product, then a
 sum; a fused multiply-add such as ``torch.addcmul`` rounds once and differs in the last bit).
 
+Size: one procedure, the paper's grid, in its steps (setup, a piece of directions, assembly) for its
+two paths (the flat batched loop and the ray walk), plus the sequential loop it is checked against.
+
 Example:
     >>> import torch
     >>> from volbench import reference_log_volume
@@ -33,6 +36,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -138,105 +142,11 @@ def reference_log_volume(
         batch_size: directions per batch (default: the cost's ``max_batch`` or 256).
         lookahead: grid points evaluated per direction per step (>= 1).
     """
-    if getattr(cost, "accepts_rays", False):
-        out = _reference_rays(cost, anchor, thresholds=[threshold], sizes=None, exact_costs=None, strict=True,
-                              n_directions=n_directions, directions=directions, scale=scale,
-                              coefficients=coefficients, seed=seed, device=device, dtype=dtype,
-                              batch_size=batch_size, lookahead=lookahead)
-        return next(iter(out.values()))
-    start = time.perf_counter()
-    # What the scale was before _prepare fills it in (the record must say "given" only when it was).
-    scale_label = "given" if scale is not None else "cost.filter_scale" if hasattr(cost, "filter_scale") else "ones"
-    device, anchor, anchor_cost, n, K, scale, coef, raw = _prepare(
-        cost, anchor, threshold, n_directions, directions, scale, coefficients, seed, device, dtype)
-    if isinstance(lookahead, bool) or not isinstance(lookahead, int) or lookahead < 1:
-        raise ValueError(f"lookahead must be an int >= 1, got {lookahead!r}")
-    if batch_size is None:
-        batch_size = int(getattr(cost, "max_batch", None) or 256)
-    batch_size = check_positive_int(batch_size, "batch_size", " (rays searched together) or None")
-    evaluate = as_batched_cost(cost, threshold)
-    coef_d = coef.to(device=device, dtype=dtype)
-    scale_d = scale.to(device=device, dtype=dtype)
-    n_points = len(coef)
-    crossing = torch.full((K,), -1, dtype=torch.long)
-    raw_norm = torch.empty(K, dtype=torch.float64)
-    n_evals = 1
-    offs = torch.arange(lookahead)
-    for s in range(0, K, batch_size):
-        idx = torch.arange(s, min(K, s + batch_size))
-        g = raw(idx)
-        raw_norm[idx] = row_norms(g).cpu()
-        # The running directions' perturbations, compacted whenever some finish, so a step reads
-        # them directly instead of gathering delta[rows] every time.
-        delta = g.to(device=device, dtype=dtype) * scale_d
-        rows = torch.arange(len(idx))  # positions in this batch of the running directions
-        # Grid point 0 is the anchor itself (coefficient 0), already checked to be below threshold
-        # in check_anchor; every direction starts at point 1 when coef[0] == 0.
-        j = torch.full((len(idx),), 1 if float(coef[0]) == 0.0 else 0, dtype=torch.long)
-        while len(rows):
-            # Up to `lookahead` consecutive grid points per running direction, in one call.
-            pts = j.unsqueeze(1) + offs  # [b, L]
-            valid = pts < n_points
-            c = coef_d[pts.clamp(max=n_points - 1).to(device)]  # [b, L]
-            # [b, L, n] = c * delta + anchor in one fresh buffer, no [b, n] gather, no second
-            # temporary; the same roundings as the loop's anchor + c * delta (see the docstring).
-            params = torch.mul(c.unsqueeze(2), delta.unsqueeze(1)).add_(anchor).view(-1, n)
-            if not bool(valid.all()):  # past the grid's end (directions that never cross)
-                params = params[valid.reshape(-1).to(device)]
-            # In float64, on the value the cost returned (the paper: `loss.item() > tau`). A
-            # float32 tensor compared with a Python float would round tau to float32 first.
-            crossed = (evaluate(params).to(torch.float64) > threshold).cpu()
-            n_evals += int(valid.sum())
-            hit = torch.zeros_like(pts, dtype=torch.bool)
-            hit[valid] = crossed
-            any_hit = hit.any(dim=1)
-            first = hit.float().argmax(dim=1)
-            crossing[idx[rows[any_hit]]] = pts[any_hit, first[any_hit]]
-            j = pts[:, -1] + 1
-            keep = ~any_hit & (j < n_points)  # crossed: done; past the end uncrossed: dropped
-            if not bool(keep.all()):
-                rows, j = rows[keep], j[keep]
-                delta = delta[keep.to(device)]
-    dropped = crossing < 0
-    log_radii = torch.full((K,), math.nan, dtype=torch.float64)
-    kept = ~dropped
-    log_radii[kept] = torch.log(coef[crossing[kept]]) + torch.log(raw_norm[kept])
-    log_radii_lower = torch.full((K,), math.nan, dtype=torch.float64)
-    # The grid point before the crossing was evaluated inside (index 0 is the anchor: radius 0).
-    log_radii_lower[kept] = torch.log(coef[(crossing[kept] - 1).clamp(min=0)]) + torch.log(raw_norm[kept])
-    if kept.any():
-        log_volume = float(torch.logsumexp(n * log_radii[kept], dim=0) - math.log(int(kept.sum())))
-    else:
-        log_volume = math.nan
-    config = {
-        "estimator": "volbench.reference_log_volume",
-        "threshold": float(threshold),
-        "anchor_cost": anchor_cost,
-        "n_directions": K,
-        "directions": "explicit" if directions is not None else "gaussian",
-        "scale": scale_label,
-        "grid_points": n_points,
-        "seed": seed,
-        "device": str(device),
-        "dtype": str(dtype).replace("torch.", ""),
-        "batch_size": batch_size,
-        "lookahead": lookahead,
-        "torch": torch.__version__,
-        "numpy": np.__version__,  # directions are seeded through numpy's SeedSequence
-        "volbench": __version__,
-    }
-    return ReferenceEstimate(
-        log_volume=log_volume,
-        log_radii=log_radii,
-        crossing_index=crossing,
-        dropped=dropped,
-        log_radii_lower=log_radii_lower,
-        n_params=n,
-        n_directions=K,
-        n_cost_evals=n_evals,
-        seconds=time.perf_counter() - start,
-        config=config,
-    )
+    run = _grid_setup(cost, anchor, thresholds=[threshold], sizes=None, exact_costs=None, strict=True,
+                      n_directions=n_directions, directions=directions, scale=scale, coefficients=coefficients,
+                      seed=seed, device=device, dtype=dtype, batch_size=batch_size, lookahead=lookahead)
+    pieces = [_grid_piece(run, s, min(run.K, s + run.batch_size)) for s in run.batch_starts()]
+    return next(iter(_grid_assemble(run, pieces, time.perf_counter() - run.started).values()))
 
 
 def paper_loop_radii(
@@ -297,14 +207,90 @@ def reference_log_volume_many(
     """
     if not getattr(cost, "accepts_rays", False):
         raise ValueError("reference_log_volume_many needs a cost with the ray interface (volbench.costs.ModelCost)")
-    return _reference_rays(cost, anchor, thresholds=list(thresholds), sizes=sizes, exact_costs=exact_costs,
-                           strict=False, **kwargs)
+    run = _grid_setup(cost, anchor, thresholds=list(thresholds), sizes=sizes, exact_costs=exact_costs, strict=False,
+                      **kwargs)
+    pieces = [_grid_piece(run, s, min(run.K, s + run.batch_size)) for s in run.batch_starts()]
+    return _grid_assemble(run, pieces, time.perf_counter() - run.started)
 
 
-def _reference_rays(cost, anchor, *, thresholds, sizes, exact_costs, strict, n_directions=500, directions=None,
-                    scale=None, coefficients=None, seed=0, device=None, dtype=torch.float32, batch_size=None,
-                    lookahead=1):
-    start = time.perf_counter()
+@dataclass(frozen=True)
+class _GridRun:
+    """What every step of one grid measurement needs (:func:`_grid_setup`): the validated inputs,
+    the questions, and how points are evaluated. ``rays``: the cost's ray interface
+    (:func:`volbench.estimator.walk.grid_walk`, every question at once, ties re-made on the plain
+    path), else the flat batched loop (one threshold, the whole data set)."""
+
+    rays: bool
+    started: float
+    device: torch.device
+    dtype: torch.dtype
+    anchor: torch.Tensor
+    c0: torch.Tensor  # the anchor's costs per data size, float64 [S]
+    n: int
+    K: int
+    scale_d: torch.Tensor
+    coef: torch.Tensor
+    raw: Callable[[torch.Tensor], torch.Tensor]
+    batch_size: int
+    lookahead: int
+    keys: list
+    questions: list
+    evaluate: Callable[[torch.Tensor], torch.Tensor] | None  # flat path: the cost with early exit at tau
+    size_list: tuple | None  # ray path: the data sizes walked
+    plain_of: Callable[[int], Callable] | None  # ray path: the plain cost of data size index si
+    opener: Callable | None  # ray path: (origin, directions) -> the cost's rays over every size
+    config: dict[str, Any]  # what every answer records (the walk's counts are added by _grid_assemble)
+
+    @property
+    def asked(self) -> list:
+        return [q for q in self.questions if q is not None]
+
+    def batch_starts(self) -> range:
+        """Where the batches start (none when every question's anchor is outside)."""
+        return range(0, self.K, self.batch_size) if self.asked else range(0)
+
+
+def _grid_setup(cost, anchor, *, thresholds, sizes, exact_costs, strict, n_directions=500, directions=None,
+                scale=None, coefficients=None, seed=0, device=None, dtype=torch.float32, batch_size=None,
+                lookahead=1) -> _GridRun:
+    """Validate the inputs and cost the anchor: the flat path takes one threshold on the whole
+    data set (``strict``), the ray path any thresholds and data sizes."""
+    started = time.perf_counter()
+    rays = bool(getattr(cost, "accepts_rays", False))
+    # What the scale was before _prepare fills it in (the record must say "given" only when it was).
+    scale_label = "given" if scale is not None else "cost.filter_scale" if hasattr(cost, "filter_scale") else "ones"
+    if not rays:
+        threshold = thresholds[0]
+        device, anchor, anchor_cost, n, K, scale_t, coef, raw = _prepare(
+            cost, anchor, threshold, n_directions, directions, scale, coefficients, seed, device, dtype)
+        if isinstance(lookahead, bool) or not isinstance(lookahead, int) or lookahead < 1:
+            raise ValueError(f"lookahead must be an int >= 1, got {lookahead!r}")
+        if batch_size is None:
+            batch_size = int(getattr(cost, "max_batch", None) or 256)
+        batch_size = check_positive_int(batch_size, "batch_size", " (rays searched together) or None")
+        config = {
+            "estimator": "volbench.reference_log_volume",
+            "threshold": float(threshold),
+            "anchor_cost": anchor_cost,
+            "n_directions": K,
+            "directions": "explicit" if directions is not None else "gaussian",
+            "scale": scale_label,
+            "grid_points": len(coef),
+            "seed": seed,
+            "device": str(device),
+            "dtype": str(dtype).replace("torch.", ""),
+            "batch_size": batch_size,
+            "lookahead": lookahead,
+            "torch": torch.__version__,
+            "numpy": np.__version__,  # directions are seeded through numpy's SeedSequence
+            "volbench": __version__,
+        }
+        return _GridRun(rays=False, started=started, device=device, dtype=dtype, anchor=anchor,
+                        c0=torch.tensor([anchor_cost], dtype=torch.float64), n=n, K=K,
+                        scale_d=scale_t.to(device=device, dtype=dtype), coef=coef, raw=raw, batch_size=batch_size,
+                        lookahead=lookahead, keys=[(None, float(threshold))],
+                        questions=[Question(0, float(threshold))], evaluate=as_batched_cost(cost, threshold),
+                        size_list=None, plain_of=None, opener=None, config=config)
     if not thresholds:
         raise ValueError("at least one threshold is needed")
     thresholds = [check_threshold(t) for t in thresholds]
@@ -339,38 +325,12 @@ def _reference_rays(cost, anchor, *, thresholds, sizes, exact_costs, strict, n_d
         for tau in thresholds:
             keys.append((size, tau))
             questions.append(Question(si, tau) if float(c0[si]) < tau else None)
-    asked = [q for q in questions if q is not None]
-    A = len(asked)
-    scale_d = scale_t.to(device=device, dtype=dtype)
-    crossing = torch.full((K, max(A, 1)), -1, dtype=torch.long)
-    raw_norm = torch.empty(K, dtype=torch.float64)
-    n_evals, n_verified = 1, 0
-    evals_per_ray = torch.zeros(K, dtype=torch.long)
-    for s0 in range(0, K, batch_size) if A else ():
-        idx = torch.arange(s0, min(K, s0 + batch_size))
-        g = raw(idx)
-        raw_norm[idx] = row_norms(g).cpu()
-        delta = g.to(device=device, dtype=dtype) * scale_d
-        rays = cost.open_rays(anchor, delta, sizes=size_list)
-
-        def plain(rows, radii, si, delta=delta):
-            # anchor + c * delta, rounded as the loop rounds it (a product, then a sum).
-            params = torch.mul(radii.to(device=device, dtype=dtype).unsqueeze(1), delta[rows.to(device)]).add_(anchor)
-            return plain_of(si)(params).detach().to(torch.float64).cpu()
-
-        out = grid_walk(rays, asked, coef, dtype=dtype, lookahead=lookahead, plain=plain)
-        crossing[idx] = out.crossing
-        n_evals += out.n_evals + out.n_verified
-        n_verified += out.n_verified
-        evals_per_ray[idx] = out.evals_per_ray
-    seconds = time.perf_counter() - start
-    results: dict[tuple[int | None, float], ReferenceEstimate | None] = {}
-    base_config = {
+    config = {
         "estimator": "volbench.reference_log_volume",
         "n_directions": K,
         "directions": "explicit" if directions is not None else "gaussian",
         "direction_generator": None if directions is not None else DIRECTION_GENERATOR,
-        "scale": "given" if scale is not None else "cost.filter_scale" if hasattr(cost, "filter_scale") else "ones",
+        "scale": scale_label,
         "grid_points": len(coef),
         "seed": seed,
         "device": str(device),
@@ -379,16 +339,111 @@ def _reference_rays(cost, anchor, *, thresholds, sizes, exact_costs, strict, n_d
         "lookahead": lookahead,
         "engine": "rays (first-layer cache)" if getattr(cost, "path", None) == "matmul"
         and getattr(cost, "first_layer_cache", False) else "rays",
-        "n_verified": n_verified,
+        "n_verified": 0,
         "torch": torch.__version__,
         "numpy": np.__version__,  # direction seeds come from numpy's SeedSequence
         "volbench": __version__,
     }
+    return _GridRun(rays=True, started=started, device=device, dtype=dtype, anchor=anchor, c0=c0, n=n, K=K,
+                    scale_d=scale_t.to(device=device, dtype=dtype), coef=coef, raw=raw, batch_size=batch_size,
+                    lookahead=lookahead, keys=keys, questions=questions, evaluate=None, size_list=size_list,
+                    plain_of=plain_of, opener=lambda origin, d: cost.open_rays(origin, d, sizes=size_list),
+                    config=config)
+
+
+def _grid_piece(run: _GridRun, start: int, stop: int) -> dict[str, Any]:
+    """Walk the grid along directions ``start`` to ``stop`` (global indices, one batch): their
+    first crossings ``crossing`` [b, A] (-1: never), raw direction norms ``raw_norm`` [b],
+    ``evals_per_ray`` [b] (ray path; None on the flat path), ``n_evals`` (points evaluated, the
+    anchor not counted) and ``n_verified`` (ties re-made on the plain path). A direction's
+    crossings depend only on its own costs, so pieces of any size assemble into the same result."""
+    idx = torch.arange(start, stop)
+    device, dtype = run.device, run.dtype
+    g = run.raw(idx)
+    raw_norm = row_norms(g).cpu()
+    delta = g.to(device=device, dtype=dtype) * run.scale_d
+    if run.rays:
+        rays = run.opener(run.anchor, delta)
+        anchor, plain_of = run.anchor, run.plain_of
+
+        def plain(rows, radii, si, delta=delta):
+            # anchor + c * delta, rounded as the loop rounds it (a product, then a sum).
+            params = torch.mul(radii.to(device=device, dtype=dtype).unsqueeze(1), delta[rows.to(device)]).add_(anchor)
+            return plain_of(si)(params).detach().to(torch.float64).cpu()
+
+        out = grid_walk(rays, run.asked, run.coef, dtype=dtype, lookahead=run.lookahead, plain=plain)
+        return {"crossing": out.crossing, "raw_norm": raw_norm, "evals_per_ray": out.evals_per_ray,
+                "n_evals": out.n_evals, "n_verified": out.n_verified}
+    coef, n, anchor, lookahead = run.coef, run.n, run.anchor, run.lookahead
+    coef_d = coef.to(device=device, dtype=dtype)
+    n_points = len(coef)
+    crossing = torch.full((len(idx),), -1, dtype=torch.long)
+    n_evals = 0
+    offs = torch.arange(lookahead)
+    # The running directions' perturbations are compacted whenever some finish, so a step reads
+    # them directly instead of gathering delta[rows] every time.
+    rows = torch.arange(len(idx))  # positions in this batch of the running directions
+    # Grid point 0 is the anchor itself (coefficient 0), already checked to be below threshold
+    # in check_anchor; every direction starts at point 1 when coef[0] == 0.
+    j = torch.full((len(idx),), 1 if float(coef[0]) == 0.0 else 0, dtype=torch.long)
+    threshold = run.questions[0].threshold
+    while len(rows):
+        # Up to `lookahead` consecutive grid points per running direction, in one call.
+        pts = j.unsqueeze(1) + offs  # [b, L]
+        valid = pts < n_points
+        c = coef_d[pts.clamp(max=n_points - 1).to(device)]  # [b, L]
+        # [b, L, n] = c * delta + anchor in one fresh buffer, no [b, n] gather, no second
+        # temporary; the same roundings as the loop's anchor + c * delta (see the docstring).
+        params = torch.mul(c.unsqueeze(2), delta.unsqueeze(1)).add_(anchor).view(-1, n)
+        if not bool(valid.all()):  # past the grid's end (directions that never cross)
+            params = params[valid.reshape(-1).to(device)]
+        # In float64, on the value the cost returned (the paper: `loss.item() > tau`). A
+        # float32 tensor compared with a Python float would round tau to float32 first.
+        crossed = (run.evaluate(params).to(torch.float64) > threshold).cpu()
+        n_evals += int(valid.sum())
+        hit = torch.zeros_like(pts, dtype=torch.bool)
+        hit[valid] = crossed
+        any_hit = hit.any(dim=1)
+        first = hit.float().argmax(dim=1)
+        crossing[rows[any_hit]] = pts[any_hit, first[any_hit]]
+        j = pts[:, -1] + 1
+        keep = ~any_hit & (j < n_points)  # crossed: done; past the end uncrossed: dropped
+        if not bool(keep.all()):
+            rows, j = rows[keep], j[keep]
+            delta = delta[keep.to(device)]
+    return {"crossing": crossing.unsqueeze(1), "raw_norm": raw_norm, "evals_per_ray": None, "n_evals": n_evals,
+            "n_verified": 0}
+
+
+def _grid_assemble(run: _GridRun, pieces: Sequence[dict[str, Any]], seconds: float,
+                   ) -> dict[tuple[int | None, float], ReferenceEstimate | None]:
+    """One ``ReferenceEstimate`` per question (None where the anchor is outside) from the pieces
+    of :func:`_grid_piece`, in direction order, covering all K directions."""
+    K, n, coef = run.K, run.n, run.coef
+    A = len(run.asked)
+    if pieces:
+        crossing = torch.cat([p["crossing"] for p in pieces])
+        raw_norm = torch.cat([p["raw_norm"] for p in pieces])
+    else:
+        crossing = torch.full((K, max(A, 1)), -1, dtype=torch.long)
+        raw_norm = torch.empty(K, dtype=torch.float64)
+    if crossing.shape[0] != K:
+        raise RuntimeError(f"the pieces hold {crossing.shape[0]} directions, not {K}")
+    n_verified = sum(int(p["n_verified"]) for p in pieces)
+    n_evals = 1 + sum(int(p["n_evals"]) + int(p["n_verified"]) for p in pieces)  # the anchor, then every point
+    evals_per_ray = None
+    if run.rays:
+        evals_per_ray = (torch.cat([p["evals_per_ray"] for p in pieces]) if pieces
+                         else torch.zeros(K, dtype=torch.long))
+    base_config = dict(run.config)
+    if run.rays:
+        base_config["n_verified"] = n_verified
     if A > 1:
         base_config["walk"] = {"questions": A, "cost_evals": n_evals, "seconds": seconds}
     shares = [n_evals // A + (1 if i < n_evals % A else 0) for i in range(A)] if A else []
+    results: dict[tuple[int | None, float], ReferenceEstimate | None] = {}
     a = 0
-    for key, q in zip(keys, questions):
+    for key, q in zip(run.keys, run.questions):
         if q is None:
             results[key] = None
             continue
@@ -398,14 +453,18 @@ def _reference_rays(cost, anchor, *, thresholds, sizes, exact_costs, strict, n_d
         log_radii = torch.full((K,), math.nan, dtype=torch.float64)
         log_radii[kept] = torch.log(coef[cross[kept]]) + torch.log(raw_norm[kept])
         log_lower = torch.full((K,), math.nan, dtype=torch.float64)
+        # The grid point before the crossing was evaluated inside (index 0 is the anchor: radius 0).
         log_lower[kept] = torch.log(coef[(cross[kept] - 1).clamp(min=0)]) + torch.log(raw_norm[kept])
         if kept.any():
             log_volume = float(torch.logsumexp(n * log_radii[kept], dim=0) - math.log(int(kept.sum())))
         else:
             log_volume = math.nan
-        config = {**base_config, "threshold": key[1], "anchor_cost": float(c0[q.size_index])}
-        if key[0] is not None:
-            config["landscape_size"] = key[0]
+        if run.rays:
+            config = {**base_config, "threshold": key[1], "anchor_cost": float(run.c0[q.size_index])}
+            if key[0] is not None:
+                config["landscape_size"] = key[0]
+        else:
+            config = base_config
         results[key] = ReferenceEstimate(
             log_volume=log_volume, log_radii=log_radii, crossing_index=cross.clone(), dropped=dropped,
             log_radii_lower=log_lower, n_params=n, n_directions=K,

@@ -7,6 +7,8 @@ A store folder (``VOLBENCH_STORE``, default ``~/.cache/volbench/minima``) holds
   of :func:`volbench.store.provenance.training_provenance`, and when it was created);
 * measurements: ``<root>/measurements/<key>.json`` (configuration with
   :func:`volbench.store.provenance.measurement_provenance` and the minimum's key);
+* shards: ``<root>/shards/<key>.json``, finished pieces of distributed measurements
+  (:mod:`volbench.store.shards`; configuration with the measurement provenance);
 * leftovers: entries moved aside as corrupt (``*.corrupt-*``) and temporary folders or files of
   writers that died (``.tmp-*``, ``.old-*``, ``.*.tmp``).
 
@@ -45,6 +47,8 @@ from typing import Any
 
 from filelock import FileLock, Timeout
 
+from volbench.store.shards import SHARDS_FOLDER
+
 __all__ = ["CacheEntry", "PruneReport", "entries", "prune", "summarise"]
 
 _KEY = r"[0-9a-f]{64}"
@@ -62,7 +66,7 @@ class CacheEntry:
     """One thing in the store.
 
     Attributes:
-        kind: ``"minimum"``, ``"measurement"``, ``"corrupt"`` or ``"temporary"``.
+        kind: ``"minimum"``, ``"measurement"``, ``"shard"``, ``"corrupt"`` or ``"temporary"``.
         key: the 64-hex key it belongs to.
         path: its file or folder.
         bytes: its size on disk (sum of its files).
@@ -136,6 +140,12 @@ def _measurement_label(config: dict[str, Any]) -> str:
             f"D={land.get('size', '?')} of {str(config.get('minimum_key', '?'))[:12]}")
 
 
+def _shard_label(config: dict[str, Any]) -> str:
+    start, stop = (config.get("directions") or ["?", "?"])[:2]
+    return (f"{config.get('mode', '?')} piece [{start}, {stop}) tau={config.get('threshold', '?')} "
+            f"of {config.get('cost', '?')}")
+
+
 def _created(info: dict[str, Any] | None, path: Path) -> datetime:
     text = (info or {}).get("created")
     if isinstance(text, str):
@@ -183,16 +193,20 @@ def entries(root: str | os.PathLike[str], *, training: dict[str, Any] | None = N
         elif (m := _TMP_DIR_RE.match(name)) and path.is_dir():
             out.append(CacheEntry("temporary", m.group(1), path, _size(path), _mtime(path), "unfinished write",
                                   False, "left by a writer that stopped (or one writing now)"))
-    folder = root / "measurements"
-    if folder.is_dir():
+    for folder, kind in ((root / "measurements", "measurement"), (root / SHARDS_FOLDER, "shard")):
+        if not folder.is_dir():
+            continue
         for path in sorted(folder.iterdir()):
             name = path.name
             if (m := _MEASUREMENT_RE.match(name)) and path.is_file():
                 record = _read_json(path)
                 config = (record or {}).get("config")
                 if not isinstance(config, dict):
-                    why = "unreadable measurement file"
-                    label = "measurement"
+                    why = f"unreadable {kind} file"
+                    label = kind
+                elif kind == "shard":  # a piece of a distributed measurement (volbench.store.shards)
+                    label = _shard_label(config)
+                    why = compare_provenance(config, measurement)
                 else:
                     label = _measurement_label(config)
                     why = compare_provenance(config, measurement)
@@ -201,9 +215,9 @@ def entries(root: str | os.PathLike[str], *, training: dict[str, Any] | None = N
                         why = f"its minimum {base[:12]} is not in the store"
                     elif not why and not minima_status[base]:
                         why = f"its minimum {base[:12]} is stale"
-                out.append(CacheEntry("measurement", m.group(1), path, _size(path), _mtime(path), label, not why, why))
+                out.append(CacheEntry(kind, m.group(1), path, _size(path), _mtime(path), label, not why, why))
             elif (m := _CORRUPT_FILE_RE.match(name)) and path.is_file():
-                out.append(CacheEntry("corrupt", m.group(1), path, _size(path), _mtime(path), "measurement moved aside",
+                out.append(CacheEntry("corrupt", m.group(1), path, _size(path), _mtime(path), f"{kind} moved aside",
                                       False, "moved aside as corrupt"))
             elif (m := _TMP_FILE_RE.match(name)) and path.is_file():
                 out.append(CacheEntry("temporary", m.group(1), path, _size(path), _mtime(path), "unfinished write",
@@ -214,7 +228,7 @@ def entries(root: str | os.PathLike[str], *, training: dict[str, Any] | None = N
 def summarise(found: list[CacheEntry]) -> list[dict[str, Any]]:
     """Per kind: number of entries and bytes, current and stale (``volbench cache du``)."""
     rows = []
-    for kind in ("minimum", "measurement", "corrupt", "temporary"):
+    for kind in ("minimum", "measurement", "shard", "corrupt", "temporary"):
         mine = [e for e in found if e.kind == kind]
         cur = [e for e in mine if e.current]
         rows.append({"kind": kind, "entries": len(mine), "bytes": sum(e.bytes for e in mine),

@@ -66,6 +66,7 @@ TRAINING_SOURCES: tuple[str, ...] = (
 MEASUREMENT_SOURCES: tuple[str, ...] = (
     "volbench.estimator.core",
     "volbench.estimator.directions",
+    "volbench.estimator.distributed",
     "volbench.estimator.measures",
     "volbench.estimator.prior_rays",
     "volbench.estimator.reference",
