@@ -16,6 +16,7 @@ from typing import Any
 
 from volbench.claims.stats import Terms
 from volbench.lab import Measurement, MinimumSpec, measure_many, train_minimum
+from volbench.lab import models as vmodels
 from volbench.lab.train import TrainConfig
 
 #: The principled estimator's configuration in every F and E case (and F12 judges exactly this).
@@ -48,6 +49,10 @@ class FanLab:
                            train=recipe(c, **train_overrides), n_poison=n_poison, imbalance=imbalance,
                            dataset_options=tuple(c.get("dataset_options", ())))
         return train_minimum(spec, self.store, device=self.device)
+
+    def n_params(self) -> int:
+        """The case's model's parameter count n (the scale of its smallest effects of interest)."""
+        return sum(p.numel() for p in vmodels.build(self.case["model"], seed=0).parameters())
 
     def measure(self, m, landscapes: Sequence[int], estimator: str, *, taus: Sequence[float] | None = None,
                 K: int | None = None, directions: str = "filter", replicate: int = 0,

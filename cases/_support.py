@@ -263,7 +263,7 @@ def finish(record_case, case: Case, estimator: str, *, started: Clock | float, d
     verdict is their conjunction (``verdict`` may then be omitted). The record carries this
     process's machine class and the moves against the verdict baseline that another machine class
     reports without failing (:func:`verdicts_hold` fails on the others)."""
-    from volbench.claims.core import claim_verdict
+    from volbench.claims.core import claim_verdict, deciding_statement
 
     statements = tuple(statements)
     if statements:
@@ -271,9 +271,10 @@ def finish(record_case, case: Case, estimator: str, *, started: Clock | float, d
         if verdict is not None and verdict != combined:
             raise ValueError(f"{case.id}: verdict {verdict!r} is not the conjunction {combined!r} of its statements")
         verdict = combined
-        if statistic is None:  # the headline number: the first judged statement's
-            judged = [st for st in statements if st.statistic is not None and st.verdict != "not-judged"]
-            statistic = judged[0].statistic if judged else None
+        if statistic is None:  # the headline number: the statement that decided the verdict
+            decider = deciding_statement(list(statements))
+            statistic = None if decider is None else replace(
+                decider.statistic, name=f"({decider.id}) {decider.statistic.name}")
         if not rule:
             rule = "the conjunction of the statements' verdicts (fail dominates, then inconclusive)"
         if verdict in ("inconclusive", "skip") and not reason:

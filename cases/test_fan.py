@@ -225,7 +225,8 @@ def test_poisoned_minima_are_smaller(case, store, device, record_case, strict):
                 rows.append({**measurement_row(meas), "n_poison": p, "seed": s})
                 per_level[p].append(meas.log_volume)
         statements = rules.f1_poison_smaller(clean, poisoned, poison=case["poison"], base_size=base, seeds=seeds,
-                                             n_directions=case["K"])
+                                             n_params=lab.minimum(base, seeds[0]).params.numel(),
+                                             setting=case.setting, n_directions=case["K"])
         xs = [float(p) for p in case["poison"] for _ in seeds]
         ys = [v for p in case["poison"] for v in per_level[p]]
         return dict(
@@ -259,7 +260,7 @@ def test_small_landscape_prefers_own_minimum(case, store, device, record_case, s
         measured, rows = lab.ordering(est, landscapes=[D])
         n_params = lab.minimum(D, case["seeds"][0]).params.numel()
         statements = rules.f2_own_largest_small(measured, sizes=case["sizes"], seeds=case["seeds"], n_params=n_params,
-                                                n_directions=case["K"])
+                                                setting=case.setting, n_directions=case["K"])
         s0 = case["seeds"][0]
         series = [{"kind": "radius_hist", "minimum": f"trained on {Dp} (seed {s0})",
                    "log_radii": [x / n_params for x in measured[(s0, D, Dp)].log_terms if math.isfinite(x)],
@@ -276,6 +277,7 @@ def test_found_minimum_largest_in_own_landscape(case, store, device, record_case
     def judge(est):
         measured, rows = lab.ordering(est, landscapes=case["sizes"][:-1])
         statements = rules.f3_own_largest_every_size(measured, sizes=case["sizes"], seeds=case["seeds"],
+                                                     n_params=lab.n_params(), setting=case.setting,
                                                      n_directions=case["K"])
         return dict(statements=statements, seeds=seeds_of(case), numbers={"measurements": rows})
 
@@ -314,18 +316,18 @@ def test_trend_robust_to_variants(case, store, device, record_case, strict):
         kw = {"no-filter-norm": dict(directions="plain"), "tau-0.05": dict(tau=0.05), "tau-0.01": dict(tau=0.01),
               "K-small": dict(K=case.get("K_small"), replicate=1), "sgd": dict(optimizer="sgd", lr=0.1),
               "deep": dict(model="mnist_mlp_deep")}
-        variants = {}
+        variants, n_params = {}, {}
         for name in case["variants"]:
             opts = dict(kw[name])
             model = opts.pop("model", None)
-            if model is not None:
-                deep_case = replace(case, params={**case.params, "model": model})
-                variants[name] = FanLab(deep_case, store, device).ordering(est, landscapes=lands)[0]
-            else:
-                variants[name] = lab.ordering(est, landscapes=lands, **opts)[0]
+            variant_lab = lab if model is None else FanLab(replace(case, params={**case.params, "model": model}),
+                                                           store, device)
+            variants[name] = variant_lab.ordering(est, landscapes=lands, **opts)[0]
+            n_params[name] = variant_lab.n_params()
         not_run = {name: _not_run_reason(lab, name) for name in case.get("not_run", ())}
         statements = rules.f11_robust(variants, landscapes=lands, sizes=case["sizes"], seeds=case["seeds"],
-                                      not_run=not_run, paper=F11_PAPER, n_directions=case["K"])
+                                      not_run=not_run, paper=F11_PAPER, n_params=n_params, setting=case.setting,
+                                      n_directions=case["K"])
         return dict(statements=statements, seeds=seeds_of(case))
 
     assert judge_each(ESTIMATORS, case, judge, record_case=record_case, strict=strict, device=device)
@@ -388,7 +390,8 @@ def test_power_law(case, store, device, record_case, strict):
         statements = rules.f5_power_law(own, sizes=sizes, seeds=seeds, n_params=n_params, setting=case.setting,
                                         variants=variants, not_run=not_run, variant_n_params=variant_n,
                                         accuracy=accuracy if "cnn" in variants else None,
-                                        n_test=_n_test(case) if "cnn" in variants else None)
+                                        n_test=_n_test(case) if "cnn" in variants else None,
+                                        one_volume_without_filter=est == "principled")
         curve = mean_curve({k: t.log_volume for k, t in own.items()}, sizes, seeds)
         fit = statements[0].numbers["alpha"]
         slope = fit["mean"] * n_params
@@ -428,7 +431,8 @@ def test_minima_shrink_when_data_added(case, store, device, record_case, strict)
                     series.append({"kind": "volume_vs_landscape", "minimum": f"trained on {Dm}",
                                    "x": list(map(float, sizes)), "y": [measured[(s, Dm, L)].log_volume for L in sizes],
                                    "own_x": float(Dm)})
-        statements = rules.f6_minima_shrink(measured, sizes=sizes, seeds=seeds, n_directions=case["K"])
+        statements = rules.f6_minima_shrink(measured, sizes=sizes, seeds=seeds, n_params=lab.n_params(),
+                                            setting=case.setting, n_directions=case["K"])
         return dict(statements=statements, seeds=seeds_of(case), numbers={"measurements": rows}, series=series)
 
     assert judge_each(ESTIMATORS, case, judge, record_case=record_case, strict=strict, device=device)
@@ -453,7 +457,8 @@ def test_class_imbalance_can_grow_volume(case, store, device, record_case, stric
             series.append({"kind": "volume_vs_landscape", "minimum": f"imbalanced (seed {s})",
                            "x": [float(base + k) for k in steps], "y": [by_extras[(s, k)].log_volume for k in steps],
                            "own_x": float(base + n_extra)})
-        statements = rules.f7_imbalance_grows(by_extras, steps=steps, seeds=case["seeds"], n_directions=case["K"])
+        statements = rules.f7_imbalance_grows(by_extras, steps=steps, seeds=case["seeds"], base_size=base,
+                                              n_params=lab.n_params(), setting=case.setting, n_directions=case["K"])
         return dict(statements=statements, seeds=seeds_of(case), numbers={"measurements": rows}, series=series)
 
     assert judge_each(ESTIMATORS, case, judge, record_case=record_case, strict=strict, device=device)
@@ -485,7 +490,8 @@ def test_sam_finds_larger_minima(case, store, device, record_case, strict):
             rows += [{**measurement_row(va), "optimizer": "adamw", "test_accuracy": acc_a[s], "seed": s},
                      {**measurement_row(vs), "optimizer": "sam", "test_accuracy": acc_s[s], "seed": s}]
         statements = rules.f8_sam_larger(sam, adamw, sam_accuracy=acc_s, adamw_accuracy=acc_a, seeds=case["seeds"],
-                                         n_test=_n_test(case), n_directions=case["K"])
+                                         n_params=lab.n_params(), setting=case.setting, n_test=_n_test(case),
+                                         n_directions=case["K"])
         return dict(statements=statements, seeds=seeds_of(case), numbers={"measurements": rows})
 
     assert judge_each(ESTIMATORS, case, judge, record_case=record_case, strict=strict, device=device)
@@ -505,7 +511,8 @@ def test_small_batches_find_larger_minima(case, store, device, record_case, stri
                 vols[(s, b)], accs[(s, b)] = Terms.from_measurement(meas), _test_acc(m)
                 rows.append({**measurement_row(meas), "batch_size": b, "test_accuracy": accs[(s, b)], "seed": s})
         statements = rules.f9_batch_size(vols, accs, batches=case["batches"], seeds=case["seeds"],
-                                         n_test=_n_test(case), n_directions=case["K"])
+                                         n_params=lab.n_params(), setting=case.setting, n_test=_n_test(case),
+                                         n_directions=case["K"])
         return dict(statements=statements, seeds=seeds_of(case),
             numbers={"measurements": rows},
             series=[{"kind": "xy", "x": [float(b) for (s, b) in vols], "y": [t.log_volume for t in vols.values()],
@@ -540,7 +547,8 @@ def test_grokking_volume_shrinks(case, store, device, record_case, strict):
                              "train_accuracy": train_acc[(s, e)], "test_accuracy": acc[(s, e)]})
         statements = rules.f10_grokking(vols, checkpoints=ckpts, seeds=case["seeds"], train_loss=loss,
                                         train_accuracy=train_acc, test_accuracy=acc, threshold=case["tau"],
-                                        chance=1.0 / case["modulus"], n_test=_n_test(case), n_directions=case["K"])
+                                        chance=1.0 / case["modulus"], n_params=lab.n_params(), setting=case.setting,
+                                        n_test=_n_test(case), n_directions=case["K"])
         s0 = case["seeds"][0]
         return dict(statements=statements, seeds=seeds_of(case),
             numbers={"measurements": rows},

@@ -1,5 +1,7 @@
 """Every rule of the main paper's claims (F1-F13) and of E1-E3, fed constructed measurements in
-three versions: the claim false (fail), true (pass) and ambiguous (inconclusive)."""
+three versions: the claim false (fail), true (pass) and ambiguous (inconclusive); and every
+ordering and trend rule in a fourth: the claim absent (true effect 0, many seeds) fails, because
+its interval falls short of the rule's smallest effect of interest."""
 from __future__ import annotations
 
 import math
@@ -12,6 +14,10 @@ from volbench.claims import fan
 from volbench.claims.stats import aggregate, seed_value
 
 SEEDS = (0, 1, 2, 3)
+N_SMALL = 10  # a model's n in the constructed inputs: smallest effects of interest of a fraction of a nat
+#: The fourth version: many seeds, a true effect of 0, seed-to-seed noise of 0.1 nats.
+MANY = tuple(range(40))
+QUIET = {s: 0.1 * ((s % 5) - 2) for s in MANY}
 JITTER = {0: 0.0, 1: 1.0, 2: -1.0, 3: 0.5}  # seed-to-seed variation in nats, shared by a seed's minima
 NOISY = {0: 0.0, 1: 40.0, 2: -40.0, 3: 25.0}
 
@@ -26,7 +32,7 @@ def f1_inputs(gap_per_level, jitter=JITTER):
     poison = (0, 8, 24)
     clean = {s: terms(100.0 + jitter[s], s) for s in SEEDS}
     poisoned = {(s, p): terms(100.0 + jitter[s] - gap_per_level(p, s), s) for s in SEEDS for p in poison[1:]}
-    return dict(clean=clean, poisoned=poisoned, poison=poison, base_size=240, seeds=SEEDS)
+    return dict(clean=clean, poisoned=poisoned, poison=poison, base_size=240, seeds=SEEDS, n_params=N_SMALL)
 
 
 def test_f1_true_false_ambiguous():
@@ -64,19 +70,19 @@ def test_f2_true_false_ambiguous():
 
 def test_f3_true_false_ambiguous():
     assert verdicts(fan.f3_own_largest_every_size(ordering(SIZES, lambda D, Dp, s: 10.0), sizes=SIZES,
-                                                  seeds=SEEDS)) == {"a": "pass"}
+                                                  seeds=SEEDS, n_params=N_SMALL)) == {"a": "pass"}
     # True in the 60 landscape, false in the 240 one: the claim is for every D.
     mixed = ordering(SIZES, lambda D, Dp, s: 10.0 if D == 60 else -10.0)
-    assert verdicts(fan.f3_own_largest_every_size(mixed, sizes=SIZES, seeds=SEEDS)) == {"a": "fail"}
+    assert verdicts(fan.f3_own_largest_every_size(mixed, sizes=SIZES, seeds=SEEDS, n_params=N_SMALL)) == {"a": "fail"}
     assert verdicts(fan.f3_own_largest_every_size(ordering(SIZES, lambda D, Dp, s: NOISY[s]), sizes=SIZES,
-                                                  seeds=SEEDS)) == {"a": "inconclusive"}
+                                                  seeds=SEEDS, n_params=N_SMALL)) == {"a": "inconclusive"}
 
 
 def test_f3_difference_within_the_grid_resolution_is_not_a_pass():
     fine = ordering(SIZES, lambda D, Dp, s: 10.0, resolution=0.0)
     coarse = ordering(SIZES, lambda D, Dp, s: 10.0, resolution=30.0)
-    assert verdicts(fan.f3_own_largest_every_size(fine, sizes=SIZES, seeds=SEEDS)) == {"a": "pass"}
-    assert verdicts(fan.f3_own_largest_every_size(coarse, sizes=SIZES, seeds=SEEDS)) == {"a": "inconclusive"}
+    assert verdicts(fan.f3_own_largest_every_size(fine, sizes=SIZES, seeds=SEEDS, n_params=N_SMALL)) == {"a": "pass"}
+    assert verdicts(fan.f3_own_largest_every_size(coarse, sizes=SIZES, seeds=SEEDS, n_params=N_SMALL)) == {"a": "inconclusive"}
 
 
 # ----------------------------------------------------------------------------- F4
@@ -178,14 +184,14 @@ def f6_measured(step, order_gap, leave=True, jitter=JITTER):
 
 def test_f6_true_false_ambiguous():
     true = fan.f6_minima_shrink(f6_measured(lambda Dm, L, s: 20.0, lambda Dm, L, s: -10.0 * SIZES.index(Dm)),
-                                sizes=SIZES, seeds=SEEDS)
+                                sizes=SIZES, seeds=SEEDS, n_params=N_SMALL)
     assert verdicts(true) == {"a": "pass", "b": "pass"}
     false = fan.f6_minima_shrink(f6_measured(lambda Dm, L, s: -20.0,
                                              lambda Dm, L, s: (10.0 if L == 60 else -10.0) * SIZES.index(Dm)),
-                                 sizes=SIZES, seeds=SEEDS)
+                                 sizes=SIZES, seeds=SEEDS, n_params=N_SMALL)
     assert verdicts(false) == {"a": "fail", "b": "fail"}
     amb = fan.f6_minima_shrink(f6_measured(lambda Dm, L, s: NOISY[s] / 4, lambda Dm, L, s: NOISY[s] * (Dm == 960)),
-                               sizes=SIZES, seeds=SEEDS)
+                               sizes=SIZES, seeds=SEEDS, n_params=N_SMALL)
     assert verdicts(amb)["a"] == "inconclusive"
 
 
@@ -193,7 +199,7 @@ def test_f6_leaving_the_basin_is_not_evidence_of_shrinking():
     """Only the larger landscapes than a minimum's own training set would show 'shrinking' by
     leaving the basin; with flat finite volumes the statement is not a pass."""
     flat = fan.f6_minima_shrink(f6_measured(lambda Dm, L, s: NOISY[s] / 8, lambda Dm, L, s: 0.0), sizes=SIZES,
-                                seeds=SEEDS)
+                                seeds=SEEDS, n_params=N_SMALL)
     assert verdicts(flat)["a"] != "pass"
     assert "left the basin" in str(flat[0].numbers["beyond_own_training_set"])
 
@@ -208,10 +214,10 @@ def test_f7_true_false_ambiguous():
         noise = noise or {}
         return {(s, k): terms(100.0 + JITTER[s] + slope * k + noise.get((s, k), 0.0), s) for s in SEEDS for k in STEPS}
 
-    assert verdicts(fan.f7_imbalance_grows(measured(0.5), steps=STEPS, seeds=SEEDS)) == {"a": "pass"}
-    assert verdicts(fan.f7_imbalance_grows(measured(-0.5), steps=STEPS, seeds=SEEDS)) == {"a": "fail"}
+    assert verdicts(fan.f7_imbalance_grows(measured(0.5), steps=STEPS, seeds=SEEDS, base_size=240, n_params=N_SMALL)) == {"a": "pass"}
+    assert verdicts(fan.f7_imbalance_grows(measured(-0.5), steps=STEPS, seeds=SEEDS, base_size=240, n_params=N_SMALL)) == {"a": "fail"}
     wob = {(s, 120): NOISY[s] for s in SEEDS}
-    assert verdicts(fan.f7_imbalance_grows(measured(0.01, wob), steps=STEPS, seeds=SEEDS)) == {"a": "inconclusive"}
+    assert verdicts(fan.f7_imbalance_grows(measured(0.01, wob), steps=STEPS, seeds=SEEDS, base_size=240, n_params=N_SMALL)) == {"a": "inconclusive"}
 
 
 def test_f8_true_false_ambiguous():
@@ -219,7 +225,8 @@ def test_f8_true_false_ambiguous():
         sam = {s: terms(100.0 + JITTER[s] + vol_gap(s), s) for s in SEEDS}
         adamw = {s: terms(100.0 + JITTER[s], s) for s in SEEDS}
         return verdicts(fan.f8_sam_larger(sam, adamw, sam_accuracy={s: 0.9 + acc_gap(s) for s in SEEDS},
-                                          adamw_accuracy={s: 0.9 for s in SEEDS}, seeds=SEEDS, n_test=2000))
+                                          adamw_accuracy={s: 0.9 for s in SEEDS}, seeds=SEEDS, n_test=2000,
+                                          n_params=N_SMALL))
 
     assert run(lambda s: 10.0, lambda s: 0.02) == {"a": "pass", "b": "pass"}
     assert run(lambda s: -10.0, lambda s: -0.02) == {"a": "fail", "b": "fail"}
@@ -234,7 +241,8 @@ def test_f9_true_false_ambiguous():
                 for s in SEEDS for b in batches}
         accs = {(s, b): 0.9 + aslope * math.log(b) + (0.03 * noise * (1 if s % 2 else -1) if b == 480 else 0)
                 for s in SEEDS for b in batches}
-        return verdicts(fan.f9_batch_size(vols, accs, batches=batches, seeds=SEEDS, n_test=2000))
+        return verdicts(fan.f9_batch_size(vols, accs, batches=batches, seeds=SEEDS, n_test=2000,
+                                          n_params=N_SMALL))
 
     assert run(-5.0, -0.01) == {"a": "pass", "b": "pass"}
     assert run(5.0, 0.01) == {"a": "fail", "b": "fail"}
@@ -250,7 +258,8 @@ def test_f10_true_false_ambiguous():
             vols, checkpoints=ck, seeds=SEEDS, threshold=0.01,
             train_loss={(s, c): loss_curve(c) for s in SEEDS for c in ck},
             train_accuracy={(s, c): 1.0 if c >= fit_at else 0.9 for s in SEEDS for c in ck},
-            test_accuracy={(s, c): acc_curve(c, s) for s in SEEDS for c in ck}, chance=0.01, n_test=900))
+            test_accuracy={(s, c): acc_curve(c, s) for s in SEEDS for c in ck}, chance=0.01, n_test=900,
+            n_params=N_SMALL))
 
     late = lambda c, s: 0.02 if c < 2000 else 0.95  # noqa: E731
     at_memorisation = lambda c, s: 0.9  # noqa: E731
@@ -271,7 +280,7 @@ def test_f11_each_variant_judged_and_absent_ones_not_judged():
     bad = ordering(SIZES, lambda D, Dp, s: -10.0)
     unsure = ordering(SIZES, lambda D, Dp, s: NOISY[s])
     st = fan.f11_robust({"tau-0.05": good, "no-filter-norm": bad, "K-small": unsure}, landscapes=SIZES[:-1],
-                        sizes=SIZES, seeds=SEEDS, not_run={"sgd": "costs 40 min"})
+                        sizes=SIZES, seeds=SEEDS, not_run={"sgd": "costs 40 min"}, n_params=N_SMALL)
     assert verdicts(st) == {"tau-0.05": "pass", "no-filter-norm": "fail", "K-small": "inconclusive",
                             "sgd": "not-judged"}
     assert next(s for s in st if s.id == "sgd").reason == "costs 40 min"
@@ -362,5 +371,130 @@ def test_e3_gaps_within_the_rounding_bound_pass_and_real_disagreements_fail():
 @pytest.mark.parametrize("fn", [fan.f3_own_largest_every_size])
 def test_rules_are_pure_functions_of_their_inputs(fn):
     measured = ordering(SIZES, lambda D, Dp, s: 10.0)
-    assert [s.to_dict() for s in fn(measured, sizes=SIZES, seeds=SEEDS)] == \
-           [s.to_dict() for s in fn(measured, sizes=SIZES, seeds=SEEDS)]
+    assert [s.to_dict() for s in fn(measured, sizes=SIZES, seeds=SEEDS, n_params=N_SMALL)] == \
+           [s.to_dict() for s in fn(measured, sizes=SIZES, seeds=SEEDS, n_params=N_SMALL)]
+
+
+# ----------------------------------------------------------------------------- the claim absent
+
+N_ABSENT = 1000  # n of the absent-effect inputs: smallest effects of interest of tens of nats
+ZERO_MEAN = {s: 0.1 if s % 2 else -0.1 for s in MANY}  # per-seed noise of an effect that is exactly 0 on average
+
+
+def _absent_f1():
+    poison = (0, 8, 24)
+    clean = {s: terms(100.0 + QUIET[s], s) for s in MANY}
+    poisoned = {(s, p): terms(100.0 + QUIET[s] + ZERO_MEAN[s] * (p / 24), s) for s in MANY for p in poison[1:]}
+    return fan.f1_poison_smaller(clean, poisoned, poison=poison, base_size=240, seeds=MANY, n_params=N_ABSENT)
+
+
+def _absent_ordering(rule, **kw):
+    measured = {(s, D, Dp): terms(100.0 + QUIET[s] + (0.0 if Dp == D else ZERO_MEAN[s]), s)
+                for s in MANY for D in SIZES[:-1] for Dp in SIZES if Dp >= D}
+    return rule(measured, sizes=SIZES, seeds=MANY, n_params=N_ABSENT, **kw)
+
+
+def _absent_f5():
+    own = {(s, D): terms(5000.0 + QUIET[s] + ZERO_MEAN[s] * (D == 960), s) for s in MANY for D in SIZES}
+    variants = {"tau-0.01": own, "no-filter-norm": own}
+    return fan.f5_power_law(own, sizes=SIZES, seeds=MANY, n_params=N_ABSENT, setting="mnist-mlp", variants=variants)
+
+
+def _absent_f6():
+    out = {(s, Dm, L): terms(100.0 + QUIET[s] + ZERO_MEAN[s] * SIZES.index(L), s, outside=L > Dm)
+           for s in MANY for Dm in SIZES for L in SIZES}
+    return fan.f6_minima_shrink(out, sizes=SIZES, seeds=MANY, n_params=N_ABSENT)
+
+
+def _absent_f7():
+    by = {(s, k): terms(100.0 + QUIET[s] + ZERO_MEAN[s] * (k == 120), s) for s in MANY for k in STEPS}
+    return fan.f7_imbalance_grows(by, steps=STEPS, seeds=MANY, base_size=240, n_params=N_ABSENT)
+
+
+def _absent_f8():
+    sam = {s: terms(100.0 + QUIET[s] + ZERO_MEAN[s], s) for s in MANY}
+    adamw = {s: terms(100.0 + QUIET[s], s) for s in MANY}
+    return fan.f8_sam_larger(sam, adamw, sam_accuracy={s: 0.9 + 1e-5 * ZERO_MEAN[s] for s in MANY},
+                             adamw_accuracy={s: 0.9 for s in MANY}, seeds=MANY, n_params=N_ABSENT)
+
+
+def _absent_f9():
+    batches = (40, 160, 480)
+    vols = {(s, b): terms(100.0 + QUIET[s] + ZERO_MEAN[s] * (b == 480), s) for s in MANY for b in batches}
+    accs = {(s, b): 0.9 + 1e-6 * ZERO_MEAN[s] * (b == 480) for s in MANY for b in batches}
+    return fan.f9_batch_size(vols, accs, batches=batches, seeds=MANY, n_params=N_ABSENT)
+
+
+def _absent_f10():
+    ck = (200, 500, 1000, 2000, 5000)
+    vols = {(s, c): terms(100.0 + QUIET[s] + ZERO_MEAN[s] * (c == 5000), s) for s in MANY for c in ck}
+    return fan.f10_grokking(vols, checkpoints=ck, seeds=MANY, threshold=0.01,
+                            train_loss={(s, c): 1e-4 for s in MANY for c in ck},
+                            train_accuracy={(s, c): 1.0 for s in MANY for c in ck},
+                            test_accuracy={(s, c): 0.02 + 1e-6 * ZERO_MEAN[s] * (c == 5000) for s in MANY for c in ck},
+                            chance=0.01, n_params=N_ABSENT)
+
+
+def _absent_f11():
+    measured = {(s, D, Dp): terms(100.0 + QUIET[s] + (0.0 if Dp == D else ZERO_MEAN[s]), s)
+                for s in MANY for D in SIZES[:-1] for Dp in SIZES if Dp >= D}
+    return fan.f11_robust({"sgd": measured}, landscapes=SIZES[:-1], sizes=SIZES, seeds=MANY, not_run={},
+                          n_params={"sgd": N_ABSENT})
+
+
+ABSENT = {
+    "F1": (_absent_f1, ("a", "b")),
+    "F2": (lambda: _absent_ordering(fan.f2_own_largest_small), ("a", "b.max", "b.mean", "b.min")),
+    "F3": (lambda: _absent_ordering(fan.f3_own_largest_every_size), ("a",)),
+    "F5": (_absent_f5, ("a", "b.tau-steeper", "b.no-filter-shallower")),
+    "F6": (_absent_f6, ("a",)),
+    "F7": (_absent_f7, ("a",)),
+    "F8": (_absent_f8, ("a", "b")),
+    "F9": (_absent_f9, ("a", "b")),
+    "F10": (_absent_f10, ("a", "c")),
+    "F11": (_absent_f11, ("sgd",)),
+}
+
+
+@pytest.mark.parametrize("claim", sorted(ABSENT))
+def test_the_claim_absent_fails(claim):
+    """The fourth version: a true effect of 0 measured on 40 seeds. "On the claimed side of 0"
+    alone would leave it inconclusive for ever (its interval keeps 0 inside); the smallest effect
+    of interest lets it fail, and the interval holding 0 shows it was that clause that failed it."""
+    build, ids = ABSENT[claim]
+    statements = {st.id: st for st in build()}
+    for sid in ids:
+        st = statements[sid]
+        assert st.verdict == "fail", f"{claim} ({sid}) with the effect absent: {st.verdict} ({st.reason})"
+        assert st.statistic.low <= 0.0 <= st.statistic.high, (
+            f"{claim} ({sid}): the interval [{st.statistic.low}, {st.statistic.high}] must hold 0 (effect absent)")
+        if sid != "c":  # F10 (c) folds its rise into a three-part rule
+            assert "smallest effect" in st.rule, st.rule
+            assert "smallest_effect" in st.margins, st.margins
+
+
+def test_an_effect_smaller_than_the_smallest_of_interest_fails_and_a_larger_one_passes():
+    """Between 0 and the smallest effect of interest: present but not the paper's effect (fail);
+    beyond it: pass. F3 at n = 1000 has a smallest effect of 0.1 x 1000 x 0.1835 x ln(D'/D)
+    (25.4 nats for 60 -> 240)."""
+    def f3(gap):
+        measured = {(s, D, Dp): terms(100.0 + QUIET[s] + (0.0 if Dp == D else -gap - ZERO_MEAN[s]), s)
+                    for s in MANY for D in SIZES[:-1] for Dp in SIZES if Dp >= D}
+        return fan.f3_own_largest_every_size(measured, sizes=SIZES, seeds=MANY, n_params=N_ABSENT)[0]
+
+    small, large = f3(5.0), f3(60.0)
+    assert small.verdict == "fail" and small.statistic.low > 0, "a real but tiny effect is not the paper's effect"
+    assert large.verdict == "pass"
+    assert small.margins["smallest_effect"] == pytest.approx(0.1 * N_ABSENT * 0.1835 * math.log(240 / 60))
+
+
+def test_principled_no_filter_statement_is_the_equivalence_theory_predicts():
+    """With importance-weighted filter directions the principled search estimates one Lebesgue
+    volume with or without filter normalisation: its statement is an equivalence (pass when the
+    alphas agree), not the paper's ordering."""
+    own = own_curve(-0.1)
+    kw = dict(sizes=SIZES, seeds=SEEDS, n_params=N, setting="mnist-mlp", one_volume_without_filter=True)
+    same = verdicts(fan.f5_power_law(own, variants={"no-filter-norm": own_curve(-0.1)}, **kw))
+    assert same["b.no-filter-equal"] == "pass" and "b.no-filter-shallower" not in same
+    apart = verdicts(fan.f5_power_law(own, variants={"no-filter-norm": own_curve(-0.05)}, **kw))
+    assert apart["b.no-filter-equal"] == "fail"

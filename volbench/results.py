@@ -59,8 +59,9 @@ __all__ = [
 #: Version of the ``results.json`` layout. Raise it when a field changes meaning or is removed;
 #: readers refuse files with a newer version instead of misreading them. Version 2 added a
 #: result's ``statements`` (sub-verdicts), ``quick`` and ``timing``; version 3 its ``machine`` and
-#: ``baseline_moves``; older files still read.
-SCHEMA_VERSION = 3
+#: ``baseline_moves``; version 4 a statement's ``margins`` (the lines its rule compares the
+#: interval with: boundary, smallest effect of interest, equivalence bounds); older files still read.
+SCHEMA_VERSION = 4
 
 #: Verdicts a case may reach. "inconclusive": the statistic's interval straddles the rule's
 #: boundary or the case could not be decided at this scale; "skip": not run (reason says why);
@@ -336,6 +337,11 @@ class Statement:
         needs: the optional extra (``pip install -e '.[NAME]'``) whose absence left the statement
             "not-judged", e.g. ``"crosscheck"`` for devinterp; empty otherwise. Such a statement is
             not compared with the verdict baseline, which records it as judged with the extra.
+        margins: the lines the rule compares the statistic's interval with, in its unit, for the
+            report's forest plot: ``claimed`` ("above", "below" or "inside"), ``boundary`` and
+            ``smallest_effect`` (the smallest effect of interest as a signed position) for a
+            one-sided rule, ``low`` and ``high`` for an equivalence test; empty where the rule is
+            not an interval against lines.
 
     Example:
         >>> st = Statement("a", "alpha < 0", "pass", Statistic("alpha", -0.18, low=-0.2, high=-0.1,
@@ -353,6 +359,7 @@ class Statement:
     paper: str = ""
     numbers: Mapping[str, Any] = field(default_factory=dict)
     needs: str = ""
+    margins: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         value = _text(self.id, "Statement.id", nonempty=True)
@@ -378,6 +385,16 @@ class Statement:
         if not isinstance(self.numbers, Mapping):
             raise TypeError("Statement.numbers must be a dict with str keys")
         object.__setattr__(self, "numbers", _freeze(self.numbers, f"Statement[{self.id!r}].numbers"))
+        if not isinstance(self.margins, Mapping):
+            raise TypeError("Statement.margins must be a dict (claimed side, boundary, smallest_effect, low, high)")
+        bad = set(self.margins) - {"claimed", "boundary", "smallest_effect", "low", "high"}
+        if bad:
+            raise SchemaError(f"Statement[{self.id!r}].margins has unknown key(s) {sorted(bad)}; use claimed, "
+                              "boundary, smallest_effect (one-sided rules) or low, high (equivalence tests)")
+        if self.margins and self.margins.get("claimed") not in ("above", "below", "inside"):
+            raise SchemaError(f"Statement[{self.id!r}].margins['claimed'] is {self.margins.get('claimed')!r}; "
+                              "use 'above', 'below' or 'inside'")
+        object.__setattr__(self, "margins", _freeze(self.margins, f"Statement[{self.id!r}].margins"))
 
     def __reduce__(self):
         return (Statement.from_dict, (self.to_dict(),))

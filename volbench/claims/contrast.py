@@ -44,12 +44,17 @@ import numpy as np
 
 from volbench.claims.stats import (
     DEFAULT_LEVEL,
+    NO_EFFECT,
     Aggregate,
     PairingError,
     SeedEstimate,
+    SmallestEffect,
     Terms,
     aggregate,
+    judge_sides,
     lme_rows,
+    margins_of,
+    side_rule,
     slope_weights,
     what_would_decide,
 )
@@ -253,63 +258,45 @@ def contrast_over_seeds(terms_by_seed: Mapping[int, Sequence[Terms]], weights: S
     return SeedComparison(aggregate([per[s].seed_estimate() for s in seeds], label=label, unit=unit), label, unit, k)
 
 
-def _reflect(lo: float, hi: float, below: bool) -> tuple[float, float]:
-    return (-hi, -lo) if below else (lo, hi)
-
-
 def judge_all(id: str, text: str, comparisons: Mapping[str, Comparable], *, what: str, boundary: float = 0.0,
               below: bool = False, level: float = DEFAULT_LEVEL, paper: str = "",
-              extra: Mapping[str, Any] | None = None, unit: str | None = None) -> Statement:
-    """"Every comparison lies above ``boundary``" (below, with ``below=True``) as a Statement.
-
-    Pass: every interval at ``level`` lies on the claimed side (intersection-union test, valid at
-    ``level`` without correction). Fail: some interval at the Bonferroni level 1 - (1 - level)/m
-    lies on the other side. Otherwise inconclusive, with what would decide the least favourable
-    comparison. The statistic is that comparison with its interval."""
+              extra: Mapping[str, Any] | None = None, unit: str | None = None,
+              effect: SmallestEffect = NO_EFFECT) -> Statement:
+    """"Every comparison lies above ``boundary``" (below, with ``below=True``) as a Statement,
+    decided by :func:`~volbench.claims.stats.judge_sides` (the one decision every one-sided rule
+    uses): pass if every interval at ``level`` lies on the claimed side (intersection-union, valid
+    at ``level`` without correction); fail if some interval at the Bonferroni level
+    1 - (1 - level)/m lies short of the smallest effect of interest ``effect`` (with none: on the
+    other side); otherwise inconclusive, with what would decide the least favourable comparison.
+    The statistic is the comparison that decided it, with its interval."""
     if not comparisons:
         raise ValueError("no comparisons to decide from")
     m = len(comparisons)
     strict = 1 - (1 - level) / m
-    b = -boundary if below else boundary
-    verdicts, worst_key, worst = {}, None, None
-    for key, c in comparisons.items():
-        lo, hi = _reflect(*c.interval(level), below)
-        slo, shi = _reflect(*c.interval(strict), below)
-        if math.isnan(lo) or math.isnan(hi):
-            verdicts[key] = "inconclusive"
-        elif lo > b:
-            verdicts[key] = "pass"
-        elif not math.isnan(shi) and shi < b:
-            verdicts[key] = "fail"
-        else:
-            verdicts[key] = "inconclusive"
-        score = lo if not math.isnan(lo) else -math.inf
-        if worst is None or score < worst:
-            worst, worst_key = score, key
-    failed = [k for k, v in verdicts.items() if v == "fail"]
-    undecided = [k for k, v in verdicts.items() if v == "inconclusive"]
-    if failed:
-        verdict, key = "fail", failed[0]
-        reason = ""
-    elif not undecided:
-        verdict, key, reason = "pass", worst_key, ""
-    else:
-        verdict = "inconclusive"
-        key = worst_key if verdicts[worst_key] == "inconclusive" else undecided[0]
+    verdict, key, verdicts = judge_sides({k: (c.interval(level), c.interval(strict)) for k, c in comparisons.items()},
+                                         boundary=boundary, below=below, effect=effect)
+    reason = ""
+    if verdict == "inconclusive":
+        undecided = [k for k, v in verdicts.items() if v == "inconclusive"]
+        e = effect.of(key)
         reason = f"{len(undecided)} of {m} comparison(s) undecided; " + comparisons[key].undecided(boundary, level)
+        if e > 0:
+            reason += ("; towards a fail (the smallest effect of interest "
+                       f"{boundary - e if below else boundary + e:.4g}): "
+                       + comparisons[key].undecided(boundary - e if below else boundary + e, level))
+    elif verdict == "fail" and effect.of(key) > 0:
+        reason = f"short of the smallest effect of interest {effect.describe()}: the effect is absent at this scale"
     c = comparisons[key]
     lo, hi = c.interval(level)
     finite = math.isfinite(lo) and math.isfinite(hi) and lo <= hi
     stat = Statistic(f"{what} [{key}]" if m > 1 else what, c.point if math.isfinite(c.point) else math.nan,
                      low=lo if finite else None, high=hi if finite else None, level=level if finite else None,
                      unit=unit if unit is not None else c.unit)
-    side = "below" if below else "above"
-    rule = (f"pass if, for every one of the {m} comparison(s), the {level:.0%} interval lies {side} {boundary:g}; "
-            f"fail if one lies on the other side at the Bonferroni level {strict:.4g}; otherwise inconclusive")
+    rule = side_rule(m=m, level=level, below=below, boundary=boundary, effect=effect)
     numbers = {"comparisons": {k: v.as_dict(level) for k, v in comparisons.items()}, "verdicts": verdicts,
                **dict(extra or {})}
     return Statement(id=id, text=text, verdict=verdict, statistic=stat, rule=rule, reason=reason, paper=paper,
-                     numbers=numbers)
+                     numbers=numbers, margins=margins_of(boundary=boundary, below=below, effect=effect.of(key)))
 
 
 def equivalence_statement(id: str, text: str, comparison: Comparable, *, low: float, high: float, what: str,
@@ -340,4 +327,5 @@ def equivalence_statement(id: str, text: str, comparison: Comparable, *, low: fl
     rule = (f"equivalence: pass if the {level:.0%} interval lies inside ({low:.4g}, {high:.4g}){scale_text}; "
             "fail if it lies entirely outside; otherwise inconclusive")
     return Statement(id=id, text=text, verdict=verdict, statistic=stat, rule=rule, reason=reason, paper=paper,
-                     numbers={"comparison": comparison.as_dict(level), "bounds": [low, high], **dict(extra or {})})
+                     numbers={"comparison": comparison.as_dict(level), "bounds": [low, high], **dict(extra or {})},
+                     margins={"claimed": "inside", "low": float(low), "high": float(high)})

@@ -13,7 +13,7 @@ Example (F3 on three seeds whose own minimum wins by 4, 5 and 6 nats in every di
     >>> def t(v, s):
     ...     x = np.full(8, float(v)); return Terms(x, x, x, pairing=("principled", "filter", s, 8))
     >>> m = {(s, 60, Dp): t(10.0 + s if Dp == 60 else 6.0, s) for s in (0, 1, 2) for Dp in (60, 240)}
-    >>> st = f3_own_largest_every_size(m, sizes=(60, 240), seeds=(0, 1, 2))[0]
+    >>> st = f3_own_largest_every_size(m, sizes=(60, 240), seeds=(0, 1, 2), n_params=10)[0]
     >>> st.verdict, round(st.statistic.value, 3), round(st.statistic.low, 3)
     ('pass', 5.0, 2.516)
 
@@ -33,12 +33,16 @@ from volbench.claims.stats import (
     DEFAULT_LEVEL,
     Aggregate,
     SeedEstimate,
+    SmallestEffect,
     Terms,
     aggregate,
     every_comparison,
+    margins_of,
     paired_difference,
     seed_slope,
     seed_value,
+    side_rule,
+    slope_weights,
     what_would_decide,
 )
 from volbench.results import Statement, Statistic
@@ -47,7 +51,8 @@ __all__ = [
     "PAPER_ALPHA", "f1_poison_smaller", "f2_own_largest_small", "f3_own_largest_every_size", "f4_not_universal",
     "f5_power_law", "f6_minima_shrink", "f7_imbalance_grows", "f8_sam_larger", "f9_batch_size", "f10_grokking",
     "f11_robust", "f12_toy_closed_form", "f13_filter_invariance", "ordering_aggregates", "radius_difference",
-    "gap_ratio_aggregate",
+    "gap_ratio_aggregate", "SMALLEST_EFFECT_FRACTION", "WEAKEST_ALPHA", "SMALLEST_ACCURACY_DIFFERENCE", "alpha_of",
+    "data_effect", "ordering_effect", "trend_effect", "accuracy_effect", "decade_effect", "F11_SETTINGS",
 ]
 
 #: Table 1 and 2 of the paper: alpha = slope of log V on ln D, divided by n.
@@ -57,7 +62,69 @@ PAPER_ALPHA: Mapping[str, float] = {
     "mnist-mlp-tau-0.01": -0.2647, "mnist-mlp-K50": -0.1892, "mnist-mlp-no-filter-norm": -0.0863,
 }
 
+#: The smallest effect of interest of every ordering and trend rule, as a fraction of the effect
+#: the paper's own numbers give at the scale run (``volbench.claims.stats``, step 6;
+#: docs/STATISTICS.md, "Smallest effects of interest"). Fixed with the rules, before any run of the
+#: design they judge, and the same for every rule. Why a tenth: the paper's scaling constants span
+#: 0.0853 to 0.3747 over every model, optimiser and threshold it tried (Table 2), a factor 4.4,
+#: so an effect a tenth of this setting's (for the MNIST MLP: 0.018, 4.6x below the weakest alpha
+#: the paper reports for anything) is weaker than any the paper calls its effect; and a tenth leaves
+#: room for the smoke scale's smaller sizes, where the power law is not known to hold.
+SMALLEST_EFFECT_FRACTION = 0.1
+#: Where Table 1/2 give no alpha for the setting (swiss roll, mod-97, the transformer), the weakest
+#: one they report for any setting (the MNIST CNN, -0.0853): the least data trend the paper shows.
+WEAKEST_ALPHA = min(abs(a) for a in PAPER_ALPHA.values())
+#: Table 1: the smallest test-accuracy difference the paper reports between training methods at
+#: equal data (SAM 97.8% vs AdamW 97.7% on all of MNIST): the scale of the accuracy statements.
+SMALLEST_ACCURACY_DIFFERENCE = 0.001
+
 Key = tuple  # (seed, landscape, trained_on) for orderings
+
+
+def alpha_of(setting: str) -> tuple[float, str]:
+    """|alpha| of ``setting`` (Table 1/2) and where it comes from; :data:`WEAKEST_ALPHA` where the
+    paper gives none.
+
+    >>> alpha_of("mnist-mlp")[0], alpha_of("swiss-mlp")[0]
+    (0.1835, 0.0853)
+    """
+    if setting in PAPER_ALPHA:
+        return abs(PAPER_ALPHA[setting]), f"alpha {PAPER_ALPHA[setting]} (Table 1/2, {setting})"
+    return WEAKEST_ALPHA, f"Table 1/2 give no alpha for {setting}: the weakest they report, {WEAKEST_ALPHA} (MNIST CNN)"
+
+
+def data_effect(n_params: int, setting: str, ratios: Mapping[str, float]) -> SmallestEffect:
+    """The smallest effect of interest of log V comparisons between data sizes D < D' (one per
+    comparison, ``ratios[label] = D'/D``): :data:`SMALLEST_EFFECT_FRACTION` of the change
+    n |alpha| ln(D'/D) that the paper's power law (Eq. 3-4, Table 1) gives between those sizes at
+    this model's n.
+
+    >>> e = data_effect(235_146, "mnist-mlp", {"60 vs 600": 10.0})
+    >>> round(e.of("60 vs 600"))
+    9935
+    """
+    a, source = alpha_of(setting)
+    return SmallestEffect({k: SMALLEST_EFFECT_FRACTION * n_params * a * math.log(r) for k, r in ratios.items()},
+                          f"{SMALLEST_EFFECT_FRACTION:g} x n |alpha| ln(D'/D) with n = {n_params:,}, {source}")
+
+
+def ordering_effect(*, landscapes: Sequence[int], sizes: Sequence[int], n_params: int,
+                    setting: str) -> SmallestEffect:
+    """:func:`data_effect` for the comparisons of :func:`ordering_aggregates` (keyed alike)."""
+    return data_effect(n_params, setting, {f"D={D}: own - trained on {Dp}": Dp / D
+                                           for D in landscapes for Dp in sizes if Dp > D})
+
+
+def trend_effect(x: Sequence[float], effect_at: Sequence[float], reason: str) -> SmallestEffect:
+    """The smallest effect of interest of a trend (a least-squares slope on ``x``): the slope of
+    the smallest effect's own curve ``effect_at`` (its value at each x) fitted the same way, so a
+    slope and its threshold are the same functional of their curves.
+
+    >>> round(trend_effect([0.0, 1.0, 2.0], [0.0, 5.0, 10.0], "").of("slope"), 6)
+    5.0
+    """
+    w = slope_weights(x)
+    return SmallestEffect(abs(float(w @ np.asarray(effect_at, dtype=np.float64))), reason)
 
 
 def _paired(a: Terms, b: Terms, seed: int) -> SeedEstimate:
@@ -79,45 +146,59 @@ def ordering_aggregates(measured: Mapping[Key, Terms], *, landscapes: Sequence[i
 # ----------------------------------------------------------------------------- F1
 
 def f1_poison_smaller(clean: Mapping[int, Terms], poisoned: Mapping[tuple[int, int], Terms], *,
-                      poison: Sequence[int], base_size: int, seeds: Sequence[int],
-                      n_directions: int | None = None, level: float = DEFAULT_LEVEL) -> list[Statement]:
+                      poison: Sequence[int], base_size: int, seeds: Sequence[int], n_params: int,
+                      setting: str = "mnist-mlp", n_directions: int | None = None,
+                      level: float = DEFAULT_LEVEL) -> list[Statement]:
     """F1 (Sec. 5.1, Fig. 6-7). ``clean[seed]`` and ``poisoned[(seed, n_poison)]`` are measured in
     the clean base landscape of ``base_size`` examples.
 
     (a) the clean minimum is larger than every poisoned one; (b) log V falls as the poison
     fraction grows: the per-seed least-squares slope of log V on the poison fraction (clean = 0)
-    is below 0."""
+    is below 0. Smallest effect of interest: Sec. 5.3 says poisoned data shrink a minimum more
+    than the same amount of correct data, which by the power law shrinks it by n |alpha|
+    ln((A + P) / A); a tenth of that (:func:`data_effect`), and for (b) the slope of that curve."""
     levels = [p for p in poison if p > 0]
     comps = {f"clean - {p} poisoned": aggregate([_paired(clean[s], poisoned[(s, p)], s) for s in seeds])
              for p in levels}
+    effect = data_effect(n_params, setting, {f"clean - {p} poisoned": (base_size + p) / base_size for p in levels})
     a = every_comparison("a", "in the clean base landscape the clean minimum is larger than every poisoned one",
                          comps, what="log V(clean) - log V(poisoned)", level=level, n_directions=n_directions,
+                         effect=SmallestEffect(effect.value, effect.reason + "; Sec. 5.3: poison shrinks a minimum "
+                                               "more than the same amount of correct data"),
                          paper="Fig. 6 (swiss roll), Fig. 7 (MNIST base 6,000 + mislabeled extras): poisoned minima "
                                "are smaller; ~3% poison already visible")
     xs = [0.0] + [p / base_size for p in levels]
     slopes = aggregate([seed_slope(xs, [clean[s]] + [poisoned[(s, p)] for p in levels], seed=s) for s in seeds],
                        label="d log V / d poison fraction")
+    alpha, source = alpha_of(setting)
+    slope_effect = trend_effect(xs, [SMALLEST_EFFECT_FRACTION * n_params * alpha * math.log1p(x) for x in xs],
+                                f"the slope of {SMALLEST_EFFECT_FRACTION:g} x n |alpha| ln(1 + poison fraction), "
+                                f"n = {n_params:,}, {source}")
     b = _trend_statement("b", "log V decreases as the poison fraction grows", slopes, below=True,
                          what="slope of log V on the poison fraction", unit="nats per unit fraction",
-                         level=level, n_directions=n_directions, paper="Fig. 6-7: volume falls with more poison")
+                         level=level, n_directions=n_directions, effect=slope_effect,
+                         paper="Fig. 6-7: volume falls with more poison")
     return [a, b]
 
 
 def _trend_statement(id: str, text: str, agg: Aggregate, *, below: bool, what: str, unit: str,
-                     level: float, n_directions: int | None, paper: str = "") -> Statement:
+                     level: float, n_directions: int | None, effect: SmallestEffect, paper: str = "") -> Statement:
     lo, hi = agg.interval(level)
     finite = math.isfinite(lo) and math.isfinite(hi)
     stat = Statistic(what, agg.point if math.isfinite(agg.point) else math.nan, low=lo if finite else None,
                      high=hi if finite else None, level=level if finite else None, unit=unit)
-    side = "below" if below else "above"
-    rule = (f"pass if the {level:.0%} t-interval over seeds of the per-seed slope (paired over directions, "
-            f"widened by the estimator's resolution) lies {side} 0; fail if it lies on the other side")
-    undecided = what_would_decide(agg, n_directions=n_directions, level=level) if finite else (
+    e = effect.of(id)
+    rule = side_rule(m=1, level=level, below=below, boundary=0.0, effect=effect,
+                     interval="t-interval over seeds of the per-seed slope (paired over directions, widened by the "
+                              "estimator's resolution)")
+    undecided = what_would_decide(agg, n_directions=n_directions, level=level,
+                                  effect_line=-e if below else e) if finite else (
         "; ".join(dict.fromkeys(s.note for s in agg.seeds if s.note)) or
         f"{agg.n_seeds} informative seed(s): no interval over seeds")
     return interval_statement(id, text, stat, rule=rule, below=0.0 if below else None,
-                              above=None if below else 0.0, paper=paper, undecided=undecided,
-                              numbers={"slope": agg.as_dict(level)})
+                              above=None if below else 0.0, paper=paper, undecided=undecided, effect=e,
+                              numbers={"slope": agg.as_dict(level), "smallest_effect": e,
+                                       "smallest_effect_reason": effect.reason})
 
 
 # ----------------------------------------------------------------------------- F2, F3
@@ -145,17 +226,25 @@ def radius_difference(a: Terms, b: Terms, n_params: int, stat: str, seed: int) -
 
 
 def f2_own_largest_small(measured: Mapping[Key, Terms], *, sizes: Sequence[int], seeds: Sequence[int],
-                         n_params: int, n_directions: int | None = None,
+                         n_params: int, setting: str = "mnist-mlp", n_directions: int | None = None,
                          level: float = DEFAULT_LEVEL) -> list[Statement]:
     """F2 (Sec. 5.2, Fig. 8-9), in the smallest landscape D = sizes[0].
 
     (a) the minimum trained on D has the largest volume; (b.max, b.mean, b.min) the max, mean and
-    min perturbation radius of each larger-data minimum lie below the small-data minimum's."""
+    min perturbation radius of each larger-data minimum lie below the small-data minimum's.
+    Smallest effects of interest: a tenth of the power law's n |alpha| ln(D'/D) for (a)
+    (:func:`ordering_effect`), a tenth of its |alpha| ln(D'/D) on log r for (b) (Eq. 4: r_max is
+    proportional to D^alpha)."""
     D = sizes[0]
     out = [every_comparison("a", f"in the D={D} landscape the minimum trained on it has the largest volume",
                             ordering_aggregates(measured, landscapes=[D], sizes=sizes, seeds=seeds),
                             what="log V(own) - log V(larger-data)", level=level, n_directions=n_directions,
+                            effect=ordering_effect(landscapes=[D], sizes=sizes, n_params=n_params, setting=setting),
                             paper="Fig. 8: in the 60-example MNIST landscape the 60-example minimum is the largest")]
+    alpha, source = alpha_of(setting)
+    radius_effect = SmallestEffect({f"own - trained on {Dp}": SMALLEST_EFFECT_FRACTION * alpha * math.log(Dp / D)
+                                    for Dp in sizes[1:]},
+                                   f"{SMALLEST_EFFECT_FRACTION:g} x |alpha| ln(D'/D) on log r (Eq. 4), {source}")
     for stat in ("max", "mean", "min"):
         comps = {f"own - trained on {Dp}": aggregate([radius_difference(measured[(s, D, D)], measured[(s, D, Dp)],
                                                                         n_params, stat, s) for s in seeds],
@@ -164,18 +253,22 @@ def f2_own_largest_small(measured: Mapping[Key, Terms], *, sizes: Sequence[int],
         out.append(every_comparison(f"b.{stat}", f"the {stat} perturbation radius of every larger-data minimum lies "
                                     "below the small-data minimum's", comps,
                                     what=f"{stat} log r(own) - {stat} log r(larger-data)", level=level,
-                                    n_directions=n_directions,
+                                    n_directions=n_directions, effect=radius_effect,
                                     paper="Fig. 9: the radius distributions of larger-data minima lie below"))
     return out
 
 
 def f3_own_largest_every_size(measured: Mapping[Key, Terms], *, sizes: Sequence[int], seeds: Sequence[int],
-                              n_directions: int | None = None, level: float = DEFAULT_LEVEL) -> list[Statement]:
+                              n_params: int, setting: str = "mnist-mlp", n_directions: int | None = None,
+                              level: float = DEFAULT_LEVEL) -> list[Statement]:
     """F3 (Sec. 5.3, Fig. 10 left, Fig. 30): for every landscape D but the largest, the minimum
-    trained on D beats every minimum trained on D' > D (``measured[(seed, D, D')]``)."""
+    trained on D beats every minimum trained on D' > D (``measured[(seed, D, D')]``); smallest
+    effect of interest a tenth of the power law's n |alpha| ln(D'/D) (:func:`ordering_effect`)."""
     comps = ordering_aggregates(measured, landscapes=sizes[:-1], sizes=sizes, seeds=seeds)
     return [every_comparison("a", "for every landscape size D, the minimum trained on D beats minima trained on D' > D",
                              comps, what="log V(own) - log V(larger-data)", level=level, n_directions=n_directions,
+                             effect=ordering_effect(landscapes=sizes[:-1], sizes=sizes, n_params=n_params,
+                                                    setting=setting),
                              paper="Fig. 10 (left), Fig. 30: true for MNIST, CIFAR10, Fashion-MNIST, SVHN")]
 
 
@@ -316,7 +409,7 @@ def f5_power_law(own: Mapping[tuple[int, int], Terms], *, sizes: Sequence[int], 
                  variant_n_params: Mapping[str, int] | None = None,
                  accuracy: Mapping[str, Mapping[int, float]] | None = None, n_test: int | None = None,
                  not_run: Mapping[str, str] | None = None, equal_margin: float = 0.25, r2_min: float = 0.9,
-                 level: float = DEFAULT_LEVEL) -> list[Statement]:
+                 one_volume_without_filter: bool = False, level: float = DEFAULT_LEVEL) -> list[Statement]:
     """F5 (Sec. 5.3, Table 1-2).
 
     (a) alpha < 0 with its interval (per-seed slope of log V on ln D over n, t over seeds, the
@@ -328,7 +421,16 @@ def f5_power_law(own: Mapping[tuple[int, int], Terms], *, sizes: Sequence[int], 
     (|alpha(K small) - alpha(K)| < equal_margin * |alpha(K)|, an equivalence test),
     no-filter-shallower (alpha(plain) > alpha(filter)), accuracy-shallower (where the CNN has
     better low-data test accuracy, its alpha is shallower: ``accuracy[name][seed]`` at the
-    smallest D)."""
+    smallest D).
+
+    With ``one_volume_without_filter`` (the principled search: its filter-normalised directions
+    carry importance weights, so with or without filter normalisation it estimates one Lebesgue
+    volume) the no-filter statement is the equivalence theory predicts, "b.no-filter-equal":
+    |alpha(plain) - alpha| < ``equal_margin`` |alpha|, a consistency check the paper's procedure
+    cannot offer; the paper's ordering is about its procedure's filter-normalised volume.
+
+    Smallest effects of interest: for (a) a tenth of the paper's |alpha| for the setting; for each
+    ordering a tenth of the difference Table 2 reports between the two alphas."""
     variants, not_run = dict(variants or {}), dict(not_run or {})
     variant_n_params = dict(variant_n_params or {})
     base = _alpha_aggregate(own, sizes=sizes, seeds=seeds, n_params=n_params)
@@ -338,21 +440,29 @@ def f5_power_law(own: Mapping[tuple[int, int], Terms], *, sizes: Sequence[int], 
     finite = math.isfinite(lo) and math.isfinite(hi)
     stat = Statistic("alpha", base.point, low=lo if finite else None, high=hi if finite else None,
                      level=level if finite else None)
-    verdict = decide(lo, hi, below=0.0) if finite else "inconclusive"
+    alpha_scale, alpha_source = alpha_of(setting)
+    alpha_effect = SMALLEST_EFFECT_FRACTION * alpha_scale
+    verdict = decide(lo, hi, below=0.0, effect=alpha_effect) if finite else "inconclusive"
     reason = ""
     if verdict == "pass" and not (r2 >= r2_min):
         verdict, reason = "inconclusive", f"alpha < 0 but the mean curve's R^2 = {r2:.3f} < {r2_min} (not linear)"
+    elif verdict == "fail" and hi < 0:
+        reason = (f"alpha's interval lies between -{alpha_effect:.4g} (the smallest effect of interest) and 0: "
+                  "the paper's power law is absent at this scale")
     elif verdict == "inconclusive":
-        reason = what_would_decide(base, level=level) if finite else f"{base.n_seeds} informative seed(s)"
+        reason = what_would_decide(base, level=level, effect_line=-alpha_effect) if finite else \
+            f"{base.n_seeds} informative seed(s)"
     decades = math.log10(max(sizes) / min(sizes))
     a = Statement("a", "log V of the found minimum is linear in log D with alpha = slope / n < 0", verdict,
                   statistic=stat, rule=f"pass if the {level:.0%} t-interval over seeds of alpha (resolution in the "
                                        f"margin) is below 0 and the mean curve's R^2 >= {r2_min}; fail if the interval "
-                                       "is above 0",
+                                       f"lies above -{alpha_effect:.4g}, the smallest effect of interest "
+                                       f"({SMALLEST_EFFECT_FRACTION:g} x |alpha|, {alpha_source})",
                   reason=reason, paper=f"alpha = {paper_alpha} (Table 1/2), fitted over 3 decades of D"
                   if paper_alpha is not None else "Table 1/2",
                   numbers={"alpha": base.as_dict(level), "r_squared": r2, "decades_of_D": decades,
-                           "paper_alpha": paper_alpha})
+                           "paper_alpha": paper_alpha, "smallest_effect": alpha_effect},
+                  margins=margins_of(boundary=0.0, below=True, effect=alpha_effect))
     out = [a]
 
     def diff_agg(name: str) -> Aggregate:
@@ -365,15 +475,23 @@ def f5_power_law(own: Mapping[tuple[int, int], Terms], *, sizes: Sequence[int], 
 
     orderings = [
         ("cnn", "b.cnn-shallower", "the CNN's alpha is shallower than the MLP's", "above",
-         "MNIST CNN -0.0853 vs MLP -0.1835 (Table 2)"),
+         "MNIST CNN -0.0853 vs MLP -0.1835 (Table 2)", PAPER_ALPHA["mnist-cnn"] - PAPER_ALPHA["mnist-mlp"]),
         ("tau-0.01", "b.tau-steeper", "alpha at tau = 0.01 is steeper than at 0.1", "below",
-         "MNIST tau 0.01: -0.2647 vs -0.1835 (Table 2)"),
+         "MNIST tau 0.01: -0.2647 vs -0.1835 (Table 2)",
+         PAPER_ALPHA["mnist-mlp-tau-0.01"] - PAPER_ALPHA["mnist-mlp"]),
         ("K-small", "b.K-equal", "alpha with few directions about equals alpha with many", "equal",
-         "MNIST 50 directions: -0.1892 vs 500: -0.1835 (App. B.2)"),
+         "MNIST 50 directions: -0.1892 vs 500: -0.1835 (App. B.2)", None),
         ("no-filter-norm", "b.no-filter-shallower", "alpha without filter normalisation is shallower", "above",
-         "MNIST no filter norm: -0.0863 vs -0.1835 (App. A.2)"),
+         "MNIST no filter norm: -0.0863 vs -0.1835 (App. A.2)",
+         PAPER_ALPHA["mnist-mlp-no-filter-norm"] - PAPER_ALPHA["mnist-mlp"]),
     ]
-    for name, id_, text, side, paper in orderings:
+    if one_volume_without_filter:
+        orderings[3] = ("no-filter-norm", "b.no-filter-equal",
+                        "alpha without filter normalisation equals alpha with it (the principled search estimates "
+                        "one Lebesgue volume with either direction law; theory predicts no difference)", "equal",
+                        "the paper's procedure: no filter norm -0.0863 vs -0.1835 (App. A.2); for an importance-"
+                        "weighted estimator of one volume the difference is 0", None)
+    for name, id_, text, side, paper, paper_difference in orderings:
         if name not in variants:
             out.append(not_judged(id_, text, not_run.get(name, "not run at this tier"), paper=paper))
             continue
@@ -396,13 +514,20 @@ def f5_power_law(own: Mapping[tuple[int, int], Terms], *, sizes: Sequence[int], 
             out.append(Statement(id_, text, v, statistic=dstat, rule=(
                 f"equivalence: pass if the {level:.0%} interval of the paired alpha difference lies within "
                 f"+-{equal_margin:g} |alpha| = +-{bound:.3g}; fail if it lies entirely outside"), reason=why,
-                paper=paper, numbers={"difference": agg.as_dict(level)}))
+                paper=paper, numbers={"difference": agg.as_dict(level)},
+                margins={"claimed": "inside", "low": -bound, "high": bound} if fin else {}))
         else:
+            e = SMALLEST_EFFECT_FRACTION * abs(paper_difference)
+            line = e if side == "above" else -e
             out.append(interval_statement(
                 id_, text, dstat, above=0.0 if side == "above" else None, below=0.0 if side == "below" else None,
-                rule=f"pass if the {level:.0%} interval over seeds of the paired alpha difference lies {side} 0",
-                paper=paper, numbers={"difference": agg.as_dict(level)},
-                undecided=what_would_decide(agg, level=level) if fin else f"{agg.n_seeds} informative seed(s)"))
+                effect=e,
+                rule=(f"pass if the {level:.0%} interval over seeds of the paired alpha difference lies {side} 0; "
+                      f"fail if it lies short of {line:.4g}, the smallest effect of interest "
+                      f"({SMALLEST_EFFECT_FRACTION:g} x Table 2's difference {paper_difference:+.4f})"),
+                paper=paper, numbers={"difference": agg.as_dict(level), "smallest_effect": e},
+                undecided=what_would_decide(agg, level=level, effect_line=line) if fin
+                else f"{agg.n_seeds} informative seed(s)"))
     acc_text = "better low-data test accuracy goes with a shallower alpha"
     acc_paper = "Table 1's note: settings with better low-data accuracy have shallower alphas (CNN vs MLP)"
     if "cnn" in variants and accuracy and "cnn" in accuracy and "base" in accuracy:
@@ -434,7 +559,8 @@ def f5_power_law(own: Mapping[tuple[int, int], Terms], *, sizes: Sequence[int], 
 # ----------------------------------------------------------------------------- F6
 
 def f6_minima_shrink(measured: Mapping[tuple[int, int, int], Terms], *, sizes: Sequence[int], seeds: Sequence[int],
-                     n_directions: int | None = None, level: float = DEFAULT_LEVEL) -> list[Statement]:
+                     n_params: int, setting: str = "mnist-mlp", n_directions: int | None = None,
+                     level: float = DEFAULT_LEVEL) -> list[Statement]:
     """F6 (Sec. 5.4, Fig. 10 right). ``measured[(seed, trained_on, landscape)]``.
 
     (a) each minimum measured in the growing nested landscapes it was trained on (landscape <=
@@ -444,13 +570,16 @@ def f6_minima_shrink(measured: Mapping[tuple[int, int, int], Terms], *, sizes: S
     (b) the relative ordering of minima is kept across landscapes until a minimum leaves the
     threshold: for every pair of minima and every two landscapes where both are inside, the
     paired difference does not change sign (decided in one landscape and decided with the
-    opposite sign in another is a fail; pass needs every pair decided the same way everywhere)."""
-    steps = {}
+    opposite sign in another is a fail; pass needs every pair decided the same way everywhere).
+    Smallest effect of interest of (a): a tenth of the power law's n |alpha| ln(L'/L) per step
+    (:func:`data_effect`); (b) is a consistency rule (a sign kept or reversed), without one."""
+    steps, step_ratio = {}, {}
     for Dm in sizes:
         lands = [L for L in sizes if L <= Dm]
         for L, Lp in zip(lands, lands[1:]):
             steps[f"trained on {Dm}: D={L} - D={Lp}"] = aggregate(
                 [_paired(measured[(s, Dm, L)], measured[(s, Dm, Lp)], s) for s in seeds])
+            step_ratio[f"trained on {Dm}: D={L} - D={Lp}"] = Lp / L
     beyond = {}
     for Dm in sizes:
         for L in [x for x in sizes if x > Dm]:
@@ -460,6 +589,7 @@ def f6_minima_shrink(measured: Mapping[tuple[int, int, int], Terms], *, sizes: S
         a = every_comparison("a", "a minimum shrinks at each step of growing nested landscapes it was trained on",
                              steps, what="log V(smaller landscape) - log V(larger landscape)", level=level,
                              n_directions=n_directions, extra={"beyond_own_training_set": beyond},
+                             effect=data_effect(n_params, setting, step_ratio),
                              paper="Fig. 10 right: each minimum's volume falls as its landscape grows")
     else:
         a = not_judged("a", "minima shrink in growing landscapes", "no minimum was trained on more than one landscape")
@@ -510,16 +640,25 @@ def f6_minima_shrink(measured: Mapping[tuple[int, int, int], Terms], *, sizes: S
 # ----------------------------------------------------------------------------- F7, F8, F9
 
 def f7_imbalance_grows(by_extras: Mapping[tuple[int, int], Terms], *, steps: Sequence[int], seeds: Sequence[int],
-                       n_directions: int | None = None, level: float = DEFAULT_LEVEL) -> list[Statement]:
+                       base_size: int, n_params: int, setting: str = "mnist-mlp", n_directions: int | None = None,
+                       level: float = DEFAULT_LEVEL) -> list[Statement]:
     """F7 (Sec. 5.5, Fig. 12): ``by_extras[(seed, k)]`` measures the imbalanced minimum in the
-    balanced base plus the first k of its own imbalanced extras; the per-seed slope of log V on k
-    is above 0."""
+    balanced base (``base_size`` examples) plus the first k of its own imbalanced extras; the
+    per-seed slope of log V on k is above 0. Smallest effect of interest (the paper gives no
+    magnitude): the slope of a tenth of the power law's n |alpha| ln((base + k) / base), the size
+    of the change the same extras make to a minimum when they are balanced data (a shrink there;
+    the claim is a growth of at least that size here)."""
     agg = aggregate([seed_slope([float(k) for k in steps], [by_extras[(s, k)] for k in steps], seed=s)
                      for s in seeds])
+    alpha, source = alpha_of(setting)
+    effect = trend_effect([float(k) for k in steps],
+                          [SMALLEST_EFFECT_FRACTION * n_params * alpha * math.log1p(k / base_size) for k in steps],
+                          f"the slope of {SMALLEST_EFFECT_FRACTION:g} x n |alpha| ln((base + k) / base), "
+                          f"n = {n_params:,}, {source}")
     return [_trend_statement("a", "the imbalanced minimum's volume grows as the landscape moves toward its imbalanced "
                                   "training distribution", agg, below=False,
                              what="slope of log V on the imbalanced extras in the landscape", unit="nats per example",
-                             level=level, n_directions=n_directions,
+                             level=level, n_directions=n_directions, effect=effect,
                              paper="Fig. 12: volume grows as the landscape gains the imbalanced class")]
 
 
@@ -528,38 +667,68 @@ def _accuracy_sd(n_test: int | None, p: float = 0.5) -> float:
     return math.sqrt(2 * p * (1 - p) / n_test) if n_test else 0.0
 
 
+def accuracy_effect() -> SmallestEffect:
+    """The smallest test-accuracy difference of interest: a tenth of the smallest difference
+    between training methods that Table 1 reports (:data:`SMALLEST_ACCURACY_DIFFERENCE`)."""
+    return SmallestEffect(SMALLEST_EFFECT_FRACTION * SMALLEST_ACCURACY_DIFFERENCE,
+                          f"{SMALLEST_EFFECT_FRACTION:g} x Table 1's smallest accuracy difference between training "
+                          f"methods, {SMALLEST_ACCURACY_DIFFERENCE:g} (SAM vs AdamW on all of MNIST)")
+
+
+def decade_effect(n_params: int, setting: str) -> SmallestEffect:
+    """Where the paper gives no magnitude for a volume effect it plots on the data trend's axes:
+    a tenth of the log V change of one decade of data, n |alpha| ln 10 (Table 1)."""
+    alpha, source = alpha_of(setting)
+    return SmallestEffect(SMALLEST_EFFECT_FRACTION * n_params * alpha * math.log(10.0),
+                          f"the paper gives no magnitude: {SMALLEST_EFFECT_FRACTION:g} x the change of one decade of "
+                          f"data, n |alpha| ln 10 with n = {n_params:,}, {source}")
+
+
 def f8_sam_larger(sam: Mapping[int, Terms], adamw: Mapping[int, Terms], *, sam_accuracy: Mapping[int, float],
-                  adamw_accuracy: Mapping[int, float], seeds: Sequence[int], n_test: int | None = None,
-                  n_directions: int | None = None, level: float = DEFAULT_LEVEL) -> list[Statement]:
+                  adamw_accuracy: Mapping[int, float], seeds: Sequence[int], n_params: int, setting: str = "mnist-mlp",
+                  n_test: int | None = None, n_directions: int | None = None,
+                  level: float = DEFAULT_LEVEL) -> list[Statement]:
     """F8 (Sec. 6.1, Fig. 13): (a) SAM's minimum is larger than AdamW's at equal data, paired per
-    seed; (b) SAM's test accuracy is higher, paired per seed (t over seeds)."""
+    seed; (b) SAM's test accuracy is higher, paired per seed (t over seeds). Smallest effects of
+    interest: (a) :func:`decade_effect` (Fig. 13 plots SAM on the data trend's axes, with no
+    number), (b) :func:`accuracy_effect`."""
     a = every_comparison("a", "SAM's minimum volume is above AdamW's at equal data",
                          {"SAM - AdamW": aggregate([_paired(sam[s], adamw[s], s) for s in seeds])},
                          what="log V(SAM) - log V(AdamW)", level=level, n_directions=n_directions,
-                         paper="Fig. 13: SAM finds larger minima")
+                         effect=decade_effect(n_params, setting), paper="Fig. 13: SAM finds larger minima")
     acc = aggregate([seed_value(sam_accuracy[s] - adamw_accuracy[s], sd=_accuracy_sd(n_test)) for s in seeds], unit="")
     b = every_comparison("b", "SAM's test accuracy is above AdamW's", {"SAM - AdamW": acc},
-                         what="test accuracy(SAM) - test accuracy(AdamW)", level=level,
-                         paper="Fig. 13: with better test accuracy")
+                         what="test accuracy(SAM) - test accuracy(AdamW)", level=level, effect=accuracy_effect(),
+                         paper="Fig. 13: with better test accuracy (Table 1: 97.8% vs 97.7% on all of MNIST)")
     return [a, b]
 
 
 def f9_batch_size(volumes: Mapping[tuple[int, int], Terms], accuracy: Mapping[tuple[int, int], float], *,
-                  batches: Sequence[int], seeds: Sequence[int], n_test: int | None = None,
-                  n_directions: int | None = None, level: float = DEFAULT_LEVEL) -> list[Statement]:
+                  batches: Sequence[int], seeds: Sequence[int], n_params: int, setting: str = "mnist-mlp",
+                  n_test: int | None = None, n_directions: int | None = None,
+                  level: float = DEFAULT_LEVEL) -> list[Statement]:
     """F9 (App. D, Fig. 26): per seed, the slope on ln(batch size) of (a) log V and (b) test
-    accuracy is below 0 (``volumes[(seed, batch)]``, ``accuracy[(seed, batch)]``)."""
+    accuracy is below 0 (``volumes[(seed, batch)]``, ``accuracy[(seed, batch)]``). Smallest
+    effects of interest (the paper gives no magnitude): (a) :func:`decade_effect` per decade of
+    batch size, a slope of a tenth of n |alpha|; (b) :func:`accuracy_effect` across the batch
+    sizes run."""
     x = [math.log(b) for b in batches]
     vol = aggregate([seed_slope(x, [volumes[(s, b)] for b in batches], seed=s) for s in seeds])
+    decade = decade_effect(n_params, setting)
     a = _trend_statement("a", "volume falls as the batch size grows", vol, below=True,
                          what="slope of log V on ln(batch size)", unit="nats", level=level,
-                         n_directions=n_directions, paper="Fig. 26: smaller batches find larger minima")
+                         n_directions=n_directions, paper="Fig. 26: smaller batches find larger minima",
+                         effect=SmallestEffect(decade.of("a") / math.log(10.0), decade.reason + ", per decade of "
+                                               "batch size"))
     w = _slope_weights_np(np.asarray(x))
     sd = _accuracy_sd(n_test) * float(np.sqrt(np.sum(w * w) / 2))
     acc = aggregate([seed_value(float(w @ np.array([accuracy[(s, b)] for b in batches])), sd=sd) for s in seeds],
                     unit="")
+    span = max(x) - min(x)
     b = _trend_statement("b", "test accuracy falls as the batch size grows", acc, below=True,
                          what="slope of test accuracy on ln(batch size)", unit="", level=level, n_directions=None,
+                         effect=SmallestEffect(accuracy_effect().of("b") / span if span > 0 else 0.0,
+                                               accuracy_effect().reason + " across the batch sizes run"),
                          paper="Fig. 26: with better test accuracy")
     return [a, b]
 
@@ -575,9 +744,11 @@ def f10_grokking(volumes: Mapping[tuple[int, int], Terms], *, checkpoints: Seque
                  train_loss: Mapping[tuple[int, int], float], train_accuracy: Mapping[tuple[int, int], float],
                  test_accuracy: Mapping[tuple[int, int], float], threshold: float, chance: float,
                  headroom_ratio: float = 2.0, low_margin: float = 0.2, late_factor: float = 2.0,
-                 n_test: int | None = None, n_directions: int | None = None,
-                 level: float = DEFAULT_LEVEL) -> list[Statement]:
+                 n_params: int, setting: str = "mod97-mlp", n_test: int | None = None,
+                 n_directions: int | None = None, level: float = DEFAULT_LEVEL) -> list[Statement]:
     """F10 (Sec. 5.5, Fig. 14, 25), across checkpoints (epochs), ``[(seed, epoch)]``.
+    Smallest effect of interest of (a) (Fig. 14 shows a "dramatic" fall without a number):
+    :func:`decade_effect` across the checkpoints run; of (c)'s rise: :func:`accuracy_effect`.
 
     (a) volume decreases across checkpoints: per-seed slope of log V on the epoch below 0.
     (b) training loss stays flat over the same checkpoints, in the sense that matters for (a): it
@@ -591,9 +762,13 @@ def f10_grokking(volumes: Mapping[tuple[int, int], Terms], *, checkpoints: Seque
     ``late_factor`` times the memorisation epoch (median over seeds)."""
     x = [float(c) for c in checkpoints]
     vol = aggregate([seed_slope(x, [volumes[(s, c)] for c in checkpoints], seed=s) for s in seeds])
+    decade = decade_effect(n_params, setting)
+    epochs = max(x) - min(x)
     a = _trend_statement("a", "volume decreases across grokking checkpoints", vol, below=True,
                          what="slope of log V on the epoch", unit="nats per epoch", level=level,
-                         n_directions=n_directions, paper="Fig. 14, 25: volume shrinks steadily")
+                         n_directions=n_directions, paper="Fig. 14, 25: volume shrinks steadily",
+                         effect=SmallestEffect(decade.of("a") / epochs if epochs > 0 else 0.0,
+                                               decade.reason + ", across the checkpoints run"))
     ratios, below = [], True
     for s in seeds:
         head = [threshold - train_loss[(s, c)] for c in checkpoints]
@@ -623,7 +798,7 @@ def f10_grokking(volumes: Mapping[tuple[int, int], Terms], *, checkpoints: Seque
     rlo, rhi = rise.interval(level)
     low_start = max(starts) < chance + low_margin
     late = float(np.median([h / m for h, m in zip(halfway, memorised)])) >= late_factor
-    rise_v = decide(rlo, rhi, above=0.0)
+    rise_v = decide(rlo, rhi, above=0.0, effect=accuracy_effect().of("c"))
     if not low_start or rise_v == "fail" or (rise_v == "pass" and not late):
         c_verdict, why = "fail", ""
     elif rise_v == "pass":
@@ -648,18 +823,32 @@ def f10_grokking(volumes: Mapping[tuple[int, int], Terms], *, checkpoints: Seque
 
 # ----------------------------------------------------------------------------- F11
 
+#: Table 2's setting for each F11 variant of the MNIST MLP (its alpha sets the smallest effect of
+#: interest); a variant Table 2 does not list (tau 0.05) keeps the base setting's.
+F11_SETTINGS: Mapping[str, str] = {"sgd": "mnist-mlp-sgd", "deep": "mnist-mlp-deep", "tau-0.01": "mnist-mlp-tau-0.01",
+                                   "K-small": "mnist-mlp-K50", "no-filter-norm": "mnist-mlp-no-filter-norm",
+                                   "cnn": "mnist-cnn"}
+
+
 def f11_robust(variants: Mapping[str, Mapping[Key, Terms]], *, landscapes: Sequence[int], sizes: Sequence[int],
-               seeds: Sequence[int], not_run: Mapping[str, str], paper: Mapping[str, str] | None = None,
+               seeds: Sequence[int], not_run: Mapping[str, str], n_params: int | Mapping[str, int],
+               setting: str = "mnist-mlp", paper: Mapping[str, str] | None = None,
                n_directions: int | None = None, level: float = DEFAULT_LEVEL) -> list[Statement]:
     """F11 (App. B.2, B.3, A.2, C): the F2/F3 ordering under each variant is a statement of its
     own (``variants[name][(seed, D, D')]``); a variant that did not run is "not judged" with its
-    measured reason (``not_run[name]``), never a verdict."""
+    measured reason (``not_run[name]``), never a verdict. Smallest effect of interest: as F3's
+    (:func:`ordering_effect`) with the variant's n (``n_params[name]``) and Table 2 alpha
+    (:data:`F11_SETTINGS`)."""
     paper = dict(paper or {})
     out = []
     for name, measured in variants.items():
+        n = n_params[name] if isinstance(n_params, Mapping) else n_params
+        variant_setting = F11_SETTINGS.get(name, setting) if setting == "mnist-mlp" else setting
         out.append(every_comparison(name, f"the F2/F3 ordering holds under the variant '{name}'",
                                     ordering_aggregates(measured, landscapes=landscapes, sizes=sizes, seeds=seeds),
                                     what="log V(own) - log V(larger-data)", level=level, n_directions=n_directions,
+                                    effect=ordering_effect(landscapes=landscapes, sizes=sizes, n_params=n,
+                                                           setting=variant_setting),
                                     paper=paper.get(name, "App. B-C: the trend holds under every variant")))
     for name, why in not_run.items():
         out.append(not_judged(name, f"the F2/F3 ordering holds under the variant '{name}'", why,

@@ -40,6 +40,16 @@ replication is the seed:
    the per-point log-volumes, paired over directions; its resolution bounds are the extremes of the
    slope over the per-point brackets (a linear functional: each point takes its low or high end by
    the sign of its weight); then step 3.
+6. **Rules that can fail when the effect is absent** (minimum-effect testing; Lakens, Scheel &
+   Isager 2018, "Equivalence testing for psychological research", Adv. Methods Pract. Psychol.
+   Sci. 1(2)). "Above 0" alone can never fail a true effect of 0: more seeds narrow the interval
+   around 0 and it stays inconclusive for ever. So every ordering and trend rule states its
+   smallest effect of interest e > 0 (:class:`SmallestEffect`, fixed with the rule from the
+   paper's own numbers, never from a result) and a comparison *fails* when its Bonferroni interval
+   lies entirely below e on the claimed side: whatever effect there is, it is smaller than the
+   smallest one the claim is about (an interval inside (0, e) is "present but smaller than the
+   paper's effect at this scale": fail). Pass is unchanged: every interval on the claimed side of
+   the boundary. A true effect of 0 with enough seeds therefore fails.
 
 Example:
     >>> import numpy as np
@@ -66,7 +76,8 @@ from volbench.estimator.measures import logmeanexp
 
 __all__ = ["PairingError", "Terms", "SeedEstimate", "Aggregate", "paired_difference", "seed_slope",
            "seed_value", "aggregate", "all_above", "what_would_decide", "lme_rows", "slope_weights", "DEFAULT_LEVEL",
-           "REFERENCE_MARGIN_FRACTION", "margin_fraction_for"]
+           "REFERENCE_MARGIN_FRACTION", "margin_fraction_for", "SmallestEffect", "NO_EFFECT", "side_verdict",
+           "judge_sides", "every_comparison", "side_rule", "margins_of"]
 
 DEFAULT_LEVEL = 0.95
 #: The fraction of the paper's grid bracket (per term: [previous grid point, crossing point]) that
@@ -91,6 +102,8 @@ def margin_fraction_for(estimator: str) -> float:
     for the paper's grid ("reference"), the whole bracket (1) for the principled search, whose
     bracket is rtol wide (23.5 nats at rtol 1e-4, n = 235,146) and is kept in full."""
     return REFERENCE_MARGIN_FRACTION if estimator == "reference" else 1.0
+
+
 N_BOOT = 400  # direction resamples per seed: enough for a standard error to ~4% (it feeds only the power estimate)
 
 
@@ -370,8 +383,149 @@ def aggregate(estimates: Sequence[SeedEstimate], *, label: str = "", unit: str =
     return Aggregate(tuple(estimates), label=label, unit=unit, info=dict(info or {}))
 
 
+@dataclass(frozen=True)
+class SmallestEffect:
+    """The smallest effect of interest of an ordering or trend rule (module docstring, step 6).
+
+    ``value`` is a magnitude (>= 0, in the statistic's unit) on the claimed side of the boundary:
+    one number for every comparison, or one per comparison label. ``reason`` says where it comes
+    from (the paper's number it is a stated fraction of); it goes into the rule's text and the
+    report. A value of 0 is the old rule ("on the other side of the boundary" is the only fail).
+
+    Example:
+        >>> e = SmallestEffect({"D=60: own - trained on 600": 9935.0}, "a tenth of Table 1's alpha")
+        >>> e.of("D=60: own - trained on 600"), SmallestEffect(0.25, "").of("anything")
+        (9935.0, 0.25)
+    """
+
+    value: float | Mapping[str, float]
+    reason: str = ""
+
+    def __post_init__(self) -> None:
+        values = self.value.values() if isinstance(self.value, Mapping) else [self.value]
+        for v in values:
+            if not (isinstance(v, (int, float)) and math.isfinite(v) and v >= 0):
+                raise ValueError(f"a smallest effect of interest is a finite magnitude >= 0, got {v!r}: give "
+                                 "its size on the claimed side of the boundary (the sign comes from the rule)")
+
+    @property
+    def positive(self) -> bool:
+        """Whether some comparison has a smallest effect above 0 (the rule can fail on an absent effect)."""
+        values = self.value.values() if isinstance(self.value, Mapping) else [self.value]
+        return any(float(v) > 0 for v in values)
+
+    def of(self, key: str) -> float:
+        if isinstance(self.value, Mapping):
+            if key not in self.value:
+                raise KeyError(f"no smallest effect of interest for the comparison {key!r}; "
+                               f"it has {sorted(self.value)}")
+            return float(self.value[key])
+        return float(self.value)
+
+    def describe(self) -> str:
+        if isinstance(self.value, Mapping):
+            vals = sorted(set(float(v) for v in self.value.values()))
+            size = f"{vals[0]:.4g}" if len(vals) == 1 else f"{vals[0]:.4g} to {vals[-1]:.4g} by comparison"
+        else:
+            size = f"{float(self.value):.4g}"
+        return size + (f" ({self.reason})" if self.reason else "")
+
+
+NO_EFFECT = SmallestEffect(0.0, "")
+
+
+def side_verdict(interval: tuple[float, float], strict: tuple[float, float], *, boundary: float = 0.0,
+                 below: bool = False, effect: float = 0.0) -> str:
+    """One comparison's verdict on "lies above ``boundary``" (below, with ``below=True``) with a
+    smallest effect of interest ``effect`` (module docstring, steps 4 and 6).
+
+    Fail if the ``strict`` (Bonferroni) interval lies entirely short of ``boundary + effect`` on
+    the claimed side (with ``effect = 0``: entirely on the other side); pass if ``interval`` lies
+    entirely beyond ``boundary``; otherwise inconclusive. NaN bounds are inconclusive.
+
+    Example (claimed: above 0, smallest effect 10):
+        >>> [side_verdict(i, i, effect=10.0) for i in [(2.0, 30.0), (2.0, 8.0), (-1.0, 8.0), (-1.0, 30.0)]]
+        ['pass', 'fail', 'fail', 'inconclusive']
+    """
+    lo, hi = interval
+    slo, shi = strict
+    if below:
+        lo, hi, slo, shi, boundary = -hi, -lo, -shi, -slo, -boundary
+    if math.isnan(lo) or math.isnan(hi):
+        return "inconclusive"
+    if not math.isnan(shi) and shi < boundary + effect:
+        return "fail"
+    return "pass" if lo > boundary else "inconclusive"
+
+
+def judge_sides(intervals: Mapping[str, tuple[tuple[float, float], tuple[float, float]]], *, boundary: float = 0.0,
+                below: bool = False, effect: SmallestEffect = NO_EFFECT) -> tuple[str, str, dict[str, str]]:
+    """"Every comparison lies beyond ``boundary`` on the claimed side", from each comparison's
+    (interval at the level, interval at the Bonferroni level): pass if every one passes
+    (intersection-union), fail if one fails (:func:`side_verdict`), else inconclusive. Returns
+    (verdict, the key the statement reports, per-comparison verdicts): the first failing
+    comparison, else the least favourable undecided one, else the least favourable one."""
+    if not intervals:
+        raise ValueError("no comparisons to decide from")
+    verdicts = {k: side_verdict(i, si, boundary=boundary, below=below, effect=effect.of(k))
+                for k, (i, si) in intervals.items()}
+
+    def score(k):  # the claimed-side lower end: the smaller, the less favourable
+        lo, hi = intervals[k][0]
+        v = -hi if below else lo
+        return v if not math.isnan(v) else -math.inf
+
+    worst = min(intervals, key=score)
+    failed = [k for k, v in verdicts.items() if v == "fail"]
+    if failed:
+        return "fail", failed[0], verdicts
+    undecided = [k for k, v in verdicts.items() if v == "inconclusive"]
+    if not undecided:
+        return "pass", worst, verdicts
+    return "inconclusive", min(undecided, key=score), verdicts
+
+
+def _seeds_to_clear(agg: Aggregate, line: float, *, n_directions: int | None, level: float,
+                    max_seeds: int) -> tuple[int | None, str]:
+    """(seeds, text): the seeds (with the measured variance components) at which the interval
+    would exclude ``line`` on the side of the point estimate; (None, why not) when no number would."""
+    from scipy import stats
+
+    used = agg.used
+    point = agg.point
+    rlo, rhi = agg.resolution
+    margin = (point - rlo) if point > line else (rhi - point)
+    gap = abs(point - line)
+    if not math.isfinite(gap) or gap <= margin:
+        return None, (f"the estimator's resolution ({margin:.3g} {agg.unit} between the point estimate and its "
+                      f"bracket) is at least the distance {gap:.3g} of the estimate from {line:.4g}: no number of "
+                      "seeds or directions decides it; a finer resolution (smaller rtol for the principled search) or "
+                      "a larger effect (a wider range of sizes) would")
+    var_w = float(np.mean([s.boot_sd ** 2 for s in used]))
+    var_b = max(0.0, float(np.var([s.point for s in used], ddof=1)) - var_w)
+    room = gap - margin
+    options, best = [], None
+    for factor in (1, 4):
+        for s_new in range(len(used), max_seeds + 1):
+            t = float(stats.t.ppf(0.5 + level / 2, s_new - 1))
+            half = t * math.sqrt((var_b + var_w / factor) / s_new)
+            if half < room:
+                k_text = "" if n_directions is None else f" and {factor * n_directions} directions"
+                options.append(f"about {s_new} seeds{k_text}")
+                best = s_new if best is None else min(best, s_new)
+                break
+    if not options:
+        text = f"more than {max_seeds} seeds would be needed at the measured variance (sd over seeds {agg.sd:.3g})"
+        if margin > 0.5 * gap:  # the bracket, not the seeds, is what stands in the way
+            text += (f": the estimator's resolution ({margin:.3g} {agg.unit} between the point estimate and its "
+                     f"bracket) leaves only {room:.3g} of the distance {gap:.3g} from {line:.4g}, so a finer "
+                     "resolution (smaller rtol for the principled search) or a larger effect would decide it")
+        return None, text
+    return best, " or ".join(dict.fromkeys(options))
+
+
 def what_would_decide(agg: Aggregate, *, n_directions: int | None = None, boundary: float = 0.0,
-                      level: float = DEFAULT_LEVEL, max_seeds: int = 200) -> str:
+                      level: float = DEFAULT_LEVEL, max_seeds: int = 200, effect_line: float | None = None) -> str:
     """From the measured variance components, the seeds (and directions) that would decide an
     undecided comparison, or why none would.
 
@@ -381,113 +535,129 @@ def what_would_decide(agg: Aggregate, *, n_directions: int | None = None, bounda
     is optimistic there). The predicted half-width at S' seeds is
     t_{S'-1} sqrt((sigma_b^2 + sigma_w^2 K/K') / S'); the resolution bracket does not shrink with
     seeds or directions.
-    """
-    from scipy import stats
 
+    With ``effect_line`` (the smallest effect of interest, as a signed position: boundary +- e)
+    there are two ways to decide: the interval clears ``boundary`` (pass, if the point is beyond
+    it) or falls short of ``effect_line`` (fail: the effect is absent at this scale, if the point
+    is short of it). Both are stated, the nearer first.
+    """
     used = agg.used
     if len(used) < 2:
         return (f"{len(used)} informative seed(s): seed-to-seed variation cannot be estimated; at least 3 seeds "
                 "are needed for an interval that includes it")
     point = agg.point
-    rlo, rhi = agg.resolution
-    margin = (point - rlo) if point > boundary else (rhi - point)
-    gap = abs(point - boundary)
-    if not math.isfinite(gap) or gap <= margin:
-        return (f"the estimator's resolution ({margin:.3g} {agg.unit} between the point estimate and its bracket) "
-                f"is at least the distance {gap:.3g} of the estimate from {boundary:g}: no number of seeds or "
-                "directions decides it; a finer resolution (smaller rtol for the principled search) or a larger "
-                "effect (a wider range of sizes) would")
-    var_w = float(np.mean([s.boot_sd ** 2 for s in used]))
-    var_b = max(0.0, float(np.var([s.point for s in used], ddof=1)) - var_w)
-    room = gap - margin
-    options = []
-    for factor in (1, 4):
-        for s_new in range(len(used), max_seeds + 1):
-            t = float(stats.t.ppf(0.5 + level / 2, s_new - 1))
-            half = t * math.sqrt((var_b + var_w / factor) / s_new)
-            if half < room:
-                k_text = "" if n_directions is None else f" and {factor * n_directions} directions"
-                options.append(f"about {s_new} seeds{k_text}")
-                break
-    if not options:
-        text = f"more than {max_seeds} seeds would be needed at the measured variance (sd over seeds {agg.sd:.3g})"
-        if margin > 0.5 * gap:  # the bracket, not the seeds, is what stands in the way
-            text += (f": the estimator's resolution ({margin:.3g} {agg.unit} between the point estimate and its "
-                     f"bracket) leaves only {room:.3g} of the distance {gap:.3g} from {boundary:g}, so a finer "
-                     "resolution (smaller rtol for the principled search) or a larger effect would decide it")
-        return text
-    return ("measured power (sd over seeds {:.3g}, within-seed sd {:.3g}): {} would decide it".format(
-        agg.sd, math.sqrt(var_w), " or ".join(dict.fromkeys(options))))
+    spread = f"measured power (sd over seeds {agg.sd:.3g}, within-seed sd " \
+             f"{math.sqrt(float(np.mean([s.boot_sd ** 2 for s in used]))):.3g})"
+    kw = dict(n_directions=n_directions, level=level, max_seeds=max_seeds)
+    if effect_line is not None and effect_line == boundary:  # no smallest effect: the one-sided rule alone
+        effect_line = None
+    claimed_up = effect_line is None or effect_line >= boundary
+    beyond_boundary = point > boundary if claimed_up else point < boundary
+    routes = []  # (seeds or None, text)
+    if beyond_boundary or effect_line is None:
+        n, text = _seeds_to_clear(agg, boundary, **kw)
+        routes.append((n, text if n is None else f"{text} would decide it"
+                       + ("" if effect_line is None else " (a pass: the interval clears the boundary)")))
+    if effect_line is not None and effect_line != boundary:
+        short_of_effect = point < effect_line if claimed_up else point > effect_line
+        if short_of_effect:
+            n, text = _seeds_to_clear(agg, effect_line, **kw)
+            routes.append((n, text if n is None else f"{text} would decide it (a fail: the interval falls short of "
+                                                     f"the smallest effect of interest {effect_line:.4g})"))
+    decided = sorted((r for r in routes if r[0] is not None), key=lambda r: r[0])
+    if decided:
+        return f"{spread}: " + "; or ".join(t for _, t in decided)
+    return "; ".join(t for _, t in routes)
 
 
 def all_above(aggregates: Mapping[str, Aggregate], *, boundary: float = 0.0, level: float = DEFAULT_LEVEL,
-              below: bool = False, n_directions: int | None = None) -> tuple[str, str, str]:
+              below: bool = False, n_directions: int | None = None,
+              effect: SmallestEffect = NO_EFFECT) -> tuple[str, str, str]:
     """Decide "every comparison lies above ``boundary``" (or below, with ``below=True``).
 
-    Returns (verdict, the label of the least favourable comparison, reason). Pass: every
+    Returns (verdict, the label of the comparison the statement reports, reason). Pass: every
     interval at ``level`` lies on the claimed side (intersection-union test). Fail: some interval
-    at the Bonferroni level 1 - (1 - level)/m lies entirely on the other side. Otherwise
-    inconclusive, with what would decide the least favourable one. Comparisons with no
-    informative seed are inconclusive ("left the basin" is never evidence)."""
+    at the Bonferroni level 1 - (1 - level)/m lies short of the smallest effect of interest
+    (:func:`side_verdict`; with no effect, on the other side). Otherwise inconclusive, with what
+    would decide the least favourable one. Comparisons with no informative seed are inconclusive
+    ("left the basin" is never evidence)."""
     if not aggregates:
         raise ValueError("no comparisons to decide from")
     m = len(aggregates)
     strict_level = 1 - (1 - level) / m
-    sign = -1.0 if below else 1.0
-    verdicts, worst, worst_key = {}, None, None
-    for key, agg in aggregates.items():
-        lo, hi = agg.interval(level)
-        slo, shi = agg.interval(strict_level)
-        if below:
-            lo, hi, slo, shi = -hi, -lo, -shi, -slo  # reflect: the claim is "below"
-        b = sign * boundary
-        if math.isnan(lo) or math.isnan(hi):
-            verdicts[key] = "inconclusive"
-        elif lo > b:
-            verdicts[key] = "pass"
-        elif shi < b:
-            verdicts[key] = "fail"
-        else:
-            verdicts[key] = "inconclusive"
-        score = lo if not math.isnan(lo) else -math.inf
-        if worst is None or score < worst:
-            worst, worst_key = score, key
-    if "fail" in verdicts.values():
+    verdict, key, verdicts = judge_sides({k: (a.interval(level), a.interval(strict_level))
+                                          for k, a in aggregates.items()},
+                                         boundary=boundary, below=below, effect=effect)
+    if verdict == "fail":
         bad = [k for k, v in verdicts.items() if v == "fail"]
-        return "fail", bad[0], f"{len(bad)} of {m} comparison(s) lie on the other side at the Bonferroni level"
-    if all(v == "pass" for v in verdicts.values()):
-        return "pass", worst_key, ""
+        return "fail", key, (f"{len(bad)} of {m} comparison(s) lie short of the smallest effect of interest "
+                             f"{effect.describe()} at the Bonferroni level: the effect is absent at this scale"
+                             if effect.of(key) > 0 else
+                             f"{len(bad)} of {m} comparison(s) lie on the other side at the Bonferroni level")
+    if verdict == "pass":
+        return "pass", key, ""
     undecided = [k for k, v in verdicts.items() if v != "pass"]
-    key = worst_key if verdicts[worst_key] != "pass" else undecided[0]
     agg = aggregates[key]
     if agg.n_seeds == 0:
         notes = "; ".join(dict.fromkeys(s.note for s in agg.seeds if s.note)) or "no informative seed"
         return "inconclusive", key, f"{key}: {notes}"
+    e = effect.of(key)
+    line = None if e == 0 else (boundary - e if below else boundary + e)
     return "inconclusive", key, (f"{len(undecided)} of {m} comparison(s) undecided; for {key}: "
-                                 + what_would_decide(agg, n_directions=n_directions, boundary=boundary, level=level))
+                                 + what_would_decide(agg, n_directions=n_directions, boundary=boundary, level=level,
+                                                     effect_line=line))
+
+
+def margins_of(*, boundary: float = 0.0, below: bool = False, effect: float = 0.0) -> dict[str, Any]:
+    """The lines a one-sided rule compares an interval with, as :attr:`Statement.margins` holds
+    them: the boundary, the smallest effect of interest as a signed position, the claimed side."""
+    out: dict[str, Any] = {"claimed": "below" if below else "above", "boundary": float(boundary)}
+    if effect > 0:
+        out["smallest_effect"] = float(boundary - effect if below else boundary + effect)
+    return out
+
+
+def side_rule(*, m: int, level: float, below: bool, boundary: float, effect: SmallestEffect,
+              interval: str = "interval") -> str:
+    """The words of a one-sided rule with its smallest effect of interest (one text for every rule
+    that :func:`judge_sides` decides)."""
+    side = "below" if below else "above"
+    strict = 1 - (1 - level) / m
+    every = f"for every one of the {m} comparison(s), " if m > 1 else ""
+    at = f" at the Bonferroni level {strict:.4g}" if m > 1 else ""
+    if effect.positive:
+        short = "less than" if not below else "more than"
+        sign = "+" if not below else "-"
+        fail = (f"fail if one{at} lies entirely {short} {boundary:g} {sign} the smallest effect of interest "
+                f"{effect.describe()}: the effect is absent at this scale")
+    else:
+        fail = f"fail if one{at} lies on the other side"
+    return f"pass if, {every}the {level:.0%} {interval} lies {side} {boundary:g}; {fail}; otherwise inconclusive"
 
 
 def every_comparison(id: str, text: str, aggregates: Mapping[str, Aggregate], *, what: str, boundary: float = 0.0,
                      below: bool = False, level: float = DEFAULT_LEVEL, paper: str = "",
-                     n_directions: int | None = None, extra: Mapping[str, Any] | None = None):
+                     n_directions: int | None = None, extra: Mapping[str, Any] | None = None,
+                     effect: SmallestEffect = NO_EFFECT):
     """A :class:`~volbench.results.Statement` for "every comparison lies above (below) the
-    boundary", decided by :func:`all_above`; its statistic is the least favourable comparison
-    with its interval, and its numbers hold every comparison."""
+    boundary", decided by :func:`all_above` with the smallest effect of interest ``effect``; its
+    statistic is the comparison that decided it (the first failing one, else the least
+    favourable) with its interval, and its numbers hold every comparison."""
     from volbench.results import Statement, Statistic
 
     verdict, key, reason = all_above(aggregates, boundary=boundary, level=level, below=below,
-                                     n_directions=n_directions)
+                                     n_directions=n_directions, effect=effect)
     agg = aggregates[key]
     lo, hi = agg.interval(level)
     finite = math.isfinite(lo) and math.isfinite(hi) and lo <= hi
-    side = "below" if below else "above"
     stat = Statistic(f"{what} [{key}]", agg.point if math.isfinite(agg.point) else math.nan,
                      low=lo if finite else None, high=hi if finite else None, level=level if finite else None,
                      unit=agg.unit)
-    rule = (f"pass if, for every one of the {len(aggregates)} comparison(s), the {level:.0%} interval over seeds "
-            f"(t on the per-seed paired estimates, widened by the estimator's resolution bracket) lies {side} "
-            f"{boundary:g}; fail if one lies on the other side at the Bonferroni level "
-            f"{1 - (1 - level) / len(aggregates):.4g}; otherwise inconclusive")
+    rule = side_rule(m=len(aggregates), level=level, below=below, boundary=boundary, effect=effect,
+                     interval="interval over seeds (t on the per-seed paired estimates, widened by the estimator's "
+                              "resolution bracket)")
     numbers = {"comparisons": {k: a.as_dict(level) for k, a in aggregates.items()}, **dict(extra or {})}
+    if effect.of(key) > 0:
+        numbers["smallest_effect"] = {k: effect.of(k) for k in aggregates}
     return Statement(id=id, text=text, verdict=verdict, statistic=stat, rule=rule, reason=reason, paper=paper,
-                     numbers=numbers)
+                     numbers=numbers, margins=margins_of(boundary=boundary, below=below, effect=effect.of(key)))

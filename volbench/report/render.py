@@ -40,6 +40,7 @@ def render_run(run: RunReport, out_dir: str | os.PathLike) -> RenderedReport:
     All files are written as one set (:func:`~volbench._io.atomic_write_many`): if any
     of them cannot be written (full disk, file-size limit) the OSError names the file and the
     fix, and the previous rendering is left exactly as it was, with no partial files."""
+    from volbench.report.forest import forest_plot
     from volbench.report.plots import case_plots, timing_plot
     from volbench.report.render_html import render_html
     from volbench.report.render_md import render_markdown
@@ -49,15 +50,17 @@ def render_run(run: RunReport, out_dir: str | os.PathLike) -> RenderedReport:
     figures_dir.mkdir(parents=True, exist_ok=True)
     plots = {index: case_plots(result, index=index) for index, result in enumerate(run.results)}
     timing = timing_plot(run.results)
+    forest = forest_plot(run.results)
     files: list[tuple[Path, bytes]] = []
-    for image in [p for images in plots.values() for p in images] + ([timing] if timing else []):
+    for image in [p for images in plots.values() for p in images] + [x for x in (timing, forest) if x]:
         files.append((figures_dir / f"{image.key}.png", image.png))
     written = [path for path, _ in files]
     links = {index: [(p.title, f"{FIGURES_DIR}/{p.key}.png", p.caption) for p in images]
              for index, images in plots.items()}
-    markdown = render_markdown(run, links, (f"{FIGURES_DIR}/{timing.key}.png", timing.caption) if timing else None)
+    markdown = render_markdown(run, links, (f"{FIGURES_DIR}/{timing.key}.png", timing.caption) if timing else None,
+                               (f"{FIGURES_DIR}/{forest.key}.png", forest.caption) if forest else None)
     files.append((out_dir / "report.md", markdown.encode("utf-8")))
-    files.append((out_dir / "index.html", render_html(run, plots, timing).encode("utf-8")))
+    files.append((out_dir / "index.html", render_html(run, plots, timing, forest).encode("utf-8")))
     atomic_write_many(files)
     keep = {path.name for path in written}
     for old in figures_dir.glob("*.png"):

@@ -197,6 +197,11 @@ _TEMPLATE = r"""<!DOCTYPE html>
 </tbody>
 </table>
 {% endmacro %}
+{% if forest %}
+<h2 id="at-a-glance">Verdicts at a glance</h2>
+<figure><img src="{{ forest.data_uri() }}" alt="{{ forest.alt }}">
+<figcaption><b>{{ forest.title }}.</b> {{ forest.caption }}</figcaption></figure>
+{% endif %}
 <h2 id="verdicts">Verdicts</h2>
 {% if rows %}
 {{ verdict_table(rows) }}
@@ -294,6 +299,7 @@ def render_html(
     run: RunReport,
     figures: Mapping[int, Sequence[PlotImage]] | None = None,
     timing: PlotImage | None = None,
+    forest: PlotImage | None = None,
 ) -> str:
     """Render ``run`` as one self-contained HTML page.
 
@@ -301,6 +307,7 @@ def render_html(
         run: the run.
         figures: for each result's index in ``run.results``, its plots.
         timing: the timing plot, if any.
+        forest: the verdicts-at-a-glance forest plot, if any.
     """
     import jinja2
 
@@ -346,6 +353,7 @@ def render_html(
         groups=group_cases(run.results),
         figures=figures or {},
         timing=timing,
+        forest=forest,
         env_rows=environment_rows(env),
         fmt=format_value,
         secs=format_seconds,

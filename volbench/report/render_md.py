@@ -138,6 +138,7 @@ def render_markdown(
     run: RunReport,
     figures: Mapping[int, Sequence[tuple[str, str]] | Sequence[tuple[str, str, str]]] | None = None,
     timing_figure: str | tuple[str, str] | None = None,
+    forest_figure: tuple[str, str] | None = None,
 ) -> str:
     """Render ``run`` as Markdown: the claim table first, then every result.
 
@@ -146,6 +147,7 @@ def render_markdown(
         figures: for each result's index in ``run.results``, (title, relative path) or (title,
             relative path, caption) of its PNGs.
         timing_figure: relative path of the timing PNG (or (path, caption)), if any.
+        forest_figure: (relative path, caption) of the verdicts-at-a-glance forest plot, if any.
     """
     figures = figures or {}
     env = run.environment
@@ -162,6 +164,9 @@ def render_markdown(
         "",
     ]
     out += claim_table(run)
+    if forest_figure:
+        out += ["## Verdicts at a glance", "", f"![Each judged statement's interval against its decision margin]"
+                f"({forest_figure[0]})", "", f"*{forest_figure[1]}*", ""]
     out += ["## Verdicts", ""]
     rows, quick_rows = [], []
     for index, r in by_claim(run.results):
