@@ -82,7 +82,8 @@ def test_f3_difference_within_the_grid_resolution_is_not_a_pass():
     fine = ordering(SIZES, lambda D, Dp, s: 10.0, resolution=0.0)
     coarse = ordering(SIZES, lambda D, Dp, s: 10.0, resolution=30.0)
     assert verdicts(fan.f3_own_largest_every_size(fine, sizes=SIZES, seeds=SEEDS, n_params=N_SMALL)) == {"a": "pass"}
-    assert verdicts(fan.f3_own_largest_every_size(coarse, sizes=SIZES, seeds=SEEDS, n_params=N_SMALL)) == {"a": "inconclusive"}
+    assert verdicts(fan.f3_own_largest_every_size(coarse, sizes=SIZES, seeds=SEEDS, n_params=N_SMALL)) == {
+        "a": "inconclusive"}
 
 
 # ----------------------------------------------------------------------------- F4
@@ -214,10 +215,11 @@ def test_f7_true_false_ambiguous():
         noise = noise or {}
         return {(s, k): terms(100.0 + JITTER[s] + slope * k + noise.get((s, k), 0.0), s) for s in SEEDS for k in STEPS}
 
-    assert verdicts(fan.f7_imbalance_grows(measured(0.5), steps=STEPS, seeds=SEEDS, base_size=240, n_params=N_SMALL)) == {"a": "pass"}
-    assert verdicts(fan.f7_imbalance_grows(measured(-0.5), steps=STEPS, seeds=SEEDS, base_size=240, n_params=N_SMALL)) == {"a": "fail"}
+    kw = dict(steps=STEPS, seeds=SEEDS, base_size=240, n_params=N_SMALL)
+    assert verdicts(fan.f7_imbalance_grows(measured(0.5), **kw)) == {"a": "pass"}
+    assert verdicts(fan.f7_imbalance_grows(measured(-0.5), **kw)) == {"a": "fail"}
     wob = {(s, 120): NOISY[s] for s in SEEDS}
-    assert verdicts(fan.f7_imbalance_grows(measured(0.01, wob), steps=STEPS, seeds=SEEDS, base_size=240, n_params=N_SMALL)) == {"a": "inconclusive"}
+    assert verdicts(fan.f7_imbalance_grows(measured(0.01, wob), **kw)) == {"a": "inconclusive"}
 
 
 def test_f8_true_false_ambiguous():
