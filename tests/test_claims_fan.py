@@ -147,6 +147,9 @@ def test_f5_orderings_each_judged_and_absent_ones_not_judged():
     v = verdicts(good)
     assert v["b.tau-steeper"] == v["b.K-equal"] == v["b.no-filter-shallower"] == "pass"
     assert v["b.cnn-shallower"] == v["b.accuracy-shallower"] == "not-judged"
+    # one case per setting: a variant named in neither (it is another setting's case) gives no statement
+    own_setting = verdicts(fan.f5_power_law(base, variants={"tau-0.01": own_curve(-0.2)}, **kw))
+    assert set(own_setting) == {"a", "b.tau-steeper"}
     bad = verdicts(fan.f5_power_law(base, variants={"tau-0.01": own_curve(-0.05), "K-small": own_curve(-0.2),
                                                     "no-filter-norm": own_curve(-0.2)}, **kw))
     assert bad["b.tau-steeper"] == bad["b.K-equal"] == bad["b.no-filter-shallower"] == "fail"

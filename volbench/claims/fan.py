@@ -416,7 +416,9 @@ def f5_power_law(own: Mapping[tuple[int, int], Terms], *, sizes: Sequence[int], 
     resolution in the margin) and the mean curve linear (R^2 >= ``r2_min``).
     (b.*) each ordering the paper reports, judged where ``variants`` holds its measurements
     (``variants[name][(seed, D)]``; names "cnn", "tau-0.01", "K-small", "no-filter-norm"), paired
-    per seed with the base alpha; ``not_run[name]`` is the measured reason a variant is absent:
+    per seed with the base alpha; ``not_run[name]`` is the measured reason a variant this case
+    could judge is absent (a variant in neither belongs to another setting's case and gives no
+    statement here):
     cnn-shallower (alpha_CNN > alpha_MLP), tau-steeper (alpha(0.01) < alpha(0.1)), K-equal
     (|alpha(K small) - alpha(K)| < equal_margin * |alpha(K)|, an equivalence test),
     no-filter-shallower (alpha(plain) > alpha(filter)), accuracy-shallower (where the CNN has
@@ -493,8 +495,9 @@ def f5_power_law(own: Mapping[tuple[int, int], Terms], *, sizes: Sequence[int], 
                         "weighted estimator of one volume the difference is 0", None)
     for name, id_, text, side, paper, paper_difference in orderings:
         if name not in variants:
-            out.append(not_judged(id_, text, not_run.get(name, "not run at this tier"), paper=paper))
-            continue
+            if name in not_run:  # a variant this setting could judge but this tier did not afford
+                out.append(not_judged(id_, text, not_run[name], paper=paper))
+            continue  # a variant that belongs to another setting's case (one case per setting)
         agg = diff_agg(name)
         dlo, dhi = agg.interval(level)
         fin = math.isfinite(dlo) and math.isfinite(dhi)
@@ -550,9 +553,8 @@ def f5_power_law(own: Mapping[tuple[int, int], Terms], *, sizes: Sequence[int], 
                                   f"their {level:.0%} intervals and have the same sign; fail if decided with opposite "
                                   "signs", reason=why, paper=acc_paper,
                              numbers={"accuracy_gap": acc.as_dict(level), "alpha_gap": dagg.as_dict(level)}))
-    else:
-        out.append(not_judged("b.accuracy-shallower", acc_text, not_run.get("cnn", "needs the CNN variant"),
-                              paper=acc_paper))
+    elif "cnn" in not_run:
+        out.append(not_judged("b.accuracy-shallower", acc_text, not_run["cnn"], paper=acc_paper))
     return out
 
 
