@@ -1,4 +1,4 @@
-"""Every rule of the main paper's claims (F1-F13) and of E1-E3, fed constructed measurements in
+"""Every rule of the main paper's claims (F1-F14) and of E1-E3, fed constructed measurements in
 three versions: the claim false (fail), true (pass) and ambiguous (inconclusive)."""
 from __future__ import annotations
 
@@ -275,6 +275,22 @@ def test_f11_each_variant_judged_and_absent_ones_not_judged():
     assert verdicts(st) == {"tau-0.05": "pass", "no-filter-norm": "fail", "K-small": "inconclusive",
                             "sgd": "not-judged"}
     assert next(s for s in st if s.id == "sgd").reason == "costs 40 min"
+
+
+def test_f14_reuses_f2_f3_and_judges_each_rung_the_minima_reach():
+    """F14: F2's and F3's rules at the top rung, the F2/F3 ordering at every other rung; a rung no
+    minimum reaches is not judged, and one that only some minima leave counts the others only."""
+    good, bad = ordering(SIZES, lambda D, Dp, s: 10.0), ordering(SIZES, lambda D, Dp, s: -10.0)
+    gone = {k: terms(0.0, k[0], outside=True) for k in good}
+    partly = {k: (terms(0.0, k[0], outside=True) if k[0] == 3 and k[2] == 960 else t) for k, t in good.items()}
+    st = fan.f14_char_transformer({2.0: good, 1.0: bad, 0.5: partly, 0.1: gone}, tau=2.0, ladder=(2.0, 1.0, 0.5, 0.1),
+                                  sizes=SIZES, seeds=SEEDS, n_params=10)
+    assert verdicts(st) == {"a": "pass", "a.r-max": "pass", "a.r-mean": "pass", "a.r-min": "pass", "b": "pass",
+                            "c.tau-1": "fail", "c.tau-0.5": "pass", "c.tau-0.1": "not-judged"}
+    assert "no minimum reaches the threshold 0.1" in next(s for s in st if s.id == "c.tau-0.1").reason
+    assert next(s for s in st if s.id == "b").text.startswith("(F3)")
+    unreached = fan.f14_char_transformer({2.0: gone}, tau=2.0, ladder=(2.0,), sizes=SIZES, seeds=SEEDS, n_params=10)
+    assert set(verdicts(unreached).values()) == {"not-judged"}
 
 
 def test_f12_true_false():
