@@ -4,7 +4,13 @@
 #   2. the nightly cases' CUDA path at quick scale (`cases/ --quick -k mnist`, VOLBENCH_DEVICE=cuda);
 #   3. the paper-scale benchmarks (500 directions) with TF32 off, then on (the second run reuses the
 #      minima the first trained), and a CI-scale run comparable with a CPU's reports/bench/cpu.json;
-# then `volbench bench compare` over the JSON files. Needs no network. Not part of CI (no GPU there).
+# then `volbench bench compare` over the JSON files;
+#   4. optional, with GPU_CHECK_SEQ=1 (issue R4): the authors' 10.65M-parameter character GPT on the device
+#      (one cost call, the paper's grid on 2 directions over 64 windows of 256, and the rate's projection to
+#      their workload, 25 directions on 20,000 windows: 4,122 s on one GPU) in what is left of the budget
+#      (15 s of it). Their whole workload, beyond this budget:
+#        python benchmarks/sequence_cost.py --device cuda --windows 20000 --directions 25 --what reference
+# Needs no network. Not part of CI (no GPU there).
 #
 #   benchmarks/gpu_check.sh [--dry-run] [OUTDIR]     # OUTDIR: ${OUT:-<repo>/reports}/gpu-check/<UTC stamp>
 #
@@ -13,7 +19,8 @@
 # and the script exits 1 if any step failed. The per-step limits, capped by what is left of
 # GPU_CHECK_BUDGET (480 s), keep the whole run inside the budget.
 # --dry-run (or GPU_CHECK_ALLOW_CPU=1) runs every step on the CPU at tiny settings, to test the script.
-# Environment: PYTHON (default python), GPU_CHECK_BUDGET, GPU_CHECK_BENCH_K (the benchmark selection).
+# Environment: PYTHON (default python), GPU_CHECK_BUDGET, GPU_CHECK_BENCH_K (the benchmark selection),
+# GPU_CHECK_SEQ=1 (step 4).
 set -euo pipefail
 
 dry=${GPU_CHECK_ALLOW_CPU:-0}
@@ -150,6 +157,13 @@ if (( ${#jsons[@]} >= 2 )); then
 else
   summary+=("compare          skipped: fewer than two benchmark JSON files")
   failed+=(compare)
+fi
+
+# ---- 4. optional: the authors' character GPT (benchmarks/sequence_cost.py; R4). Random windows, no corpus needed.
+if [[ ${GPU_CHECK_SEQ:-0} == 1 ]]; then
+  if (( dry )); then seq=(--windows 1 --window 32 --batch 2 --repeats 1 --directions 1); else seq=(--windows 64 --batch 8 --directions 2); fi
+  expect=$out/sequence-cost.json step sequence-cost 15 "$PY" benchmarks/sequence_cost.py --inline --no-double \
+    --device "$dev" --what cost,reference --project "${seq[@]}" --json "$out/sequence-cost.json"
 fi
 
 # ---- summary

@@ -28,10 +28,12 @@ REPLICATE_STRIDE = 1000
 
 
 def recipe(case, **overrides) -> TrainConfig:
-    """The main paper's recipe: AdamW (torch defaults, lr 1e-3), full batch, fixed epochs."""
+    """The main paper's recipe: AdamW (torch defaults, lr 1e-3), full batch, fixed epochs; a case's
+    ``train`` parameter (TrainConfig fields, e.g. F14's weight decay and betas) and ``overrides``
+    replace fields."""
     fields = dict(optimizer="adamw", lr=1e-3, weight_decay=0.01, batch_size=None, epochs=case["epochs"],
                   loss=case["loss"], history_every=max(1, case["epochs"] // 10))
-    return TrainConfig(**{**fields, **overrides})
+    return TrainConfig(**{**fields, **dict(case.get("train", {})), **overrides})
 
 
 @dataclass
@@ -47,7 +49,8 @@ class FanLab:
         c = self.case
         spec = MinimumSpec(c["dataset"], model or c["model"], train_size=size, seed=seed, base=c["base"],
                            train=recipe(c, **train_overrides), n_poison=n_poison, imbalance=imbalance,
-                           dataset_options=tuple(c.get("dataset_options", ())))
+                           dataset_options=tuple(c.get("dataset_options", ())),
+                           model_options=tuple(c.get("model_options", ())) if model is None else ())
         return train_minimum(spec, self.store, device=self.device)
 
     def n_params(self) -> int:

@@ -134,7 +134,7 @@ def _case_data(request):
     bar = _progress_stream() or False  # downloads draw their progress bar on the terminal, past pytest's capture
     try:
         for name in case_datasets(case, request.module):
-            if fetch.fetchable(name):  # generated and bundled data sets are always there
+            if fetch.fetchable(name) or fetch.installable(name):  # generated and bundled ones are always there
                 _check_data(case, name, need, bar)
     finally:
         if bar and bar is not sys.__stderr__:
@@ -149,7 +149,7 @@ def _check_data(case: Case, name: str, need: int, bar) -> None:
         if _allow_download(case):
             fetch.ensure(name, progress=bar)
         elif fetch.status(name).folder is None:
-            cause = "quick mode does not download" if case.quick else \
+            cause = "" if fetch.installable(name) else "quick mode does not download" if case.quick else \
                 f"{fetch.OFFLINE_VAR}={os.environ.get(fetch.OFFLINE_VAR)} forbids downloads"
             pytest.skip(fetch.unavailable_message(name, cause=cause))
         ds = load_dataset(name)

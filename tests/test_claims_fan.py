@@ -1,4 +1,4 @@
-"""Every rule of the main paper's claims (F1-F13) and of E1-E3, fed constructed measurements in
+"""Every rule of the main paper's claims (F1-F14) and of E1-E3, fed constructed measurements in
 three versions: the claim false (fail), true (pass) and ambiguous (inconclusive); and every
 ordering and trend rule in a fourth: the claim absent (true effect 0, many seeds) fails, because
 its interval falls short of the rule's smallest effect of interest."""
@@ -291,6 +291,22 @@ def test_f11_each_variant_judged_and_absent_ones_not_judged():
     assert next(s for s in st if s.id == "sgd").reason == "costs 40 min"
 
 
+def test_f14_reuses_f2_f3_and_judges_each_rung_the_minima_reach():
+    """F14: F2's and F3's rules at the top rung, the F2/F3 ordering at every other rung; a rung no
+    minimum reaches is not judged, and one that only some minima leave counts the others only."""
+    good, bad = ordering(SIZES, lambda D, Dp, s: 10.0), ordering(SIZES, lambda D, Dp, s: -10.0)
+    gone = {k: terms(0.0, k[0], outside=True) for k in good}
+    partly = {k: (terms(0.0, k[0], outside=True) if k[0] == 3 and k[2] == 960 else t) for k, t in good.items()}
+    st = fan.f14_char_transformer({2.0: good, 1.0: bad, 0.5: partly, 0.1: gone}, tau=2.0, ladder=(2.0, 1.0, 0.5, 0.1),
+                                  sizes=SIZES, seeds=SEEDS, n_params=10)
+    assert verdicts(st) == {"a": "pass", "a.r-max": "pass", "a.r-mean": "pass", "a.r-min": "pass", "b": "pass",
+                            "c.tau-1": "fail", "c.tau-0.5": "pass", "c.tau-0.1": "not-judged"}
+    assert "no minimum reaches the threshold 0.1" in next(s for s in st if s.id == "c.tau-0.1").reason
+    assert next(s for s in st if s.id == "b").text.startswith("(F3)")
+    unreached = fan.f14_char_transformer({2.0: gone}, tau=2.0, ladder=(2.0,), sizes=SIZES, seeds=SEEDS, n_params=10)
+    assert set(verdicts(unreached).values()) == {"not-judged"}
+
+
 def test_f12_true_false():
     row = {"s": 0.1, "b": 1.0, "area": 0.243, "area_last_inside": 0.241, "area_first_outside": 0.246,
            "closed_form": 0.2427}
@@ -447,6 +463,13 @@ def _absent_f11():
                           n_params={"sgd": N_ABSENT})
 
 
+def _absent_f14():
+    measured = {(s, D, Dp): terms(100.0 + QUIET[s] + (0.0 if Dp == D else ZERO_MEAN[s]), s)
+                for s in MANY for D in SIZES[:-1] for Dp in SIZES if Dp >= D}
+    return fan.f14_char_transformer({2.0: measured, 1.0: measured}, tau=2.0, ladder=(2.0, 1.0), sizes=SIZES,
+                                    seeds=MANY, n_params=N_ABSENT)
+
+
 ABSENT = {
     "F1": (_absent_f1, ("a", "b")),
     "F2": (lambda: _absent_ordering(fan.f2_own_largest_small), ("a", "b.max", "b.mean", "b.min")),
@@ -458,6 +481,7 @@ ABSENT = {
     "F9": (_absent_f9, ("a", "b")),
     "F10": (_absent_f10, ("a", "c")),
     "F11": (_absent_f11, ("sgd",)),
+    "F14": (_absent_f14, ("a", "a.r-max", "b", "c.tau-1")),
 }
 
 

@@ -79,7 +79,7 @@ def _mnist() -> Dataset:
 # ------------------------------------------------------------------------------------ registry
 def test_names_lists_every_loader():
     assert names() == ["mnist", "fashion_mnist", "cifar10", "svhn", "digits", "swiss_roll", "modular_addition",
-                       "boolean", "mnist_binary"], "names() must list the nine contract names in order"
+                       "boolean", "mnist_binary", "shakespeare_char"], "names() must list the ten names in order"
 
 
 def test_unknown_name_and_option_are_clear_errors():

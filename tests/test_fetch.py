@@ -307,7 +307,7 @@ def test_data_cli_list_and_fetch(monkeypatch, capsys, tmp_path):
 
 
 # ------------------------------------------------------------------------------ synthetic data
-@pytest.mark.parametrize("name", fixtures.SYNTHETIC_SETS)
+@pytest.mark.parametrize("name", fixtures.IMAGE_SETS)  # the text stand-in: tests/test_sequence.py
 def test_synthetic_stand_ins_load_through_the_real_loaders_and_say_so(name, tmp_path):
     folder = fixtures.write_synthetic(name, tmp_path, n_train=20, n_test=10, seed=3)
     assert fixtures._MARKER == images.SYNTHETIC_MARKER

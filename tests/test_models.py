@@ -34,6 +34,10 @@ EXPECTED = {
     "digits_mlp": 4_810,
     "boolean_fcn": _mlp_count(7, 40, 40, 1),
     "binary_fcn": _mlp_count(784, 40, 40, 1),
+    # token (65 x 384) and position (256 x 384) embeddings, 6 blocks of two layer-norm gains (2 x 384),
+    # qkv (3 x 384^2), attention output (384^2) and the 4x MLP (2 x 4 x 384^2), no biases, a final gain;
+    # the head is the token embedding (tied): nanoGPT's "10.65M" is this less the 98,304 position weights
+    "char_gpt": 65 * 384 + 256 * 384 + 6 * (2 * 384 + 12 * 384**2) + 384,
 }
 
 
@@ -48,6 +52,10 @@ def test_parameter_counts_and_forward_shape(name):
     n = sum(p.numel() for p in net.parameters())
     assert n == EXPECTED[name], f"{name}: {n} parameters, expected exactly {EXPECTED[name]}"
     assert models.model_info(net)["n_params"] == n, "model_info must count the same parameters"
+    if s.kind == "sequence":  # token ids in, next-token logits at every position out
+        out = net(torch.randint(0, s.n_outputs, (3, *s.input_shape)))
+        assert out.shape == (3, *s.input_shape, s.n_outputs), f"{name}: logits shape {tuple(out.shape)}"
+        return
     out = net(torch.randn(3, *s.input_shape))
     assert out.shape == (3, s.n_outputs), f"{name}: logits shape {tuple(out.shape)} != (3, {s.n_outputs})"
     assert type(net) is nn.Sequential and all(

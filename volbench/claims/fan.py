@@ -22,6 +22,7 @@ function found by its claim id and tested on constructed inputs (tests/test_clai
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -50,9 +51,10 @@ from volbench.results import Statement, Statistic
 __all__ = [
     "PAPER_ALPHA", "f1_poison_smaller", "f2_own_largest_small", "f3_own_largest_every_size", "f4_not_universal",
     "f5_power_law", "f6_minima_shrink", "f7_imbalance_grows", "f8_sam_larger", "f9_batch_size", "f10_grokking",
-    "f11_robust", "f12_toy_closed_form", "f13_filter_invariance", "ordering_aggregates", "radius_difference",
-    "gap_ratio_aggregate", "SMALLEST_EFFECT_FRACTION", "WEAKEST_ALPHA", "SMALLEST_ACCURACY_DIFFERENCE", "alpha_of",
-    "data_effect", "ordering_effect", "trend_effect", "accuracy_effect", "decade_effect", "F11_SETTINGS",
+    "f11_robust", "f12_toy_closed_form", "f13_filter_invariance", "f14_char_transformer", "ordering_aggregates",
+    "radius_difference", "gap_ratio_aggregate", "SMALLEST_EFFECT_FRACTION", "WEAKEST_ALPHA",
+    "SMALLEST_ACCURACY_DIFFERENCE", "alpha_of", "data_effect", "ordering_effect", "trend_effect", "accuracy_effect",
+    "decade_effect", "F11_SETTINGS",
 ]
 
 #: Table 1 and 2 of the paper: alpha = slope of log V on ln D, divided by n.
@@ -926,6 +928,71 @@ def f13_filter_invariance(*, volbench_change: float, volbench_gaps: Sequence[Map
                        "can fail); fail if isotropic radii look invariant too",
                   paper="App. A.2: without filter normalisation the radii change with the rescaling")
     return [a, b, c]
+
+
+# ----------------------------------------------------------------------------- F14
+
+def _all_outside(measured: Mapping[Key, Terms]) -> bool:
+    return bool(measured) and all(t.outside for t in measured.values())
+
+
+def f14_char_transformer(measured: Mapping[float, Mapping[Key, Terms]], *, tau: float, ladder: Sequence[float],
+                         sizes: Sequence[int], seeds: Sequence[int], n_params: int, setting: str = "shakespeare-char",
+                         n_directions: int | None = None, level: float = DEFAULT_LEVEL) -> list[Statement]:
+    """F14 (beyond the paper: the authors' ``experiments/shakespeare_char``): the F2 and F3 rules,
+    unchanged, on a character-level transformer whose landscapes are nested sets of text windows;
+    ``measured[threshold][(seed, D, D')]`` is the minimum trained on D' windows in the landscape of
+    the first D, at that loss threshold.
+
+    (a, a.r-max, a.r-mean, a.r-min) :func:`f2_own_largest_small` at the case's threshold ``tau``;
+    (b) :func:`f3_own_largest_every_size` at ``tau``; (c.tau-X) for every other rung X of the loss
+    ``ladder``, the F2/F3 ordering (every D < D' comparison, as F11 judges a variant). A minimum
+    whose own cost in a landscape is above a rung has left that basin: the statistics report it
+    and never count it; a rung (or ``tau``) that no measured minimum reaches is "not judged".
+
+    Example (three seeds whose own minimum wins by 4 to 6 nats at both rungs):
+        >>> import numpy as np
+        >>> def t(v, s):
+        ...     x = np.full(8, float(v)); return Terms(x, x, x, pairing=("principled", "filter", s, 8))
+        >>> m = {(s, 60, Dp): t(10.0 + s if Dp == 60 else 6.0, s) for s in (0, 1, 2) for Dp in (60, 240)}
+        >>> st = f14_char_transformer({2.0: m, 1.0: m}, tau=2.0, ladder=(2.0, 1.0), sizes=(60, 240), seeds=(0, 1, 2),
+        ...                           n_params=100)
+        >>> [x.id for x in st], {x.verdict for x in st}
+        (['a', 'a.r-max', 'a.r-mean', 'a.r-min', 'b', 'c.tau-1'], {'pass'})
+    """
+    rename = {"a": "a", "b.max": "a.r-max", "b.mean": "a.r-mean", "b.min": "a.r-min"}
+    paper = "the authors' repository, experiments/shakespeare_char: the F2/F3 orderings on a character GPT"
+    at = measured[tau]
+    if _all_outside(at):
+        why = (f"no minimum reaches the threshold {tau:g}: each one's own cost in every landscape is above it "
+               "(left the basin: volume zero, not evidence); train longer or raise the threshold")
+        out = [not_judged(new, f"(F2) at threshold {tau:g}: the minimum trained on the smallest landscape is the "
+                               "largest there", why, paper=paper) for new in rename.values()]
+        out.append(not_judged("b", f"(F3) at threshold {tau:g}: at every size the minimum found beats those trained "
+                                   "on more windows", why, paper=paper))
+    else:
+        f2 = f2_own_largest_small(at, sizes=sizes, seeds=seeds, n_params=n_params, setting=setting,
+                                  n_directions=n_directions, level=level)
+        out = [dataclasses.replace(st, id=rename[st.id], text=f"(F2) {st.text}", paper=paper) for st in f2]
+        f3 = f3_own_largest_every_size(at, sizes=sizes, seeds=seeds, n_params=n_params, setting=setting,
+                                       n_directions=n_directions, level=level)
+        out += [dataclasses.replace(st, id="b", text=f"(F3) {st.text}", paper=paper) for st in f3]
+    for rung in ladder:
+        if rung == tau:
+            continue  # judged above as (a) and (b)
+        sid, text = f"c.tau-{rung:g}", f"the F2/F3 ordering holds at the ladder's threshold {rung:g}"
+        if _all_outside(measured[rung]):
+            out.append(not_judged(sid, text, f"no minimum reaches the threshold {rung:g} (each one's own cost in every "
+                                             "landscape is above it): that basin is left, which is reported, not "
+                                             "evidence", paper=paper))
+            continue
+        out.append(every_comparison(sid, text, ordering_aggregates(measured[rung], landscapes=sizes[:-1], sizes=sizes,
+                                                                   seeds=seeds),
+                                    what="log V(own) - log V(larger-data)", level=level, n_directions=n_directions,
+                                    effect=ordering_effect(landscapes=sizes[:-1], sizes=sizes, n_params=n_params,
+                                                           setting=setting),
+                                    paper=paper))
+    return out
 
 
 def summarise_measurements(measured: Mapping[Any, Terms]) -> list[dict[str, Any]]:

@@ -13,6 +13,8 @@ the "Cost protocol" of ``docs/CONTRACTS.md``: ``accepts_stop_above``, ``n_params
 Costs (all non-negative, which early exit relies on):
 
 * ``"ce"``   mean cross-entropy, integer targets (Fan et al., "Sharp minima can generalize", images);
+  for a sequence model's outputs ``[N, T, V]`` per token, integer targets ``[N, T]``, the mean over
+  all ``N * T`` tokens (the authors' character GPT, claim F14);
 * ``"bce"``  binary cross-entropy with logits, targets in [0, 1] (their two-spirals MLP);
 * ``"mse"``  ``torch.nn.MSELoss()`` default, mean over all N*k elements (their modular addition with
   one-hot targets, threshold 0.01);

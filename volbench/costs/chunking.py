@@ -59,6 +59,15 @@ class ChunkingDefaults:
             the other rays in the call, so a ray's costs do not depend on what it is evaluated
             with (claim E3). 512 keeps the later layers' GEMMs wide enough to run near the
             machine's GEMM rate (>= 256 columns) while early exit is checked every 512 examples.
+        ray_block_positions: the block's cap in output positions for models with several per
+            example (a sequence model's T tokens): a block holds at most this many positions, so
+            ``min(ray_block, ray_block_positions // T)`` examples. One parameter vector's forward over
+            a block is the ray interface's smallest unit of work; for the 10.65M-parameter character
+            GPT it holds about 13 MiB per window of 256 (``benchmarks/README.md``), so 512 windows
+            would need 6.6 GiB and 32,768 positions (128 such windows) 1.7 GiB, while the matrix
+            products stay 32,768 rows tall (efficient on a GPU). The block depends on the data's
+            shape only, never on a memory budget or the other rays, so results stay deterministic.
+            Models with one output position per example (every classifier) keep ``ray_block``.
         ray_cache_fraction: share of the memory budget the ray interface's first-layer caches
             (``X V0^T + c0``, one ``[units, N]`` block per ray) may take; the rest is the
             evaluation's working set. Examples beyond what fits are computed on the fly, with
@@ -74,6 +83,7 @@ class ChunkingDefaults:
     exit_margin: float = 1.1
     chunk_multiple: int = 64
     ray_block: int = 512
+    ray_block_positions: int = 32_768
     ray_cache_fraction: float = 0.5
 
     def __post_init__(self) -> None:
@@ -81,7 +91,8 @@ class ChunkingDefaults:
             raise ValueError(f"cpu_memory_budget_bytes must be positive, got {self.cpu_memory_budget_bytes}")
         if not 0.0 < self.cuda_free_fraction <= 1.0:
             raise ValueError(f"cuda_free_fraction must be in (0, 1], got {self.cuda_free_fraction}")
-        for name in ("early_exit_chunks", "min_data_chunk", "max_vectors", "chunk_multiple", "ray_block"):
+        for name in ("early_exit_chunks", "min_data_chunk", "max_vectors", "chunk_multiple", "ray_block",
+                     "ray_block_positions"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.activation_safety < 1.0:

@@ -6,8 +6,12 @@ shared examples at once.
   one GEMM ``[W1_1; ...; W1_b] X^T`` of the stacked weights ``[b * out, in]`` with the shared data;
   later layers are ``torch.baddbmm`` over the ``b`` vectors. Hidden states are kept transposed,
   ``[b, units, c]``, so every product is a plain contiguous (batched) GEMM.
-* **vmap** (any module): ``torch.func.vmap`` of ``torch.func.functional_call`` over the ``b``
-  parameter sets, the data shared.
+* **vmap** (any module whose forward ``torch.func.vmap`` can batch: embeddings, layer norm,
+  attention, tied weights included): ``torch.func.vmap`` of ``torch.func.functional_call`` over the
+  ``b`` parameter sets, the data shared. :func:`check_batchable` tries it once on two parameter
+  sets when a cost is built, and turns torch's error for a forward it cannot batch (Python
+  branches on tensor values, ``.item()``, in-place updates of buffers or parameters, batch norm in
+  training mode, random draws) into a TypeError naming the module and the fix.
 
 Both take the weights laid out once per vector chunk (:func:`prepare_batch`), so that a chunk's
 many data chunks reuse them.
@@ -25,7 +29,7 @@ from torch import Tensor, nn
 from volbench.costs.layout import ParamInfo
 
 __all__ = ["ELEMENTWISE", "LinearOp", "ActOp", "Batch", "matmul_plan", "prepare_batch", "forward_matmul",
-           "forward_later_layers", "forward_vmap", "unflatten"]
+           "forward_later_layers", "forward_vmap", "unflatten", "check_batchable"]
 
 # Parameter-free elementwise modules the batched-matmul path applies as they are. Exact types only:
 # a subclass may override forward with something that is not elementwise. Dropout is the identity
@@ -202,3 +206,133 @@ def forward_vmap(model: nn.Module, batch: Batch, x: Tensor) -> Tensor:
         return torch.func.functional_call(model, p, (xs,))
 
     return torch.func.vmap(one, in_dims=(0, None))(batch.weights, x)
+
+
+# What a forward that vmap cannot batch does, recognised by torch's message: (what it does, the fix).
+_UNBATCHABLE = (
+    ("data-dependent control flow", "branches in Python on a tensor's value (if / while on a tensor)",
+     "compute both branches and select with torch.where (or a mask)"),
+    (".item()", "reads a tensor's value into Python (.item(), float(), int(), .tolist())",
+     "keep the computation in tensor operations"),
+    ("random operation", "draws random numbers (dropout in training mode, torch.rand, ...)",
+     "make the forward deterministic: the cost evaluates a fixed function of the parameters, with no "
+     "dropout or sampling"),
+    ("running_mean", "updates batch-norm running statistics (batch norm in training mode)",
+     "evaluate the layer in eval mode (the cost calls model.eval(); do not switch it back in forward) or use "
+     "nn.LayerNorm"),
+    ("inplace", "writes in place into a tensor that does not depend on the parameters (a buffer)",
+     "use out-of-place operations (x = x + y, not x += y) and leave buffers unchanged in forward"),
+    ("broadcast shape", "writes in place into a tensor that does not depend on the parameters (a buffer)",
+     "use out-of-place operations (x = x + y, not x += y) and leave buffers unchanged in forward"),
+)
+
+
+def check_batchable(model: nn.Module, layers: tuple[ParamInfo, ...], point: Tensor, x: Tensor) -> None:
+    """Evaluate ``model`` through :func:`forward_vmap` at two copies of the flat ``point`` on the
+    examples ``x`` (one or two suffice), once, and raise a TypeError naming the module and the fix
+    where torch cannot batch its forward over parameter sets, or where the forward changed the
+    parameters it was given (an in-place update of a weight would corrupt the points of a walk).
+
+    The innermost module running when torch raised is found with forward pre- and post-hooks (a
+    stack of the modules entered and not yet left).
+
+    Example:
+        >>> from torch import nn
+        >>> class Peek(nn.Module):
+        ...     def __init__(self):
+        ...         super().__init__(); self.lin = nn.Linear(2, 2)
+        ...     def forward(self, x):
+        ...         return self.lin(x) * float(self.lin.weight.sum())
+        >>> m = nn.Sequential(Peek())
+        >>> from volbench.costs.layout import describe_parameters
+        >>> flat = torch.nn.utils.parameters_to_vector(m.parameters()).detach()
+        >>> try:
+        ...     check_batchable(m, describe_parameters(m), flat, torch.zeros(1, 2))
+        ... except TypeError as exc:
+        ...     print(str(exc)[:90])
+        module '0' (Peek) cannot be evaluated at many parameter vectors at once: it reads a tensor
+    """
+    stack: list[str] = []
+
+    def enter(name: str):
+        def hook(_module: nn.Module, _args: Any) -> None:  # returns None: the inputs stay as they are
+            stack.append(name)
+        return hook
+
+    def leave(_module: nn.Module, _args: Any, _out: Any) -> None:  # returns None: the output stays
+        if stack:
+            stack.pop()
+
+    handles = []
+    for name, m in model.named_modules():
+        handles.append(m.register_forward_pre_hook(enter(name)))
+        handles.append(m.register_forward_hook(leave))
+    params = point.detach().unsqueeze(0).repeat(2, 1)
+    before = params.clone()
+    try:
+        with torch.no_grad():
+            forward_vmap(model, prepare_batch(params, None, layers), x)
+    except Exception as exc:  # torch raises RuntimeError (and a few others) for what vmap cannot batch
+        if "out of memory" in str(exc).lower():
+            raise
+        where = stack[-1] if stack else ""
+        message = str(exc)
+        what, fix = next(((w, f) for key, w, f in _UNBATCHABLE if key in message),
+                         ("uses an operation torch.func.vmap cannot batch over parameter sets",
+                          "rewrite that step with batchable tensor operations (see torch.func's 'UX limitations')"))
+        raise TypeError(_unbatchable(model, where, what, fix, message)) from exc
+    finally:
+        for h in handles:
+            h.remove()
+    changed = [p for p in layers if not torch.equal(params[:, p.slice], before[:, p.slice])]
+    if changed:
+        where = _where_changed(model, layers, point, x)
+        raise TypeError(_unbatchable(model, where, f"changes the parameter {changed[0].name!r} in place during "
+                                     "forward", "leave parameters unchanged in forward (constrain or project them "
+                                                "before building the cost)", ""))
+
+
+def _where_changed(model: nn.Module, layers: tuple[ParamInfo, ...], point: Tensor, x: Tensor) -> str:
+    """Run the probe again, comparing the parameter sets at every module's entry and exit: the first
+    change seen at an entry was made by the running parent's own code, at an exit by the module
+    leaving. Only after a change was found (a comparison per hook costs a pass over the vectors)."""
+    params = point.detach().unsqueeze(0).repeat(2, 1)
+    before = params.clone()
+    stack: list[str] = []
+    found: list[str] = []
+
+    def check(culprit: str) -> None:
+        if not found and not torch.equal(params, before):
+            found.append(culprit)
+
+    def enter(name: str):
+        def hook(_module: nn.Module, _args: Any) -> None:
+            check(stack[-1] if stack else name)
+            stack.append(name)
+        return hook
+
+    def leave(name: str):
+        def hook(_module: nn.Module, _args: Any, _out: Any) -> None:
+            check(name)
+            if stack:
+                stack.pop()
+        return hook
+
+    handles = []
+    for name, m in model.named_modules():
+        handles += [m.register_forward_pre_hook(enter(name)), m.register_forward_hook(leave(name))]
+    try:
+        with torch.no_grad():
+            forward_vmap(model, prepare_batch(params, None, layers), x)
+    finally:
+        for h in handles:
+            h.remove()
+    return found[0] if found else ""
+
+
+def _unbatchable(model: nn.Module, where: str, what: str, fix: str, torch_said: str) -> str:
+    module = dict(model.named_modules()).get(where, model)
+    label = f"module {where!r} ({type(module).__name__})" if where else f"the model ({type(model).__name__})"
+    said = f" (torch: {torch_said.strip().splitlines()[0][:200]})" if torch_said.strip() else ""
+    return (f"{label} cannot be evaluated at many parameter vectors at once: it {what}, which "
+            f"torch.func.vmap cannot batch. Fix: {fix}{said}")

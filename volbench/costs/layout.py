@@ -1,6 +1,10 @@
 """Where each parameter tensor lies in the flat vector, and the filter scales built from it.
 
-The flat order is that of ``torch.nn.utils.parameters_to_vector(model.parameters())``.
+The flat order is that of ``torch.nn.utils.parameters_to_vector(model.parameters())``. A parameter
+shared by several modules (tied weights: a language model's token embedding reused as its output
+layer) is one tensor in ``model.parameters()`` and ``model.named_parameters()`` (both drop repeats),
+so it lies in the flat vector once, under the name it is first registered with, and a perturbation
+of it moves every module that uses it.
 """
 from __future__ import annotations
 
@@ -9,7 +13,13 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-__all__ = ["ParamInfo", "describe_parameters", "filter_scale"]
+__all__ = ["ParamInfo", "NORM_TYPES", "describe_parameters", "filter_scale"]
+
+#: Normalisation layers whose 1-D weight is an elementwise gain (class names, so subclasses by
+#: other names are not guessed at): ``y = g * normalise(x) + beta`` per feature.
+NORM_TYPES: frozenset[str] = frozenset({
+    "LayerNorm", "RMSNorm", "GroupNorm", "BatchNorm1d", "BatchNorm2d", "BatchNorm3d", "InstanceNorm1d",
+    "InstanceNorm2d", "InstanceNorm3d", "LocalResponseNorm"})
 
 
 @dataclass(frozen=True)
@@ -66,29 +76,62 @@ def describe_parameters(model: nn.Module) -> tuple[ParamInfo, ...]:
 
 
 def filter_scale(layers: tuple[ParamInfo, ...], point: Tensor, bias: str) -> Tensor:
-    """Per-parameter multiplier of filter-normalised directions at the flat parameters ``point``:
-    each weight entry gets the L2 norm of its output row (conv: output filter), biases 1
-    (``"unscaled"``) or their unit's row norm (``"row"``), other parameters 1. See
-    :meth:`volbench.costs.ModelCost.filter_scale` for the references and an example."""
+    """Per-parameter multiplier of filter-normalised directions at the flat parameters ``point``.
+
+    Filter normalisation (Li et al. 2018; Fan et al., App. A.2, eq. (8)-(9)) scales the noise of
+    every *unit* (an output row of a map) by that unit's norm, so that a perturbation is the same
+    relative size in every unit and rescalings the network is invariant to carry the directions
+    along. The rule for each kind of parameter, and why:
+
+    * **weights** (every parameter with >= 2 dimensions): each entry gets the L2 norm of its output
+      row ``W[j, ...]`` (Linear: ``W[j, :]``; Conv: the output filter ``W[j, :, :, :]``; attention's
+      query/key/value and output projections are Linear layers, so each projected feature is a
+      unit). **Embeddings** ``E[V, C]`` are weights too: row ``j`` is token ``j``'s vector, scaled by
+      its own norm, since a token's embedding is the unit that moves as one (a rarely seen token's
+      small row gets small noise). A **tied** weight (token embedding = output layer) lies once in
+      the flat vector and gets one scale; both readings agree, since an output row of the tied
+      Linear is the same token's vector.
+    * **biases** (1-D parameters named ``bias``): 1 (``bias="unscaled"``, what the main paper's code
+      does) or their unit's scale (``bias="row"``): a Linear / Conv bias the norm of its unit's
+      weight row, a normalisation layer's bias ``beta_j`` the magnitude ``|g_j|`` of its gain. Then
+      a rescaling of a unit multiplies its bias's scale with it, and the perturbations are exactly
+      covariant with ``(W_i, b_i, W_{i+1}) -> (a W_i, a b_i, W_{i+1} / a)``.
+    * **normalisation gains** (the 1-D weight of a layer in :data:`NORM_TYPES`: layer norm, RMS norm,
+      batch/group norm): ``|g_j|`` elementwise with ``bias="row"``, 1 with ``bias="unscaled"``. A
+      gain is the diagonal weight of the layer's elementwise affine map ``g * x_hat + beta``, whose
+      "row" for feature j is the single entry ``g_j``: ``|g_j|`` is the row-norm rule applied to it.
+      It makes the directions covariant with the transformer's own rescaling symmetry
+      (pre-LN block: ``(g, beta, W_next) -> (a g, a beta, W_next / a)`` leaves the function
+      unchanged); the main paper's code leaves every 1-D parameter unscaled, so "unscaled" does.
+      A gain that is exactly 0 gets scale 0 (like a zero weight row): the direction cannot move it,
+      and a preconditioner built from this scale is refused as not positive.
+    * **anything else** (a 1-D parameter of another module, a scalar): 1.
+
+    See :meth:`volbench.costs.ModelCost.filter_scale` for an example.
+    """
     if bias not in ("unscaled", "row"):
         raise ValueError(f"bias must be 'unscaled' or 'row', got {bias!r}")
     scale = torch.ones_like(point)
-    row_norms: dict[str, Tensor] = {}
+    unit_scale: dict[str, Tensor] = {}  # per module: the scale of each of its units (weight rows, gains)
     for p in layers:
-        if p.kind != "weight":
-            continue
-        if p.module_type.startswith("ConvTranspose"):
-            raise ValueError(
-                f"filter_scale does not support transposed convolutions ({p.name}): their output "
-                "filters lie along dimension 1; use isotropic directions for this model"
-            )
-        w = point[p.slice].view(p.shape)
-        norms = w.reshape(p.shape[0], -1).norm(dim=1)
-        scale[p.slice] = norms.repeat_interleave(p.numel // p.shape[0])
-        row_norms[p.module] = norms
+        if p.kind == "weight":
+            if p.module_type.startswith("ConvTranspose"):
+                raise ValueError(
+                    f"filter_scale does not support transposed convolutions ({p.name}): their output "
+                    "filters lie along dimension 1; use isotropic directions for this model"
+                )
+            w = point[p.slice].view(p.shape)
+            norms = w.reshape(p.shape[0], -1).norm(dim=1)
+            scale[p.slice] = norms.repeat_interleave(p.numel // p.shape[0])
+            unit_scale[p.module] = norms
+        elif p.kind == "other" and p.module_type in NORM_TYPES and p.name.rpartition(".")[2] == "weight":
+            gains = point[p.slice].abs()
+            if bias == "row":
+                scale[p.slice] = gains
+            unit_scale[p.module] = gains
     if bias == "row":
         for p in layers:
-            norms = row_norms.get(p.module)
+            norms = unit_scale.get(p.module)
             if p.kind == "bias" and norms is not None and norms.numel() == p.numel:
                 scale[p.slice] = norms
     return scale

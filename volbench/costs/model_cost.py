@@ -26,7 +26,14 @@ from volbench.costs.chunking import (
     round_up,
     same_device,
 )
-from volbench.costs.engines import Batch, forward_matmul, forward_vmap, matmul_plan, prepare_batch
+from volbench.costs.engines import (
+    Batch,
+    check_batchable,
+    forward_matmul,
+    forward_vmap,
+    matmul_plan,
+    prepare_batch,
+)
 from volbench.costs.layout import ParamInfo, describe_parameters, filter_scale
 from volbench.costs.losses import LOSSES, ExampleLoss, anchor_log_probs, check_targets
 from volbench.costs.rays import RayBatch
@@ -47,7 +54,10 @@ class ModelCost:
         ``cost[b] = (1 / M) * sum_{i=1..N} l_i(f(x_i; theta_b))``
 
     with ``M = N`` for "ce", "kl", "zero_one" and ``M = N * k`` (all output elements) for "bce"
-    and "mse", matching the torch losses with their default ``reduction="mean"``.
+    and "mse", matching the torch losses with their default ``reduction="mean"``. A sequence model
+    (outputs ``[N, T, V]``, integer targets ``[N, T]``: one example is a window of T tokens) has
+    ``l_i`` = the mean of its T per-token losses, so the cost is the mean over all ``N * T`` tokens,
+    ``F.cross_entropy`` over the flattened tokens (``volbench.costs.losses``).
 
     Early exit (``__call__(params, stop_above=tau)``): the data are processed in chunks and every
     per-example loss is >= 0, so after chunk ``j`` the partial sum ``S_j / M`` is a lower bound of
@@ -74,8 +84,12 @@ class ModelCost:
       activations, optionally starting with ``nn.Flatten()``): the first layer of all ``b`` vectors
       is one GEMM ``X @ [W1_1; ...; W1_b]^T`` of the shared data ``X[c, in]`` with the stacked
       weights ``[b * out, in]``; later layers are ``torch.baddbmm`` over the ``b`` vectors.
-    * ``"vmap"`` (any module): ``torch.func.vmap`` of ``torch.func.functional_call`` over the
-      ``b`` parameter sets, the data shared.
+    * ``"vmap"`` (any module whose forward ``torch.func.vmap`` can batch over parameters:
+      embeddings, layer norm, attention and tied weights included): ``torch.func.vmap`` of
+      ``torch.func.functional_call`` over the ``b`` parameter sets, the data shared. It is tried
+      once at construction on two parameter sets; a forward it cannot batch (a Python branch on a
+      tensor's value, ``.item()``, an in-place update of a buffer or a parameter, batch norm in
+      training mode, random draws) raises a TypeError naming the module and the fix.
     * ``"auto"`` picks "matmul" when the model qualifies (faster on CPU for MNIST-MLP sizes).
 
     Ray interface (``accepts_rays``; ``docs/CONTRACTS.md``): :meth:`open_rays` gives a
@@ -103,8 +117,9 @@ class ModelCost:
     Args:
         model: the network; its parameters define the flat order. Not modified.
         inputs: ``[N, ...]`` inputs (the first dimension indexes examples).
-        targets: ``[N]`` integer class labels ("ce", multi-logit "zero_one"); ``[N, k]`` or ``[N]``
-            floats ("bce" in [0, 1], "mse"); ``[N]``/``[N, 1]`` in {0, 1} for one-logit
+        targets: ``[N]`` integer class labels ("ce", multi-logit "zero_one"); ``[N, T]`` integer
+            tokens for a sequence model's outputs ``[N, T, V]`` ("ce", "zero_one"); ``[N, k]`` or
+            ``[N]`` floats ("bce" in [0, 1], "mse"); ``[N]``/``[N, 1]`` in {0, 1} for one-logit
             "zero_one"; ignored (may be ``None``) for "kl".
         loss: one of :data:`LOSSES`.
         anchor: flat ``[n]`` reference parameters (default: the model's own). "kl" compares with
@@ -211,14 +226,19 @@ class ModelCost:
         # The matmul path reads the data flattened once here instead of per call.
         self._x = self._inputs.reshape(self.n_examples, -1) if self.path == "matmul" else self._inputs
 
-        self.n_outputs, act_elems = self._probe()
-        self._targets = check_targets(loss, targets, self.n_examples, self.n_outputs, self.device, self.dtype)
+        self.output_shape, act_elems = self._probe()
+        self.n_outputs = self.output_shape[-1]
+        if self.path == "vmap":  # one batched forward now, so a model vmap cannot batch fails here, named
+            check_batchable(self._model, self._layers, self._anchor, self._inputs[:1])
+        self._targets = check_targets(loss, targets, self.n_examples, self.output_shape, self.device, self.dtype)
+        # Examples per block of the ray interface: ray_block, capped in positions for sequence outputs.
+        positions = math.prod(self.output_shape[:-1]) if len(self.output_shape) > 1 else 1
+        self.ray_block = int(min(chunking.ray_block, max(1, chunking.ray_block_positions // positions)))
         self._loss = ExampleLoss(loss, self._targets, self.n_outputs)
         self._normaliser = self._loss.normaliser(self.n_examples)
 
         elem = torch.empty((), dtype=self.dtype).element_size()
-        in_elems = self._inputs[0].numel() if self._inputs.is_floating_point() else 0
-        self._bytes_input = in_elems * elem  # per example, shared by all vectors
+        self._bytes_input = self._inputs[0].numel() * self._inputs.element_size()  # per example, shared by all vectors
         self._bytes_pair = int(math.ceil(chunking.activation_safety * act_elems * elem))
         self._bytes_vector = 2 * self.n_params * elem  # the gathered rows and their reshaped copies
         if memory_budget_bytes is not None:
@@ -333,7 +353,10 @@ class ModelCost:
         what the main paper's code does) or the norm of their unit's weight row (``bias="row"``):
         then rescaling ``(W_i, b_i, W_{i+1}) -> (a W_i, a b_i, W_{i+1} / a)`` multiplies the scale of
         layer i by ``a`` and of layer i+1 by ``1/a``, so the perturbations are exactly covariant.
-        Other parameters (1-D gains) and biases without a matching weight get 1.
+        Embedding rows (one token's vector) are weight rows; a tied weight is in the flat vector
+        once; normalisation gains get ``|g|`` elementwise with ``bias="row"`` (1 with "unscaled") and
+        their biases ``|g|``; other 1-D parameters and biases without a matching weight get 1. The
+        rule for each kind, with its reason: :func:`volbench.costs.layout.filter_scale`.
 
         Example:
             >>> import torch
@@ -442,7 +465,7 @@ class ModelCost:
         block grid: what ``open_rays(...).costs`` gives at t = 0, without building a ray."""
         sizes_t = self.check_sizes(sizes)
         point = self._check_flat(point, "point").detach().to(device=self.device, dtype=self.dtype)
-        block = self._chunking.ray_block
+        block = self.ray_block
         edges = sorted(set(range(0, sizes_t[-1], block)) | set(sizes_t) | {0})
         batch = self._prepare_batch(point.unsqueeze(0))
         total = 0.0
@@ -485,7 +508,7 @@ class ModelCost:
         w0 = origin[op0.weight].view(op0.n_out, op0.n_in)
         b0 = origin[op0.bias].view(op0.n_out, 1) if op0.bias is not None else None
         out = torch.empty(op0.n_out, self.n_examples, dtype=self.dtype, device=self.device)
-        block = self._chunking.ray_block
+        block = self.ray_block
         with torch.no_grad():
             for lo in range(0, self.n_examples, block):
                 x = self._x[lo:lo + block]
@@ -623,8 +646,9 @@ class ModelCost:
         return prepare_batch(params, self._ops if self.path == "matmul" else None, self._layers)
 
     def _forward(self, params: Tensor | Batch, x: Tensor) -> Tensor:
-        """Model outputs ``[b, c, k]`` for ``b`` parameter vectors (a ``[b, n]`` tensor, or one
-        laid out by :meth:`_prepare_batch`) on ``c`` shared examples."""
+        """Model outputs ``[b, c, k]`` (a sequence model's ``[b, c, T, V]``) for ``b`` parameter
+        vectors (a ``[b, n]`` tensor, or one laid out by :meth:`_prepare_batch`) on ``c`` shared
+        examples."""
         batch = params if isinstance(params, Batch) else self._prepare_batch(params)
         out = forward_matmul(self._ops, batch, x) if self.path == "matmul" else forward_vmap(self._model, batch, x)
         return out.unsqueeze(-1) if out.ndim == 2 else out
@@ -673,8 +697,15 @@ class ModelCost:
         return int(chunk), int(batch)
 
     # ------------------------------------------------------------------ construction helpers
-    def _probe(self) -> tuple[int, int]:
-        """Run the model on one example: (output width k, activation elements per example)."""
+    def _probe(self) -> tuple[tuple[int, ...], int]:
+        """Run the model on one example: (per-example output shape, ``(k,)`` or ``(T, V)``; activation
+        elements per example).
+
+        The activations are the outputs of the leaf modules. A sequence model's attention scores
+        (``heads * T^2`` per layer, computed inside its attention module, no leaf's output) are not
+        among them; the sum over every leaf's output over-counts what is alive at once in a
+        no-grad forward (one block's temporaries), which with ``activation_safety`` covers them
+        (measured for the 10.65M-parameter character model in ``benchmarks/README.md``)."""
         total = 0
 
         def hook(_module: nn.Module, _inp: Any, output: Any) -> None:
@@ -695,14 +726,14 @@ class ModelCost:
                 h.remove()
         if not isinstance(out, Tensor):
             raise TypeError(f"the model must return one Tensor of outputs, got {type(out).__name__}")
-        if out.ndim not in (1, 2) or out.shape[0] != 1:
+        if out.ndim not in (1, 2, 3) or out.shape[0] != 1:
             raise ValueError(
-                f"the model must map [N, ...] inputs to [N, k] (or [N]) outputs; for one example "
-                f"it returned shape {tuple(out.shape)}"
+                f"the model must map [N, ...] inputs to [N, k] (or [N]) outputs, or a sequence model's "
+                f"[N, T, V]; for one example it returned shape {tuple(out.shape)}"
             )
-        k = 1 if out.ndim == 1 else out.shape[1]
+        shape = (1,) if out.ndim == 1 else tuple(int(d) for d in out.shape[1:])
         # Add the loss's temporaries (log-softmax, differences) of about a few outputs per example.
-        return k, total + 3 * k
+        return shape, total + 3 * math.prod(shape)
 
     def _check_flat(self, flat: Any, what: str) -> Tensor:
         if not isinstance(flat, Tensor):

@@ -29,8 +29,9 @@ while its output is 32x (mnist) and 11x (cifar) larger than the input, so a per-
 would hold 25-33k floats per example and the axpy over it would cost about what it saves. The
 vmap path forms each point instead (``RayBatch.linear`` is False).
 
-Determinism. Examples are processed in fixed blocks (multiples of ``ChunkingDefaults.ray_block``
-cut at the requested sizes) and the caches are computed in the same blocks whatever their memory
+Determinism. Examples are processed in fixed blocks (multiples of ``ModelCost.ray_block``:
+``ChunkingDefaults.ray_block`` examples, fewer for a sequence model's long windows, cut at the
+requested sizes) and the caches are computed in the same blocks whatever their memory
 budget, so a ray's costs are the same arithmetic whatever other rays it is evaluated with and however
 much of its cache fitted in memory, except for the batch shape of the matrix products, which a BLAS
 may block and thread differently (another order: the results then agree within the derived rounding
@@ -97,7 +98,7 @@ class RayBatch:
         self._norms = torch.tensor([cost._loss.normaliser(s) for s in self.sizes], dtype=torch.float64,
                                    device=cost.device)
         top = self.sizes[-1]
-        block = cost._chunking.ray_block
+        block = cost.ray_block
         # Evaluation blocks: the fixed grid, cut at every requested size.
         edges = sorted(set(range(0, top, block)) | set(self.sizes) | {0})
         self._blocks = list(zip(edges[:-1], edges[1:]))
@@ -149,7 +150,7 @@ class RayBatch:
         block (its activations, later-layer weights and first-layer block)."""
         cost = self._cost
         elem = torch.empty((), dtype=self.dtype).element_size()
-        block = cost._chunking.ray_block
+        block = cost.ray_block
         cache = self._B.numel() * elem + cost._first_layer_bytes() if self.linear else 0
         later = (cost.n_params - (self._op0.weight.stop - self._op0.weight.start)) if self.linear else cost.n_params
         per_vector = block * cost._bytes_pair + 2 * later * elem + (
@@ -225,7 +226,8 @@ class RayBatch:
                         raise
                     if chunk == 1:
                         raise CostOutOfMemoryError(
-                            f"out of memory evaluating one ray point ({exc}); lower ChunkingDefaults.ray_block "
+                            f"out of memory evaluating one ray point ({exc}); lower ChunkingDefaults.ray_block (or "
+                            "ray_block_positions) "
                             "or ray_cache_fraction, or pass a larger memory_budget_bytes") from exc
                     if device.type == "cuda":
                         torch.cuda.empty_cache()
@@ -339,7 +341,7 @@ class RayBatch:
         cost = self._cost
         if not self.linear:
             return cost._forward(weights, cost._x[lo:hi])
-        block = cost._chunking.ray_block
+        block = cost.ray_block
         if hi <= self.n_cached:
             r0 = self._run(rows)
             b_blk = self._B[r0:r0 + len(rows), :, lo:hi] if r0 is not None else self._B[rows, :, lo:hi]

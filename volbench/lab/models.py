@@ -1,11 +1,12 @@
 """The papers' architectures, by name, initialised deterministically from a seed.
 
-Every model is a flat ``nn.Sequential`` of ``nn.Flatten``, ``nn.Linear``, ``nn.Conv2d``,
+Every MLP and CNN is a flat ``nn.Sequential`` of ``nn.Flatten``, ``nn.Linear``, ``nn.Conv2d``,
 ``nn.MaxPool2d`` and activations, so other modules can walk the layer structure (the cost module
 reads weight rows per output unit; ``volbench.costs.ModelCost`` evaluates MLPs through a batched
-matmul path that needs exactly this form). Models take the data set's natural input shape (images
+matmul path that needs exactly this form). They take the data set's natural input shape (images
 ``[N, C, H, W]``; MLPs flatten inside with a leading ``nn.Flatten()``) and return logits
-``[N, n_outputs]``.
+``[N, n_outputs]``. The sequence model ``char_gpt`` (``volbench.lab.gpt``) takes token ids
+``[N, T]`` and returns next-token logits ``[N, T, V]``; the cost evaluates it through its vmap path.
 
 =================  ==========================  =========  =====================================
 name               layers                      params     source
@@ -22,7 +23,15 @@ name               layers                      params     source
 ``digits_mlp``     64-64-10, GELU (tanh)       4,810      Scherlis & Belrose, Sec. 4.1
 ``boolean_fcn``    7-40-40-1, ReLU             2,001      Zhang et al., Sec. 4.1 (n = 7 Boolean)
 ``binary_fcn``     784-40-40-1, ReLU           33,081     Zhang et al., Sec. 4.2 (MNIST 0-4/5-9)
+``char_gpt``       GPT, 6 x (6 heads, 384)     10,745,088 Fan et al.'s repository,
+                   context 256, vocabulary 65             experiments/shakespeare_char (F14)
 =================  ==========================  =========  =====================================
+
+``char_gpt`` takes its sizes as options (``n_layer``, ``n_head``, ``n_embd``, ``block_size``,
+``vocab_size``, ``bias``, ``activation``; :class:`volbench.lab.gpt.GPTConfig`), e.g. the smoke
+tier's ``build("char_gpt", seed=0, n_layer=2, n_head=2, n_embd=64, block_size=32)`` (104,832
+parameters). Its count: 10,745,088 in the flat vector, nanoGPT's "10.65M" without the position
+embeddings (``volbench.lab.gpt``).
 
 CNNs. The main paper defers their details to its repository; its public code (facts, not code,
 taken over) builds 3x3 convolutions with padding 1, each followed by ReLU and a 2x2 max-pool, then
@@ -51,8 +60,13 @@ with ``fan_in`` = in_features (conv: in_channels * kh * kw). Defaults: ``sigma_w
 GP code, so sampled networks match the prior whose volume the NNGP computes.
 
 The weights are drawn on the CPU in float32 under ``torch.random.fork_rng`` (default init) or
-from an explicit ``torch.Generator`` (NNGP init) and then moved to ``device``/``dtype``: the same
-seed gives the same network on every device and in every dtype, and the global RNG is untouched.
+from an explicit ``torch.Generator`` (NNGP init, and ``char_gpt``) and then moved to
+``device``/``dtype``: the same seed gives the same network on every device and in every dtype, and
+the global RNG is untouched.
+
+Size: one concept, the registry of architectures and how each is built and initialised (a little
+over 450 lines with the sequence model's entry); the character GPT's layers live in
+``volbench.lab.gpt``.
 
 Example:
     >>> import torch
@@ -80,6 +94,7 @@ import torch
 from torch import nn
 
 from volbench._checks import check_seed
+from volbench.lab.gpt import CharGPT, GPTConfig
 
 __all__ = [
     "ModelSpec",
@@ -89,6 +104,7 @@ __all__ = [
     "model_info",
     "weight_layers",
     "alpha_scale",
+    "input_shape",
 ]
 
 INITS: tuple[str, ...] = ("torch", "nngp")
@@ -113,6 +129,7 @@ class ModelSpec:
         nngp_sigma_w, nngp_sigma_b: defaults of ``init="nngp"`` (see the module docstring).
         hidden: default hidden widths (MLPs; empty for CNNs, whose widths are fixed).
         activation: hidden activation of the MLPs, ``"relu"`` or ``"gelu_tanh"``.
+        kind: ``"mlp"``, ``"cnn"`` or ``"sequence"`` (token ids in, logits per position out).
     """
 
     name: str
@@ -125,10 +142,11 @@ class ModelSpec:
     nngp_sigma_b: float = 1.0
     hidden: tuple[int, ...] = ()
     activation: str = "relu"
+    kind: str = "mlp"
 
     @property
     def is_mlp(self) -> bool:
-        return self.name not in ("mnist_cnn", "cifar_cnn")
+        return self.kind == "mlp"
 
     @property
     def n_inputs(self) -> int:
@@ -150,10 +168,10 @@ _SPECS: Mapping[str, ModelSpec] = MappingProxyType({
                   f"{_FAN}, Table 2", hidden=(512, 256)),
         ModelSpec("mnist_cnn", (1, 28, 28), 10, "ce",
                   "conv3x3 1-32, pool, conv3x3 32-64, pool, 3136-128-10 (ReLU)",
-                  f"{_FAN}, App. C.1 (architecture from the authors' repository)"),
+                  f"{_FAN}, App. C.1 (architecture from the authors' repository)", kind="cnn"),
         ModelSpec("cifar_cnn", (3, 32, 32), 10, "ce",
                   "conv3x3 3-32, pool, 32-64, pool, 64-128, pool, 2048-512-256-10 (ReLU)",
-                  f"{_FAN}, App. C.1 (architecture from the authors' repository)"),
+                  f"{_FAN}, App. C.1 (architecture from the authors' repository)", kind="cnn"),
         ModelSpec("swiss_mlp", (2,), 1, "bce", "2-32x5-1 ReLU MLP (two spirals)",
                   f"{_FAN}, Sec. 5", hidden=(32,) * 5),
         ModelSpec("swiss_mlp_deep", (2,), 1, "bce", "2-32x6-1 ReLU MLP (two spirals)",
@@ -170,6 +188,11 @@ _SPECS: Mapping[str, ModelSpec] = MappingProxyType({
                   f"{_ZHANG}, Sec. 4.1", nngp_sigma_w=1.0, nngp_sigma_b=0.1, hidden=(40, 40)),
         ModelSpec("binary_fcn", (1, 28, 28), 1, "bce", "784-40-40-1 ReLU FCN (binarised MNIST)",
                   f"{_ZHANG}, Sec. 4.2", hidden=(40, 40)),
+        ModelSpec("char_gpt", (GPTConfig().block_size,), GPTConfig().vocab_size, "ce",
+                  "character GPT (nanoGPT's shape): 6 pre-LN blocks of 6-head causal attention and a 4x GELU "
+                  "MLP, 384 wide, context 256, vocabulary 65, LM head tied to the token embedding",
+                  f"{_FAN}: the authors' repository, experiments/shakespeare_char (not in the paper)",
+                  kind="sequence"),
     )
 })
 
@@ -247,7 +270,7 @@ def _nngp_init_(model: nn.Module, sigma_w: float, sigma_b: float, gen: torch.Gen
 
 
 def build(name: str, *, seed: int, device: torch.device | str | None = None,
-          dtype: torch.dtype = torch.float32, **options: Any) -> nn.Sequential:
+          dtype: torch.dtype = torch.float32, **options: Any) -> nn.Module:
     """Build the architecture ``name`` with weights drawn from ``seed``.
 
     Args:
@@ -264,9 +287,13 @@ def build(name: str, *, seed: int, device: torch.device | str | None = None,
             defaults from :class:`ModelSpec`).
             ``hidden``: tuple of hidden widths overriding the paper's (MLPs only), e.g. a
             smaller ``swiss_mlp`` for fast tests.
+            Sequence models (``char_gpt``) take the fields of :class:`volbench.lab.gpt.GPTConfig`
+            instead (``n_layer``, ``n_head``, ``n_embd``, ``block_size``, ``vocab_size``, ``bias``,
+            ``activation``); their weights come from a CPU generator seeded ``seed``.
 
     Returns:
-        A flat ``nn.Sequential`` in train mode (no dropout/batch-norm, so modes do not matter).
+        A flat ``nn.Sequential`` (MLPs, CNNs) or a :class:`volbench.lab.gpt.CharGPT`, in train mode
+        (no dropout/batch-norm, so modes do not matter).
 
     Example:
         >>> m = build("boolean_fcn", seed=3, init="nngp")
@@ -277,6 +304,9 @@ def build(name: str, *, seed: int, device: torch.device | str | None = None,
     seed = check_seed(seed)
     if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
         raise TypeError(f"dtype must be a floating torch.dtype, got {dtype!r}")
+    if s.kind == "sequence":
+        model = CharGPT(_gpt_config(name, options), generator=torch.Generator(device="cpu").manual_seed(seed))
+        return model.to(device=device, dtype=dtype)
     allowed = {"init", "sigma_w", "sigma_b"} | ({"hidden"} if s.is_mlp else set())
     unknown = set(options) - allowed
     if unknown:
@@ -307,6 +337,28 @@ def build(name: str, *, seed: int, device: torch.device | str | None = None,
         gen = torch.Generator(device="cpu").manual_seed(seed)
         _nngp_init_(model, sigma_w, sigma_b, gen)
     return model.to(device=device, dtype=dtype)
+
+
+def _gpt_config(name: str, options: dict[str, Any]) -> GPTConfig:
+    allowed = set(GPTConfig.__dataclass_fields__)
+    unknown = set(options) - allowed
+    if unknown:
+        raise TypeError(f"build({name!r}) got unknown option(s) {sorted(unknown)}; allowed: {sorted(allowed)}")
+    return GPTConfig(**options)
+
+
+def input_shape(name: str, **options: Any) -> tuple[int, ...]:
+    """The per-example input shape ``build(name, **options)`` takes: a sequence model's longest
+    window ``(block_size,)`` (shorter windows are fine), the spec's ``input_shape`` otherwise.
+
+    Example:
+        >>> input_shape("char_gpt", block_size=32), input_shape("mnist_mlp")
+        ((32,), (1, 28, 28))
+    """
+    s = spec(name)
+    if s.kind == "sequence":
+        return (_gpt_config(name, dict(options)).block_size,)
+    return tuple(s.input_shape)
 
 
 # --------------------------------------------------------------------------- inspection

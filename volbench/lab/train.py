@@ -18,7 +18,9 @@ model, data and config give bit-identical parameters on the CPU.
 
 Targets follow ``volbench.costs`` and ``volbench.data``: "ce" integer labels ``[N]``; "bce" floats
 in [0, 1] shaped ``[N]`` or ``[N, 1]`` for a one-logit model; "mse" floats shaped like the outputs
-(one-hot ``[N, k]`` for modular addition). Accuracy: argmax agreement for "ce"; sign agreement
+(one-hot ``[N, k]`` for modular addition); a sequence model's "ce" integer tokens ``[N, T]`` for its
+outputs ``[N, T, V]`` (the mean over all N * T tokens). Accuracy: argmax agreement for "ce" (for a
+sequence model the share of positions whose argmax is the target, over all tokens); sign agreement
 (logit > 0 vs target > 0.5) for "bce"; argmax agreement with one-hot targets for "mse" with k > 1
 (NaN for a one-output regression).
 
@@ -323,6 +325,11 @@ _PAPER_EPOCHS = {
     "mnist_cnn": 500,        # not stated for the CNNs; the MNIST MLP's count
     "cifar_cnn": 400,        # likewise the CIFAR MLP's
 }
+#: The authors' character GPT (NOTES.md: their experiments/shakespeare_char): AdamW lr 1e-3, weight
+#: decay 0.1, betas (0.9, 0.95), batch 64. How long they train is not recorded; 16 epochs are
+#: nanoGPT's shakespeare_char run (5,000 iterations of 64 windows) on their 20,000-window landscape.
+CHAR_GPT_RECIPE = dict(optimizer="adamw", lr=1e-3, weight_decay=0.1, betas=(0.9, 0.95), batch_size=64, epochs=16,
+                       loss="ce")
 
 
 def paper_recipe(model_name: str, **overrides: Any) -> TrainConfig:
@@ -337,6 +344,7 @@ def paper_recipe(model_name: str, **overrides: Any) -> TrainConfig:
     * ``boolean_fcn``, ``binary_fcn`` (Zhang et al.): vanilla SGD (no momentum, no weight decay)
       with the Keras defaults the paper says it uses (lr 0.01, batch 32), BCE on the logit,
       trained until the first epoch with zero training error (at most 2,000 epochs).
+    * ``char_gpt`` (the authors' repository): :data:`CHAR_GPT_RECIPE`.
 
     Example:
         >>> paper_recipe("mnist_mlp").epochs, paper_recipe("mnist_mlp", optimizer="sam").optimizer
@@ -346,6 +354,8 @@ def paper_recipe(model_name: str, **overrides: Any) -> TrainConfig:
     if model_name in _PAPER_EPOCHS:
         base = TrainConfig(optimizer="adamw", lr=1e-3, weight_decay=0.01, batch_size=None,
                            epochs=_PAPER_EPOCHS[model_name], loss=s.loss)
+    elif model_name == "char_gpt":
+        base = TrainConfig(**CHAR_GPT_RECIPE)
     elif model_name == "digits_mlp":
         base = TrainConfig(optimizer="sgd", lr=0.1, weight_decay=0.0, batch_size=64, epochs=25, loss="ce")
     elif model_name in ("boolean_fcn", "binary_fcn"):
@@ -369,6 +379,8 @@ def flat_params(model: nn.Module) -> Tensor:
 def _n_correct(out: Tensor, t: Tensor, loss: str) -> Tensor:
     """Number of correct predictions (0-dim tensor, no host sync); NaN if undefined."""
     if loss == "ce":
+        if out.ndim == 3:  # a sequence model: each window counts its share of correct positions
+            return (out.argmax(-1) == t).to(torch.float64).mean(dim=1).sum()
         return (out.argmax(1) == t).sum()
     if loss == "bce":
         return ((out > 0) == (t > 0.5)).all(dim=1).sum()
@@ -381,6 +393,8 @@ def loss_and_accuracy(model: nn.Module, inputs: Tensor, targets: Tensor, loss: s
                       chunk: int = 8192) -> tuple[float, float]:
     """Exact mean loss and accuracy of ``model`` on a whole data set, in chunks of ``chunk``
     examples (eval mode, no gradients). ``targets`` as prepared for :func:`train`'s ``loss``.
+    Token windows (integer inputs ``[N, T]``) go ``chunk // T`` windows at a time: ``chunk``
+    counts positions there, whose activations are what the memory holds.
 
     Example:
         >>> m = nn.Linear(2, 1); x = torch.zeros(3, 2); y = torch.ones(3, 1)
@@ -391,6 +405,8 @@ def loss_and_accuracy(model: nn.Module, inputs: Tensor, targets: Tensor, loss: s
     n = inputs.shape[0]
     if n == 0:
         return math.nan, math.nan
+    if inputs.ndim == 2 and not inputs.is_floating_point():
+        chunk = max(1, chunk // inputs.shape[1])
     was_training = model.training
     model.eval()
     total_loss = torch.zeros((), dtype=torch.float64, device=inputs.device)
@@ -493,7 +509,9 @@ def train(model: nn.Module, inputs: Tensor, targets: Tensor, config: TrainConfig
     n = x.shape[0]
     if n == 0:
         raise ValueError("inputs are empty; need at least one training example")
-    k = int(check_accepts(model, x, n_examples=1).reshape(1, -1).shape[1])
+    probe = check_accepts(model, x, n_examples=1)
+    # the per-example output shape: (k,), or a sequence model's (T, V)
+    k = tuple(probe.shape[1:]) if probe.ndim == 3 else int(probe.reshape(1, -1).shape[1])
     y = check_targets(config.loss, targets, n, k, dev, dtype, "targets")
     if test_inputs is not None:
         if not isinstance(test_inputs, Tensor):

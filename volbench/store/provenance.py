@@ -48,12 +48,14 @@ __all__ = ["TRAINING_SOURCES", "MEASUREMENT_SOURCES", "source_digest", "entry_di
 TRAINING_SOURCES: tuple[str, ...] = (
     "volbench.lab.train",
     "volbench.lab.models",
+    "volbench.lab.gpt",
     "volbench.lab.spec",
     "volbench.lab.minima:train_minimum",
     "volbench.data.dataset",
     "volbench.data.idx",
     "volbench.data.images",
     "volbench.data.synthetic",
+    "volbench.data.text",
     "volbench.data.subsets",
     "volbench.data.registry",
 )
