@@ -5,6 +5,8 @@ Commands::
     volbench report RUN            re-render report.md + index.html from RUN's results.json
     volbench compare RUN_A RUN_B…  verdict changes and computed-time ratios across runs / hardware
                                    (pytest-benchmark JSON files: as `volbench bench compare`)
+    volbench claims RUN…           which statements of each claim were judged where: runs of any
+                                   tiers joined, a column per tier, cells per setting and estimator
     volbench bench compare A.json B.json…
                                    speed across machines from pytest-benchmark JSON: throughput,
                                    time ratios with asv's significance marks, machine keys
@@ -40,7 +42,7 @@ import shlex
 import sys
 from collections.abc import Sequence
 
-from volbench.cli import baseline, bench, cache, compare, data, env, history, report, run
+from volbench.cli import baseline, bench, cache, claims, compare, data, env, history, report, run
 from volbench.cli._common import _PROG, CliError
 from volbench.cli.compare import compare_table
 from volbench.report.files import ReportFileError
@@ -49,7 +51,7 @@ from volbench.results import SchemaError
 __all__ = ["main", "build_parser", "compare_table"]
 
 #: One module per subcommand, in the order of ``volbench --help`` (each has ``add_parser``).
-COMMANDS = (report, compare, bench, history, baseline, env, run, cache, data)
+COMMANDS = (report, compare, claims, bench, history, baseline, env, run, cache, data)
 
 
 def build_parser() -> argparse.ArgumentParser:
