@@ -793,6 +793,9 @@ def test_no_report_option_and_plain_unit_runs_leave_no_trace(pytester, monkeypat
                                           "test_unit.py")
     result.assert_outcomes(passed=1)
     assert not root.exists(), "a run without case tests must not create a report"
+    result = pytester.runpytest_inprocess(*plugin_args(), "-p", "no:cacheprovider", "--collect-only", "cases")
+    assert result.ret == 0
+    assert not root.exists(), "--collect-only runs nothing, so it records no run (and leaves latest alone)"
 
 
 def test_a_case_module_that_fails_to_import_gets_an_error_row(pytester):

@@ -105,6 +105,8 @@ def pytest_configure(config: pytest.Config) -> None:
         return
     if config.getoption("volbench_no_report", default=False):
         return
+    if config.option.collectonly:  # nothing runs, so no run is recorded (and reports/latest stays put)
+        return
     config.pluginmanager.register(ReportRecorder(config, _report_root(config)), _RECORDER_NAME)
 
 
