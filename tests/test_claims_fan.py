@@ -527,3 +527,15 @@ def test_principled_no_filter_statement_is_the_equivalence_theory_predicts():
     assert same["b.no-filter-equal"] == "pass" and "b.no-filter-shallower" not in same
     apart = verdicts(fan.f5_power_law(own, variants={"no-filter-norm": own_curve(-0.05)}, **kw))
     assert apart["b.no-filter-equal"] == "fail"
+
+
+def test_an_undecided_equivalence_states_the_seeds_that_would_decide_it():
+    """b.K-equal straddling its margin (+-0.25 |alpha|) is inconclusive and says how many seeds
+    would decide it, from the measured variance, and which way (inside the margin: a pass)."""
+    base = own_curve(-0.1)
+    wobbly = {(s, D): (75.0 if s % 2 else -75.0) * (D == 960) for s in SEEDS for D in SIZES}
+    st = {s.id: s for s in fan.f5_power_law(base, variants={"K-small": own_curve(-0.1, noise=wobbly)},
+                                            sizes=SIZES, seeds=SEEDS, n_params=N, setting="mnist-mlp")}
+    k_equal = st["b.K-equal"]
+    assert k_equal.verdict == "inconclusive"
+    assert "seeds would decide it (a pass: the interval inside" in k_equal.reason, k_equal.reason

@@ -45,6 +45,7 @@ from volbench.claims.stats import (
     side_rule,
     slope_weights,
     what_would_decide,
+    what_would_decide_equivalence,
 )
 from volbench.results import Statement, Statistic
 
@@ -515,7 +516,7 @@ def f5_power_law(own: Mapping[tuple[int, int], Terms], *, sizes: Sequence[int], 
                 v, why = "fail", ""
             else:
                 v, why = "inconclusive", (f"the interval [{dlo:.3g}, {dhi:.3g}] is neither inside nor outside "
-                                          f"+-{bound:.3g}")
+                                          f"+-{bound:.3g}; {what_would_decide_equivalence(agg, bound, level=level)}")
             out.append(Statement(id_, text, v, statistic=dstat, rule=(
                 f"equivalence: pass if the {level:.0%} interval of the paired alpha difference lies within "
                 f"+-{equal_margin:g} |alpha| = +-{bound:.3g}; fail if it lies entirely outside"), reason=why,

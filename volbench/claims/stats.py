@@ -75,7 +75,8 @@ import numpy as np
 from volbench.estimator.measures import logmeanexp
 
 __all__ = ["PairingError", "Terms", "SeedEstimate", "Aggregate", "paired_difference", "seed_slope",
-           "seed_value", "aggregate", "all_above", "what_would_decide", "lme_rows", "slope_weights", "DEFAULT_LEVEL",
+           "seed_value", "aggregate", "all_above", "what_would_decide", "what_would_decide_equivalence", "lme_rows",
+           "slope_weights", "DEFAULT_LEVEL",
            "REFERENCE_MARGIN_FRACTION", "margin_fraction_for", "SmallestEffect", "NO_EFFECT", "side_verdict",
            "judge_sides", "every_comparison", "side_rule", "margins_of"]
 
@@ -543,11 +544,9 @@ def what_would_decide(agg: Aggregate, *, n_directions: int | None = None, bounda
     """
     used = agg.used
     if len(used) < 2:
-        return (f"{len(used)} informative seed(s): seed-to-seed variation cannot be estimated; at least 3 seeds "
-                "are needed for an interval that includes it")
+        return _too_few_seeds(len(used))
     point = agg.point
-    spread = f"measured power (sd over seeds {agg.sd:.3g}, within-seed sd " \
-             f"{math.sqrt(float(np.mean([s.boot_sd ** 2 for s in used]))):.3g})"
+    spread = _spread(agg)
     kw = dict(n_directions=n_directions, level=level, max_seeds=max_seeds)
     if effect_line is not None and effect_line == boundary:  # no smallest effect: the one-sided rule alone
         effect_line = None
@@ -568,6 +567,39 @@ def what_would_decide(agg: Aggregate, *, n_directions: int | None = None, bounda
     if decided:
         return f"{spread}: " + "; or ".join(t for _, t in decided)
     return "; ".join(t for _, t in routes)
+
+
+def _too_few_seeds(n: int) -> str:
+    return (f"{n} informative seed(s): seed-to-seed variation cannot be estimated; at least 3 seeds are needed "
+            "for an interval that includes it")
+
+
+def _spread(agg: Aggregate) -> str:
+    return (f"measured power (sd over seeds {agg.sd:.3g}, within-seed sd "
+            f"{math.sqrt(float(np.mean([s.boot_sd ** 2 for s in agg.used]))):.3g})")
+
+
+def what_would_decide_equivalence(agg: Aggregate, bound: float, *, n_directions: int | None = None,
+                                  level: float = DEFAULT_LEVEL, max_seeds: int = 200) -> str:
+    """:func:`what_would_decide` for an equivalence test (pass: the interval lies inside
+    ``+-bound``; fail: entirely outside it). Either way the interval must exclude the margin nearer
+    the point estimate, from the point's side: the seeds for that follow from the same variance
+    components (:func:`_seeds_to_clear`); a point inside the margins would pass, one outside fail.
+
+    Example:
+        >>> agg = aggregate([seed_value(x) for x in (0.01, -0.02, 0.03, 0.0, 0.02)], unit="")
+        >>> what_would_decide_equivalence(agg, 0.05).endswith("(a pass: the interval inside +-0.05)")
+        True
+    """
+    if len(agg.used) < 2:
+        return _too_few_seeds(len(agg.used))
+    line = math.copysign(bound, agg.point)
+    n, text = _seeds_to_clear(agg, line, n_directions=n_directions, level=level, max_seeds=max_seeds)
+    if n is None:
+        return text
+    outcome = (f"a pass: the interval inside +-{bound:.4g}" if abs(agg.point) < bound
+               else f"a fail: the interval outside +-{bound:.4g}")
+    return f"{_spread(agg)}: {text} would decide it ({outcome})"
 
 
 def all_above(aggregates: Mapping[str, Aggregate], *, boundary: float = 0.0, level: float = DEFAULT_LEVEL,
