@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from volbench.claims.stats import Terms
-from volbench.lab import Measurement, MinimumSpec, measure_many, train_minimum
+from volbench.lab import Measurement, MinimumSpec, measure_many, prefetch_minima, train_minimum
 from volbench.lab import models as vmodels
 from volbench.lab.train import TrainConfig
 
@@ -44,14 +44,28 @@ class FanLab:
     store: Any
     device: Any
 
-    def minimum(self, size: int, seed: int, *, n_poison: int = 0, imbalance=None, model: str | None = None,
-                **train_overrides):
+    def spec(self, size: int, seed: int, *, n_poison: int = 0, imbalance=None, model: str | None = None,
+             **train_overrides) -> MinimumSpec:
         c = self.case
-        spec = MinimumSpec(c["dataset"], model or c["model"], train_size=size, seed=seed, base=c["base"],
+        return MinimumSpec(c["dataset"], model or c["model"], train_size=size, seed=seed, base=c["base"],
                            train=recipe(c, **train_overrides), n_poison=n_poison, imbalance=imbalance,
                            dataset_options=tuple(c.get("dataset_options", ())),
                            model_options=tuple(c.get("model_options", ())) if model is None else ())
-        return train_minimum(spec, self.store, device=self.device)
+
+    def minimum(self, size: int, seed: int, **kw):
+        return train_minimum(self.spec(size, seed, **kw), self.store, device=self.device)
+
+    def prefetch(self, needs: Sequence[tuple[int, int, Mapping[str, Any]]]) -> None:
+        """Train first the minima of ``needs`` ((size, seed, spec options) each) that no other
+        worker is training (``volbench.lab.prefetch_minima``); the case then reads them, or waits
+        for those another worker holds. Cases that share minima on two xdist workers thereby train
+        them in parallel instead of in lockstep."""
+        prefetch_minima([self.spec(size, seed, **dict(kw)) for size, seed, kw in needs], self.store,
+                        device=self.device)
+
+    def prefetch_ordering(self, **train_overrides) -> None:
+        """:meth:`prefetch` of every (size, seed) of the case."""
+        self.prefetch([(D, s, train_overrides) for s in self.case["seeds"] for D in self.case["sizes"]])
 
     def n_params(self) -> int:
         """The case's model's parameter count n (the scale of its smallest effects of interest)."""

@@ -23,6 +23,22 @@ from volbench.results import CaseResult, Statistic
 
 ESTIMATORS = ("reference", "principled")
 
+#: Study knob (docs/R2_DESIGN.md): ``VOLBENCH_SEED_OFFSET=10`` shifts every seed of the MNIST smoke
+#: settings by 10, so that a design's decided verdicts can be checked once on seeds it does not use.
+#: Results record their seeds; the verdict baseline is recorded with offset 0.
+SEED_OFFSET_ENV = "VOLBENCH_SEED_OFFSET"
+
+
+def seed_offset() -> int:
+    """The study's seed offset (0 unless ``VOLBENCH_SEED_OFFSET`` is set)."""
+    return int(os.environ.get(SEED_OFFSET_ENV, "0") or 0)
+
+
+def shifted(seeds):
+    """``seeds`` (an int or a tuple of ints) plus :func:`seed_offset`."""
+    k = seed_offset()
+    return seeds + k if isinstance(seeds, int) else tuple(s + k for s in seeds)
+
 
 @dataclass(frozen=True)
 class Case:
@@ -37,6 +53,7 @@ class Case:
     title: str = ""
     quick: bool = False  # nightly code path at tiny scale (--quick): verdicts are marked, never mixed
     quick_changes: Mapping[str, Any] = field(default_factory=dict)  # {param: [nightly value, quick value]}
+    scale_changes: Mapping[str, Any] = field(default_factory=dict)  # reproduction scale: {param: [smoke, used]}
 
     @property
     def id(self) -> str:
@@ -194,6 +211,75 @@ def quick_params(params: Mapping[str, Any], overrides: Mapping[str, Any] | None 
     return p, changes
 
 
+# ----------------------------------------------------------------------------- reproduction scale
+# ``VOLBENCH_REPRODUCE=1`` runs the smoke cases at the largest scale a 2-core CPU affords in about
+# 90 minutes (docs/reproduction/README.md): the same settings, data and code paths, with twice the
+# smoke's seeds (at least the paper's ten, at most 20: the MNIST backbone's principled orderings
+# passed on seeds 0-9 but were undecided on 10-19, docs/R2_DESIGN.md) wherever the smoke runs four
+# or more, and twice the smoke's directions, in the
+# settings that opt in (``"reproduce": True``: the volume studies of MNIST, Fashion-MNIST and the
+# swiss roll; the others run at their smoke scale). Ids stay the same (they are names); each
+# result records what was scaled (numbers.reproduction_scale) and is never compared with the
+# smoke verdict baseline.
+REPRODUCE_ENV = "VOLBENCH_REPRODUCE"
+REPRODUCTION_SEEDS = 10       # at least the paper's seeds per setting (Fan et al.: ten)
+REPRODUCTION_MAX_SEEDS = 20   # twice the smoke's ten: what the pooled disjoint-seed check pointed to
+REPRODUCTION_MIN_SEEDS = 4    # settings with fewer seeds (E1's two, F10's three) study something else
+REPRODUCTION_DIRECTIONS = 128  # K: twice the MNIST smoke's 64 (the paper's 500 at ~4x less measuring)
+
+
+def reproducing() -> bool:
+    """True under ``VOLBENCH_REPRODUCE=1`` (the reproduction scale of the smoke cases)."""
+    return os.environ.get(REPRODUCE_ENV, "") not in ("", "0")
+
+
+def reproduction_params(params: Mapping[str, Any]) -> tuple[dict, dict]:
+    """``(params, {param: [smoke value, reproduction value]})`` at the reproduction scale.
+
+    * ``seeds`` of four or more -> twice as many consecutive seeds from the first, at least
+      :data:`REPRODUCTION_SEEDS` and at most :data:`REPRODUCTION_MAX_SEEDS`;
+    * ``K`` (the main measurements' directions) -> at least :data:`REPRODUCTION_DIRECTIONS`;
+      a direction sweep ``Ks`` gains it as its last point; ``K_small`` (E2, F5, F11: "few
+      directions") and E3's ``K_e3`` are kept;
+    * a ``control`` setting (F4) is scaled the same way.
+
+    Parameters of a setting without ``"reproduce": True`` are kept.
+
+    Example:
+        >>> p, changed = reproduction_params({"seeds": (0, 1, 2, 3, 4), "K": 64, "K_small": 10, "Ks": (5, 64),
+        ...                                   "reproduce": True})
+        >>> p["seeds"], p["K"], p["K_small"], p["Ks"], sorted(changed)
+        ((0, 1, 2, 3, 4, 5, 6, 7, 8, 9), 128, 10, (5, 64, 128), ['K', 'Ks', 'seeds'])
+        >>> len(reproduction_params({"seeds": tuple(range(10)), "reproduce": True})[0]["seeds"])
+        20
+        >>> reproduction_params({"seeds": (0, 1), "K": 500, "reproduce": True})[1], reproduction_params({"K": 16})[1]
+        ({}, {})
+    """
+    p = dict(params)
+    if not p.get("reproduce"):
+        return p, {}
+    seeds = p.get("seeds")
+    if isinstance(seeds, (tuple, list)) and len(seeds) >= REPRODUCTION_MIN_SEEDS:
+        n = min(REPRODUCTION_MAX_SEEDS, max(REPRODUCTION_SEEDS, 2 * len(seeds)))
+        p["seeds"] = tuple(range(seeds[0], seeds[0] + n))
+    if isinstance(p.get("K"), int) and p["K"] < REPRODUCTION_DIRECTIONS:
+        p["K"] = REPRODUCTION_DIRECTIONS
+    if isinstance(p.get("Ks"), (tuple, list)) and max(p["Ks"]) < REPRODUCTION_DIRECTIONS:
+        p["Ks"] = (*p["Ks"], REPRODUCTION_DIRECTIONS)
+    if isinstance(p.get("control"), Mapping):
+        p["control"] = reproduction_params(p["control"])[0]
+    changes = {k: [params[k], p[k]] for k in p if k in params and p[k] != params[k] and k != "control"}
+    return p, changes
+
+
+def reproduction_case(case: Case) -> Case:
+    """A smoke ``case`` at the reproduction scale: same id and code path, :func:`reproduction_params`."""
+    if case.tier != "smoke":
+        raise ValueError(f"{case.id}: the reproduction scale scales smoke cases (this one is {case.tier})")
+    params, changes = reproduction_params(case.params)
+    return replace(case, params=params, scale_changes=changes)
+
+
 def quick_case(case: Case, overrides: Mapping[str, Any] | None = None) -> Case:
     """The quick twin of a nightly ``case``: same id and code path, tiny parameters, ``quick=True``."""
     if case.tier != "nightly":
@@ -287,6 +373,8 @@ def finish(record_case, case: Case, estimator: str, *, started: Clock | float, d
     timing = timing_since(started)
     if case.quick:  # what was shrunk, so a quick record says at which scale it ran
         numbers = {**dict(numbers or {}), "quick_scale": {k: list(v) for k, v in case.quick_changes.items()}}
+    if case.scale_changes:  # what the reproduction scale changed
+        numbers = {**dict(numbers or {}), "reproduction_scale": {k: list(v) for k, v in case.scale_changes.items()}}
     result = CaseResult(
         claim=case.claim, case_id=case.id, verdict=verdict, estimator=estimator, title=case.title,
         tier=case.tier, statistic=statistic, rule=rule, paper_value=paper_value,
@@ -333,9 +421,11 @@ def baseline_comparisons(results: Sequence[CaseResult]) -> list[BaselineComparis
 
 
 def baseline_path() -> Path | None:
-    """``VOLBENCH_BASELINE`` if set (None for "off"), else the checked-in baseline."""
+    """``VOLBENCH_BASELINE`` if set (None for "off"), else the checked-in baseline; None in a study
+    run (the reproduction scale, or seeds shifted by ``VOLBENCH_SEED_OFFSET``), whose verdicts are
+    not the smoke tier's."""
     setting = os.environ.get(BASELINE_ENV, "").strip()
-    if setting.lower() == "off":
+    if setting.lower() == "off" or reproducing() or seed_offset():
         return None
     return Path(setting) if setting else BASELINE
 

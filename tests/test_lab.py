@@ -167,3 +167,22 @@ def test_reference_bracket_on_the_lab_ray_path_is_previous_grid_point_and_crossi
             f"direction {k}: low end must be grid point {j - 1} (before the crossing), got "
             f"{got.log_terms_low[k]:.6g} vs {low:.6g} (crossing at {high:.6g})")
         assert got.log_terms[k] == got.log_terms_high[k]
+
+
+def test_prefetch_trains_the_missing_minima_and_leaves_busy_ones(tmp_path, monkeypatch):
+    """prefetch_minima trains what is missing (in order), skips what is stored, and returns what
+    another process is training instead of waiting for it."""
+    from volbench.lab import prefetch_minima
+
+    store = MinimaStore(tmp_path)
+    cfg = TrainConfig(epochs=5, loss="bce", history_every=5)
+    specs = [MinimumSpec("swiss_roll", "swiss_mlp", train_size=40, seed=s, base=20, train=cfg) for s in range(3)]
+    train_minimum(specs[0], store)
+    busy_key = store.key(store._with_provenance(specs[2].config()))
+    real = MinimaStore.status
+    monkeypatch.setattr(MinimaStore, "status", lambda self, config: "busy" if self.key(
+        self._with_provenance(config)) == busy_key else real(self, config))
+    left = prefetch_minima(specs, store)
+    assert left == [specs[2]]
+    monkeypatch.setattr(MinimaStore, "status", real)
+    assert [store.status(s.config()) for s in specs] == ["stored", "stored", "missing"]

@@ -240,3 +240,43 @@ def test_nightly_cases_show_progress(pytester, monkeypatch):
     assert "[volbench nightly] X1-demo[toy]: started" in err
     assert "trained 0 minima" in err and "computed 0 measurements" in err, "a line while it runs"
     assert "X1-demo[toy]: finished after" in err
+
+
+def _smoke_cases():
+    import importlib
+
+    return [c for name in ("test_fan", "test_crosscheck", "test_scherlis", "test_zhang")
+            for cases in importlib.import_module(name).CASES.values() for c in cases if c.tier == "smoke"]
+
+
+def test_reproduction_scale_scales_the_volume_settings_only_and_keeps_ids():
+    from _support import REPRODUCTION_DIRECTIONS, REPRODUCTION_MAX_SEEDS, REPRODUCTION_SEEDS, reproduction_case
+
+    scaled = 0
+    for case in _smoke_cases():
+        r = reproduction_case(case)
+        assert r.id == case.id and r.tier == "smoke" and not r.quick, case.id
+        if not case.params.get("reproduce"):
+            assert r.params == case.params and not r.scale_changes, f"{case.id} did not opt in"
+            continue
+        scaled += 1
+        p = r.params
+        assert p["K"] >= REPRODUCTION_DIRECTIONS, case.id
+        n_seeds = len(case.params["seeds"])
+        assert len(p["seeds"]) == (min(REPRODUCTION_MAX_SEEDS, max(REPRODUCTION_SEEDS, 2 * n_seeds)) if n_seeds >= 4
+                                   else n_seeds), case.id
+        assert p["seeds"][0] == case.params["seeds"][0], "the smoke's seeds stay a prefix"
+        assert p.get("K_small") == case.params.get("K_small"), "few directions stay few"
+        for key, (old, new) in r.scale_changes.items():
+            assert case.params[key] == old and p[key] == new
+    assert scaled >= 15
+
+
+def test_study_runs_are_not_compared_with_the_baseline(monkeypatch):
+    monkeypatch.delenv("VOLBENCH_BASELINE", raising=False)
+    assert _support.baseline_path() == _support.BASELINE
+    monkeypatch.setenv("VOLBENCH_REPRODUCE", "1")
+    assert _support.baseline_path() is None
+    monkeypatch.delenv("VOLBENCH_REPRODUCE")
+    monkeypatch.setenv("VOLBENCH_SEED_OFFSET", "10")
+    assert _support.baseline_path() is None

@@ -296,3 +296,27 @@ def test_killed_trainer_does_not_block_the_others(tmp_path):
     entry = MinimaStore(root, lock_timeout=30).get_or_train(CONFIG, lambda: (tensors_for(1), {"by": "parent"}))
     assert entry.trained and entry.metadata == {"by": "parent"}, \
         "the OS releases a dead trainer's lock, so the next process trains instead of waiting forever"
+
+
+@pytest.mark.slow
+def test_status_says_missing_busy_stored_without_waiting(tmp_path):
+    """``status`` answers at once: "busy" while another process trains the key (so a prefetch
+    moves on to the next minimum), "stored" once it is written, "missing" before anyone starts."""
+    root, marker = tmp_path / "store", tmp_path / "started"
+    assert MinimaStore(root).status(CONFIG) == "missing"
+    proc = mp.get_context("spawn").Process(target=_hold_lock_worker, args=(str(root), str(marker)))
+    proc.start()
+    try:
+        deadline = time.monotonic() + 120
+        while not marker.exists():
+            assert time.monotonic() < deadline, "worker did not start training within 120 s"
+            time.sleep(0.05)
+        t0 = time.monotonic()
+        assert MinimaStore(root).status(CONFIG) == "busy"
+        assert time.monotonic() - t0 < 5, "status must not wait for the lock"
+    finally:
+        proc.kill()
+        proc.join(timeout=30)
+    store = MinimaStore(root)
+    store.get_or_train(CONFIG, lambda: (tensors_for(1), {}))
+    assert store.status(CONFIG) == "stored"

@@ -35,7 +35,7 @@ Example (tiny and fast: the swiss roll):
 """
 from volbench.lab.ledger import LEDGER, Ledger
 from volbench.lab.measure import Measurement, measure, measure_many
-from volbench.lab.minima import Minimum, check_compatible, train_minimum
+from volbench.lab.minima import Minimum, check_compatible, prefetch_minima, train_minimum
 from volbench.lab.spec import (
     LAB_VERSION,
     MinimumSpec,
@@ -47,5 +47,5 @@ from volbench.lab.spec import (
 from volbench.store.measurements import CacheWriteWarning, CorruptCacheWarning
 
 __all__ = ["MinimumSpec", "Minimum", "Measurement", "CacheWriteWarning", "CorruptCacheWarning", "load_dataset",
-           "forget_datasets", "training_batch", "landscape_batch", "check_compatible", "train_minimum", "measure",
-           "measure_many", "Ledger", "LEDGER", "LAB_VERSION"]
+           "forget_datasets", "training_batch", "landscape_batch", "check_compatible", "train_minimum",
+           "prefetch_minima", "measure", "measure_many", "Ledger", "LEDGER", "LAB_VERSION"]

@@ -3,6 +3,7 @@ training it (and recording it in the ledger) on a miss."""
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -88,3 +89,19 @@ def train_minimum(spec: MinimumSpec, store: MinimaStore, *, device=None, progres
         LEDGER.minima_served += 1
     return Minimum(spec=spec, params=entry.params, metrics=dict(entry.metadata), key=entry.key,
                    trained_now=entry.trained, tensors=dict(entry.tensors))
+
+
+def prefetch_minima(specs: Sequence[MinimumSpec], store: MinimaStore, *, device=None) -> list[MinimumSpec]:
+    """Train, in order, the minima of ``specs`` that are neither stored nor being trained by
+    another process, and return those another process was training (left to the caller, whose
+    ``train_minimum`` then waits for them or reads them). Cases on several xdist workers that share
+    minima (the same spec, hence the same store key) call it first, so the workers train different
+    minima instead of queueing on one key's lock in the same order."""
+    left = []
+    for spec in specs:
+        state = store.status(spec.config())
+        if state == "busy":
+            left.append(spec)
+        elif state == "missing":
+            train_minimum(spec, store, device=device)
+    return left

@@ -318,9 +318,7 @@ class MinimaStore:
         """
         if not callable(train_fn):
             raise TypeError(f"train_fn must be callable, got {type(train_fn).__name__}")
-        if self.provenance is not None and isinstance(config, dict) and "code" not in config:
-            extra = self.provenance() if callable(self.provenance) else self.provenance
-            config = {**extra, **config}
+        config = self._with_provenance(config)
         key = self.key(config)
         hit = self._get(key, locked=False)
         if hit is not None:
@@ -336,7 +334,30 @@ class MinimaStore:
             entry = self._write(key, tensors, metadata, config)
         return dataclasses.replace(entry, trained=True)
 
+    def status(self, config: dict[str, Any]) -> str:
+        """Where the entry for ``config`` stands, without waiting: "stored" (a complete-looking
+        entry, not verified), "busy" (another process holds its lock: it is training or writing
+        it) or "missing". Lets several processes that need the same minima train different ones
+        instead of waiting on each other (``volbench.lab.prefetch_minima``); the answer may be
+        stale by the time it is used, which costs at most a wait in :meth:`get_or_train`."""
+        key = self.key(self._with_provenance(config))
+        if (self.root / key / META).exists():
+            return "stored"
+        lock = FileLock(str(self.root / ".locks" / f"{key}.lock"), timeout=0)
+        (self.root / ".locks").mkdir(parents=True, exist_ok=True)
+        try:
+            with lock:
+                return "missing"
+        except Timeout:
+            return "busy"
+
     # ------------------------------------------------------------------ internals
+    def _with_provenance(self, config: dict[str, Any]) -> dict[str, Any]:
+        if self.provenance is not None and isinstance(config, dict) and "code" not in config:
+            extra = self.provenance() if callable(self.provenance) else self.provenance
+            config = {**extra, **config}
+        return config
+
     def _lock(self, key: str) -> FileLock:
         locks = self.root / ".locks"
         locks.mkdir(parents=True, exist_ok=True)
