@@ -3,7 +3,15 @@ from __future__ import annotations
 
 import os
 
+import torch._decomp.decompositions_for_jvp  # noqa: F401
 from hypothesis import HealthCheck, settings
+
+# The import above is torch's own, done here once per process while the stack is shallow and no
+# other thread runs: forward-mode AD (torch.func.jvp/hessian) imports it lazily on first use, and
+# it jit-scripts decompositions by parsing their source with ``ast``. CPython 3.11's AST
+# constructor can raise a spurious "SystemError: AST constructor recursion depth mismatch" there
+# (python/cpython#106905), which failed tests/test_flatness.py once in a CI rehearsal, deep in a
+# vmap under pytest-xdist, while test_fetch's HTTP server thread was still writing.
 
 # Explicit parents, so no profile silently inherits hypothesis' built-in "ci" profile.
 _base = settings(deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.differing_executors])
