@@ -1,5 +1,5 @@
 """Publish a reproduction run (tools/reproduce.sh) into ``docs/reproduction/``: its results.json,
-report.md, index.html and figures, and a README.md stating the command, the machine, the wall time
+report.md and figures, and a README.md stating the command, the machine, the wall time
 and every result beside the paper's number.
 
     python tools/publish_reproduction.py reports/reproduction/latest docs/reproduction --wall-seconds 3600
@@ -32,7 +32,7 @@ def _cell(text: str) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
 
 
-def readme(run, wall_seconds: float | None) -> str:
+def readme(run, wall_seconds: float | None, note: str = "") -> str:
     results = [r for r in run.results if r.verdict != "skip"]
     decided = sum(r.verdict in ("pass", "fail") for r in results)
     judged = sum(r.verdict in JUDGED for r in results)
@@ -57,14 +57,16 @@ def readme(run, wall_seconds: float | None) -> str:
     ]
     if wall_seconds is not None:
         lines.append(f"- **Wall time of the publishing invocation:** {wall_seconds / 60:.1f} min on 2 workers")
+    if note:
+        lines.append(f"- **Note:** {note}")
     lines += [
         f"- **Decided:** {decided} of {judged} judged results "
         f"({100 * decided / max(judged, 1):.0f}%; per case and estimator, skips excluded)",
         "- **Compare your run:** `VOLBENCH_REPRODUCE=1 python -m pytest cases/test_fan.py cases/test_crosscheck.py "
         "-n 2`, then `volbench compare docs/reproduction reports/latest`",
         "",
-        "[report.md](report.md) holds every statement, its rule and the figures; [index.html](index.html) the same "
-        "with plots inline.",
+        "[report.md](report.md) holds every statement, its rule and the figures (figures/); `volbench report "
+        "docs/reproduction` renders the same as index.html.",
         "",
         "| claim | case | estimator | verdict | our statistic (deciding statement) | the paper's number |",
         "|---|---|---|---|---|---|",
@@ -83,6 +85,7 @@ def main() -> None:
     p.add_argument("run")
     p.add_argument("dest")
     p.add_argument("--wall-seconds", type=float, default=None)
+    p.add_argument("--note", default="", help="a line on how this run was made (e.g. what the store held)")
     args = p.parse_args()
     src = resolve_run(args.run)
     src_dir = src if src.is_dir() else src.parent
@@ -92,11 +95,11 @@ def main() -> None:
     dest = Path(args.dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".reproduction-", dir=dest.parent))
-    for name in ("results.json", "report.md", "index.html"):
+    for name in ("results.json", "report.md"):  # index.html (2-3 MB, figures inline): `volbench report`
         shutil.copy2(src_dir / name, staging / name)
     if (src_dir / "figures").is_dir():
         shutil.copytree(src_dir / "figures", staging / "figures")
-    (staging / "README.md").write_text(readme(run, args.wall_seconds), encoding="utf-8")
+    (staging / "README.md").write_text(readme(run, args.wall_seconds, args.note), encoding="utf-8")
     old = dest.with_name(dest.name + ".old")
     if dest.exists():
         dest.rename(old)
