@@ -56,7 +56,7 @@ def readme(run, wall_seconds: float | None, note: str = "") -> str:
         + (f" ({span / 60:.1f} min)" if span is not None else ""),
     ]
     if wall_seconds is not None:
-        lines.append(f"- **Wall time of the publishing invocation:** {wall_seconds / 60:.1f} min on 2 workers")
+        lines.append(f"- **Wall time:** {wall_seconds / 60:.1f} min on 2 workers")
     if note:
         lines.append(f"- **Note:** {note}")
     lines += [
