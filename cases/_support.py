@@ -23,9 +23,10 @@ from volbench.results import CaseResult, Statistic
 
 ESTIMATORS = ("reference", "principled")
 
-#: Study knob (docs/R2_DESIGN.md): ``VOLBENCH_SEED_OFFSET=10`` shifts every seed of the MNIST smoke
-#: settings by 10, so that a design's decided verdicts can be checked once on seeds it does not use.
-#: Results record their seeds; the verdict baseline is recorded with offset 0.
+#: Study knob (docs/R2_DESIGN.md): ``VOLBENCH_SEED_OFFSET=10`` shifts every seed of the MNIST and
+#: Fashion-MNIST smoke settings by 10, so that a design's decided verdicts can be checked once on
+#: seeds it does not use. Results record their seeds; such a run is never compared with the verdict
+#: baseline (recorded with offset 0).
 SEED_OFFSET_ENV = "VOLBENCH_SEED_OFFSET"
 
 
@@ -216,9 +217,9 @@ def quick_params(params: Mapping[str, Any], overrides: Mapping[str, Any] | None 
 # 90 minutes (docs/reproduction/README.md): the same settings, data and code paths, with twice the
 # smoke's seeds (at least the paper's ten, at most 20: the MNIST backbone's principled orderings
 # passed on seeds 0-9 but were undecided on 10-19, docs/R2_DESIGN.md) wherever the smoke runs four
-# or more, and twice the smoke's directions, in the
-# settings that opt in (``"reproduce": True``: the volume studies of MNIST, Fashion-MNIST and the
-# swiss roll; the others run at their smoke scale). Ids stay the same (they are names); each
+# or more, and twice the smoke's directions, in the settings that opt in (``"reproduce": True``:
+# the volume studies of MNIST, Fashion-MNIST and the swiss roll; the others run at their smoke
+# scale). Ids stay the same (they are names); each
 # result records what was scaled (numbers.reproduction_scale) and is never compared with the
 # smoke verdict baseline.
 REPRODUCE_ENV = "VOLBENCH_REPRODUCE"
