@@ -187,6 +187,7 @@ def test_the_same_borderline_move_on_the_baselines_class_fails(tmp_path, old, ne
     dataclasses.replace(AMD, threads=2), dataclasses.replace(AMD, cpu_capability="AVX2"),
     dataclasses.replace(AMD, torch="2.14.0"), dataclasses.replace(AMD, dtype="float64"),
     dataclasses.replace(AMD, tf32=True), dataclasses.replace(AMD, gpu="x"),
+    dataclasses.replace(AMD, blas="MKL_CBWR=COMPATIBLE"),
 ], ids=lambda m: m.describe())
 def test_every_field_of_the_machine_class_makes_another_class(tmp_path, other):
     _, base = _baseline_of(tmp_path, _result(_judged("a", "pass")))
@@ -464,3 +465,17 @@ def test_a_case_records_its_class_and_its_reported_moves_and_fails_only_on_failu
     assert not result.baseline_moves
     with pytest.raises(pytest.fail.Exception, match="statement \\(a\\): pass -> inconclusive"):
         support.verdicts_hold([result], strict=False)
+
+
+def test_this_process_machine_class_follows_mkls_branch_switches(monkeypatch):
+    """MKL_CBWR (or MKL_ENABLE_INSTRUCTIONS) picks another MKL code path: another class, so a
+    borderline move under it is reported, as on another CPU (F10 and F14 moved so under
+    MKL_CBWR=COMPATIBLE); unset, the field is empty and old records (no field) read the same."""
+    for name in ("MKL_CBWR", "MKL_ENABLE_INSTRUCTIONS"):
+        monkeypatch.delenv(name, raising=False)
+    default = machine_class("cpu")
+    monkeypatch.setenv("MKL_CBWR", "COMPATIBLE")
+    compatible = machine_class("cpu")
+    assert default.blas == "" and compatible.blas == "MKL_CBWR=COMPATIBLE" and default != compatible
+    old_record = {k: v for k, v in default.to_dict().items() if k != "blas"}
+    assert type(default).from_dict(old_record) == default

@@ -18,6 +18,10 @@ is equal:
 * ``tf32``: whether float32 matmuls may use TF32 (``allow_tf32``, or a
   ``float32_matmul_precision`` below "highest"), or, on a CUDA device, cuDNN's convolutions may.
 * ``torch``: torch's release, without the build's local tag (2.13.0 of 2.13.0+cpu).
+* ``blas``: MKL's code-path switches set in the environment (``MKL_CBWR``,
+  ``MKL_ENABLE_INSTRUCTIONS``; "" when unset, the default branch): another branch sums in another
+  order, and long training (F10's 5,000 epochs, F14's transformer) carries that into the minimum.
+  Records without the field (older baselines and runs) read as "".
 
 Only the standard library at import (the report plugin imports this); :func:`machine_class`
 imports torch.
@@ -31,6 +35,10 @@ Example:
     >>> import dataclasses
     >>> m.differences(dataclasses.replace(m, cpu_vendor="GenuineIntel", threads=2))
     ['CPU vendor AuthenticAMD -> GenuineIntel', 'threads 1 -> 2']
+    >>> dataclasses.replace(m, blas="MKL_CBWR=COMPATIBLE").describe()
+    'AuthenticAMD AVX512, 1 thread, cpu, float32, TF32 off, torch 2.13.0, MKL_CBWR=COMPATIBLE'
+    >>> MachineClass.from_dict({k: v for k, v in m.to_dict().items() if k != "blas"}) == m
+    True
 """
 from __future__ import annotations
 
@@ -42,7 +50,9 @@ from typing import Any
 __all__ = ["MachineClass", "machine_class", "default_device", "describe_machine"]
 
 _LABELS = {"cpu_vendor": "CPU vendor", "cpu_capability": "ISA", "threads": "threads", "device": "device",
-           "gpu": "GPU", "dtype": "dtype", "tf32": "TF32", "torch": "torch"}
+           "gpu": "GPU", "dtype": "dtype", "tf32": "TF32", "torch": "torch", "blas": "BLAS branch"}
+#: MKL's switches of its code path (the environment variables whose values join ``blas``).
+BLAS_SWITCHES = ("MKL_CBWR", "MKL_ENABLE_INSTRUCTIONS")
 
 
 @dataclass(frozen=True)
@@ -57,6 +67,7 @@ class MachineClass:
     dtype: str
     tf32: bool
     torch: str
+    blas: str = ""
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -74,6 +85,7 @@ class MachineClass:
         if not isinstance(data, Mapping):
             raise ValueError(f"a machine class is a JSON object, got {type(data).__name__}")
         names = [f.name for f in fields(cls)]
+        data = {"blas": "", **data}  # recorded before the field existed: the default branch
         missing, unknown = sorted(set(names) - set(data)), sorted(set(data) - set(names))
         if missing or unknown:
             raise ValueError(f"a machine class has the keys {names}; missing {missing}, unknown {unknown}")
@@ -84,7 +96,7 @@ class MachineClass:
         device = f"{self.device} ({self.gpu})" if self.gpu else self.device
         threads = f"{self.threads} thread{'s' if self.threads != 1 else ''}"
         return (f"{self.cpu_vendor} {self.cpu_capability}, {threads}, {device}, {self.dtype}, "
-                f"TF32 {'on' if self.tf32 else 'off'}, torch {self.torch}")
+                f"TF32 {'on' if self.tf32 else 'off'}, torch {self.torch}" + (f", {self.blas}" if self.blas else ""))
 
     def differences(self, other: MachineClass) -> list[str]:
         """``"<field> <this> -> <other>"`` for each field in which ``other`` differs."""
@@ -146,4 +158,5 @@ def machine_class(device: Any = None) -> MachineClass:
         dtype=str(torch.get_default_dtype()).removeprefix("torch."),
         tf32=tf32,
         torch=str(torch.__version__).split("+")[0],
+        blas=" ".join(f"{name}={os.environ[name]}" for name in BLAS_SWITCHES if os.environ.get(name)),
     )
