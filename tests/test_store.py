@@ -276,6 +276,15 @@ def _hold_lock_worker(root: str, marker: str) -> None:
     MinimaStore(root).get_or_train(CONFIG, train_fn)
 
 
+def _wait_until_training(proc, marker, timeout: float = 120.0) -> None:
+    """Wait until the spawned ``_hold_lock_worker`` holds the key's lock (it writes ``marker``)."""
+    deadline = time.monotonic() + timeout
+    while not marker.exists():
+        assert time.monotonic() < deadline, f"worker did not start training within {timeout:.0f} s"
+        assert proc.is_alive(), f"worker died early with exit code {proc.exitcode}"
+        time.sleep(0.05)
+
+
 @pytest.mark.faults
 @pytest.mark.slow
 def test_killed_trainer_does_not_block_the_others(tmp_path):
@@ -283,11 +292,7 @@ def test_killed_trainer_does_not_block_the_others(tmp_path):
     proc = mp.get_context("spawn").Process(target=_hold_lock_worker, args=(str(root), str(marker)))
     proc.start()
     try:
-        deadline = time.monotonic() + 120
-        while not marker.exists():
-            assert time.monotonic() < deadline, "worker did not start training within 120 s"
-            assert proc.is_alive(), f"worker died early with exit code {proc.exitcode}"
-            time.sleep(0.05)
+        _wait_until_training(proc, marker)
         with pytest.raises(Timeout):  # the trainer holds the key's lock
             MinimaStore(root, lock_timeout=0.2).get_or_train(CONFIG, lambda: (tensors_for(0), {}))
     finally:
@@ -307,10 +312,7 @@ def test_status_says_missing_busy_stored_without_waiting(tmp_path):
     proc = mp.get_context("spawn").Process(target=_hold_lock_worker, args=(str(root), str(marker)))
     proc.start()
     try:
-        deadline = time.monotonic() + 120
-        while not marker.exists():
-            assert time.monotonic() < deadline, "worker did not start training within 120 s"
-            time.sleep(0.05)
+        _wait_until_training(proc, marker)
         t0 = time.monotonic()
         assert MinimaStore(root).status(CONFIG) == "busy"
         assert time.monotonic() - t0 < 5, "status must not wait for the lock"
